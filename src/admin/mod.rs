@@ -1,0 +1,78 @@
+//! The admin listener (`admin.listen`, loopback by default): `/healthz`
+//! (process alive) and `/readyz` (200 only when every backend answers).
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+use crate::app::App;
+use crate::response::{self, Body};
+
+pub async fn run(app: Arc<App>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(_) => { tokio::time::sleep(std::time::Duration::from_millis(50)).await; continue; }
+            },
+            () = &mut shutdown => break,
+        };
+        let app = app.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req: Request<Incoming>| {
+                let app = app.clone();
+                async move { Ok::<_, Infallible>(route(&app, &req).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(std::time::Duration::from_secs(10))
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+async fn route(app: &App, req: &Request<Incoming>) -> Response<Body> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return response::json(
+            StatusCode::METHOD_NOT_ALLOWED,
+            &serde_json::json!({"error": "method_not_allowed"}),
+        );
+    }
+    match req.uri().path() {
+        "/healthz" => response::json(StatusCode::OK, &serde_json::json!({"status": "ok"})),
+        "/readyz" => readyz(app).await,
+        _ => response::json(
+            StatusCode::NOT_FOUND,
+            &serde_json::json!({"error": "not_found"}),
+        ),
+    }
+}
+
+/// Pings every backend; names the ones that failed.
+async fn readyz(app: &App) -> Response<Body> {
+    let mut failing = Vec::new();
+    if let Err(e) = app.auth.sessions.store().ping().await {
+        tracing::warn!(error = %e, "readiness: session store is not answering");
+        failing.push("session_store");
+    }
+    if let Err(e) = app.auth.credentials.ping().await {
+        tracing::warn!(error = %e, "readiness: credential backend is not answering");
+        failing.push("credentials");
+    }
+    if failing.is_empty() {
+        response::json(StatusCode::OK, &serde_json::json!({"status": "ready"}))
+    } else {
+        response::json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &serde_json::json!({"status": "unavailable", "failing": failing}),
+        )
+    }
+}

@@ -1,0 +1,343 @@
+//! portcullis' own endpoints under `login.prefix`: the sign-in form and its
+//! POST, sign-out (POST only; GET shows a button), and `me`.
+
+use http::header::{self, HeaderValue};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use serde::Deserialize;
+
+use super::audit;
+use crate::app::App;
+use crate::pages::LoginView;
+use crate::policy::next::validate_next;
+use crate::proxy::error::ProxyError;
+use crate::proxy::forwarded::Origin;
+use crate::response::{self, Body};
+use crate::store::SessionRecord;
+
+/// Login and logout bodies over this are refused before any hashing.
+pub const FORM_BODY_LIMIT: usize = 16 * 1024;
+
+const GENERIC_FAILURE: &str = "Incorrect username or password.";
+const FORM_EXPIRED: &str = "This sign-in form has expired. Please try again.";
+
+/// Serves a request whose normalized path is under the prefix.
+pub async fn handle(
+    app: &App,
+    req: Request<Incoming>,
+    path: &str,
+    origin: &Origin,
+) -> Result<Response<Body>, ProxyError> {
+    let prefix = &app.config.login.prefix;
+    let endpoint = path.strip_prefix(prefix.as_str()).unwrap_or("");
+    match (endpoint.trim_end_matches('/'), req.method().clone()) {
+        ("/login", Method::GET | Method::HEAD) => login_form(app, &req).await,
+        ("/login", Method::POST) => login_submit(app, req, origin).await,
+        ("/logout", Method::GET | Method::HEAD) => logout_form(app, &req).await,
+        ("/logout", Method::POST) => logout_submit(app, req, origin).await,
+        ("/me", Method::GET | Method::HEAD) => me(app, &req).await,
+        ("/login" | "/logout" | "/me", _) => Err(ProxyError::MethodNotAllowed),
+        _ => Err(ProxyError::NotFound),
+    }
+}
+
+fn login_path(app: &App) -> String {
+    format!("{}/login", app.config.login.prefix)
+}
+
+/// `{prefix}/login?next=...` for a redirect from a protected page.
+pub fn login_url(app: &App, next: &str) -> String {
+    let query = serde_urlencoded::to_string([("next", next)]).unwrap_or_default();
+    format!("{}?{query}", login_path(app))
+}
+
+#[derive(Deserialize, Default)]
+struct NextQuery {
+    #[serde(default)]
+    next: String,
+}
+
+async fn login_form(app: &App, req: &Request<Incoming>) -> Result<Response<Body>, ProxyError> {
+    let query: NextQuery =
+        serde_urlencoded::from_str(req.uri().query().unwrap_or("")).unwrap_or_default();
+    let next = validate_next(&query.next);
+    if app.auth.session_of(req.headers()).await?.is_some() {
+        return Ok(response::redirect(StatusCode::SEE_OTHER, &next));
+    }
+    Ok(render_login(
+        app,
+        req.headers(),
+        StatusCode::OK,
+        &next,
+        "",
+        None,
+    ))
+}
+
+/// The sign-in form, reusing the browser's CSRF nonce cookie when it has one
+/// so that other open tabs keep working.
+fn render_login(
+    app: &App,
+    headers: &HeaderMap,
+    status: StatusCode,
+    next: &str,
+    username: &str,
+    error: Option<&str>,
+) -> Response<Body> {
+    let existing = app.auth.cookies.csrf_nonce(headers).filter(|n| {
+        n.len() == 22
+            && n.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    });
+    let nonce = existing
+        .clone()
+        .unwrap_or_else(super::csrf::Csrf::new_nonce);
+    let token = app.auth.csrf.login_token(&nonce);
+    let action = login_path(app);
+    let page = app.pages.login(&LoginView {
+        action: &action,
+        csrf_token: &token,
+        next,
+        username,
+        error,
+    });
+    let mut response = response::html(status, page);
+    if existing.is_none() {
+        super::cookies::append_set_cookie(response.headers_mut(), app.auth.cookies.csrf(&nonce));
+    }
+    response
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    csrf_token: String,
+    #[serde(default)]
+    next: String,
+}
+
+async fn login_submit(
+    app: &App,
+    req: Request<Incoming>,
+    origin: &Origin,
+) -> Result<Response<Body>, ProxyError> {
+    let (parts, body) = req.into_parts();
+    let body = read_form_body(&parts.headers, body).await?;
+    if is_json(&parts.headers) {
+        // Bearer tokens for API clients are not part of this build yet.
+        return Ok(response::json(
+            StatusCode::NOT_IMPLEMENTED,
+            &serde_json::json!({"error": "not_implemented"}),
+        ));
+    }
+    let form: LoginForm = serde_urlencoded::from_bytes(&body)
+        .map_err(|_| ProxyError::BadRequest("login form is not form-encoded"))?;
+    let next = validate_next(&form.next);
+
+    let nonce = app.auth.cookies.csrf_nonce(&parts.headers);
+    let csrf_ok = nonce
+        .as_deref()
+        .is_some_and(|n| app.auth.csrf.check_login(n, &form.csrf_token));
+    if !csrf_ok {
+        audit(
+            "login_csrf_refused",
+            &form.username,
+            origin.client_ip,
+            &origin.request_id,
+        );
+        let mut headers = parts.headers.clone();
+        headers.remove(header::COOKIE);
+        return Ok(render_login(
+            app,
+            &headers,
+            StatusCode::FORBIDDEN,
+            &next,
+            &form.username,
+            Some(FORM_EXPIRED),
+        ));
+    }
+
+    let Some(identity) = app
+        .auth
+        .check_password(form.username.trim(), &form.password)
+        .await?
+    else {
+        audit(
+            "login_failed",
+            &form.username,
+            origin.client_ip,
+            &origin.request_id,
+        );
+        return Ok(render_login(
+            app,
+            &parts.headers,
+            StatusCode::UNAUTHORIZED,
+            &next,
+            &form.username,
+            Some(GENERIC_FAILURE),
+        ));
+    };
+
+    // Any session the browser arrived with is discarded (no fixation).
+    for token in app.auth.cookies.session_tokens(&parts.headers) {
+        app.auth
+            .sessions
+            .revoke(&super::session::hash_token(&token))
+            .await?;
+    }
+    let (token, _) = app
+        .auth
+        .sessions
+        .create(identity.clone(), crate::store::AuthMethod::Password)
+        .await?;
+    audit(
+        "login_ok",
+        &identity.username,
+        origin.client_ip,
+        &origin.request_id,
+    );
+    let mut response = response::redirect(StatusCode::SEE_OTHER, &next);
+    super::cookies::append_set_cookie(response.headers_mut(), app.auth.cookies.session(&token));
+    Ok(response)
+}
+
+async fn logout_form(app: &App, req: &Request<Incoming>) -> Result<Response<Body>, ProxyError> {
+    let Some(session) = app.auth.session_of(req.headers()).await? else {
+        return Ok(response::redirect(StatusCode::SEE_OTHER, &login_path(app)));
+    };
+    let token = app.auth.csrf.logout_token(&session.token_hash);
+    let action = format!("{}/logout", app.config.login.prefix);
+    let page = app
+        .pages
+        .logout(&action, &token, &session.identity.username);
+    Ok(response::html(StatusCode::OK, page))
+}
+
+#[derive(Deserialize)]
+struct LogoutForm {
+    #[serde(default)]
+    csrf_token: String,
+}
+
+async fn logout_submit(
+    app: &App,
+    req: Request<Incoming>,
+    origin: &Origin,
+) -> Result<Response<Body>, ProxyError> {
+    let (parts, body) = req.into_parts();
+    let body = read_form_body(&parts.headers, body).await?;
+    let session = app.auth.session_of(&parts.headers).await?;
+    if let Some(session) = &session {
+        let form: Option<LogoutForm> = serde_urlencoded::from_bytes(&body).ok();
+        let token_ok = form.is_some_and(|f| {
+            app.auth
+                .csrf
+                .check_logout(&session.token_hash, &f.csrf_token)
+        });
+        if !token_ok && !same_origin(app, &parts.headers, origin) {
+            audit(
+                "logout_csrf_refused",
+                &session.identity.username,
+                origin.client_ip,
+                &origin.request_id,
+            );
+            return Err(ProxyError::Forbidden);
+        }
+        app.auth.sessions.revoke(&session.token_hash).await?;
+        audit(
+            "logout",
+            &session.identity.username,
+            origin.client_ip,
+            &origin.request_id,
+        );
+    }
+    let mut response = response::redirect(StatusCode::SEE_OTHER, &login_path(app));
+    super::cookies::append_set_cookie(response.headers_mut(), app.auth.cookies.clear_session());
+    Ok(response)
+}
+
+/// True when the browser says the request comes from our own origin.
+fn same_origin(app: &App, headers: &HeaderMap, origin: &Origin) -> bool {
+    let Some(sent) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let ours = match &app.config.server.public_url {
+        Some(url) => url.origin.clone(),
+        None => match &origin.host {
+            Some(host) => format!("{}://{}", origin.proto, host.to_ascii_lowercase()),
+            None => return false,
+        },
+    };
+    sent.eq_ignore_ascii_case(&ours)
+}
+
+async fn me(app: &App, req: &Request<Incoming>) -> Result<Response<Body>, ProxyError> {
+    match app.auth.session_of(req.headers()).await? {
+        Some(session) => Ok(response::json(StatusCode::OK, &me_json(app, &session))),
+        None => Ok(unauthenticated_json()),
+    }
+}
+
+fn me_json(app: &App, session: &SessionRecord) -> serde_json::Value {
+    let expires_at =
+        humantime::format_rfc3339_seconds(app.auth.sessions.ends_at(session)).to_string();
+    serde_json::json!({
+        "id": session.identity.id,
+        "username": session.identity.username,
+        "email": session.identity.email,
+        "roles": session.identity.roles,
+        "auth_method": session.auth_method.as_str(),
+        "expires_at": expires_at,
+    })
+}
+
+/// 401 for API clients: `WWW-Authenticate: Bearer` and a JSON body.
+pub fn unauthenticated_json() -> Response<Body> {
+    let mut response = response::json(
+        StatusCode::UNAUTHORIZED,
+        &serde_json::json!({"error": "unauthenticated"}),
+    );
+    response
+        .headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    response
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("application/json")
+        })
+}
+
+/// Collects a small body, refusing anything over [`FORM_BODY_LIMIT`] before
+/// reading it when the length is declared, and as soon as it is exceeded
+/// otherwise.
+async fn read_form_body(headers: &HeaderMap, body: Incoming) -> Result<bytes::Bytes, ProxyError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > FORM_BODY_LIMIT as u64) {
+        return Err(ProxyError::PayloadTooLarge);
+    }
+    match Limited::new(body, FORM_BODY_LIMIT).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(ProxyError::PayloadTooLarge)
+        }
+        Err(_) => Err(ProxyError::BadRequest("request body could not be read")),
+    }
+}

@@ -1,0 +1,195 @@
+//! `proxy.toml`: loading, `${ENV}` interpolation and validation.
+//!
+//! Loading runs in two stages. `raw` deserializes the file as written (unknown
+//! keys refused, defaults filled in); `validate` turns that into [`Config`],
+//! which holds resolved types only (socket addresses, durations, compiled
+//! route rules, a ready rustls config), so nothing downstream parses strings.
+//! Every error names the key path and the offending value.
+
+mod env;
+mod raw;
+mod validate;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::HeaderName;
+use ipnet::IpNet;
+
+use crate::policy::routes::RouteTable;
+
+pub use validate::ConfigErrors;
+
+/// The validated configuration the proxy runs on.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub admin: AdminConfig,
+    pub upstream: UpstreamConfig,
+    pub session: SessionConfig,
+    pub postgres: PostgresConfig,
+    pub credentials: CredentialsConfig,
+    pub login: LoginConfig,
+    pub routes: Arc<RouteTable>,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// Where browsers reach portcullis; `None` means "assume https".
+    pub public_url: Option<PublicUrl>,
+    pub trusted_proxies: Vec<IpNet>,
+    pub header_read_timeout: Duration,
+    pub max_header_bytes: usize,
+    pub max_connections: usize,
+    pub shutdown_grace: Duration,
+    pub tls: Option<TlsConfig>,
+}
+
+/// The scheme and origin of `server.public_url`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicUrl {
+    pub https: bool,
+    /// `scheme://host[:port]`, compared with a browser's `Origin` header.
+    pub origin: String,
+}
+
+#[derive(Clone)]
+pub struct TlsConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub server_config: Arc<rustls::ServerConfig>,
+    pub redirect_http_from: Option<SocketAddr>,
+}
+
+impl std::fmt::Debug for TlsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsConfig")
+            .field("cert", &self.cert)
+            .field("key", &self.key)
+            .field("redirect_http_from", &self.redirect_http_from)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    /// `None` when `admin.listen = ""` turns the admin listener off.
+    pub listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    /// `scheme://authority` of the app, no path.
+    pub scheme: http::uri::Scheme,
+    pub authority: http::uri::Authority,
+    pub connect_timeout: Duration,
+    pub response_header_timeout: Duration,
+    pub pool_idle_timeout: Duration,
+    pub pass_session_cookie: bool,
+    pub headers: IdentityHeaders,
+}
+
+/// Names of the identity headers portcullis injects (and strips from clients).
+#[derive(Debug, Clone)]
+pub struct IdentityHeaders {
+    pub user: HeaderName,
+    pub email: HeaderName,
+    pub roles: HeaderName,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionStoreKind {
+    Memory,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SameSite {
+    Lax,
+    Strict,
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    pub store: SessionStoreKind,
+    /// As configured; see `auth::cookies` for the development variant.
+    pub cookie_name: String,
+    pub idle_timeout: Duration,
+    pub absolute_timeout: Duration,
+    pub same_site: SameSite,
+    /// 0 = unlimited; otherwise the oldest session is revoked at login.
+    pub max_per_user: u32,
+    pub cache_ttl: Duration,
+    pub recheck_interval: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct PostgresConfig {
+    pub url: String,
+    pub pool_size: u32,
+    pub migrate: bool,
+}
+
+#[derive(Debug, Clone)]
+pub enum CredentialsConfig {
+    File { path: PathBuf },
+}
+
+#[derive(Debug, Clone)]
+pub struct LoginConfig {
+    /// Path prefix of portcullis' own endpoints, e.g. `/auth` (no trailing slash).
+    pub prefix: String,
+    pub title: String,
+    pub template: Option<PathBuf>,
+    pub max_failures: u32,
+    pub lockout: Duration,
+    pub ip_rate: Rate,
+    /// Threads for password hashing; resolved from 0 to the core count.
+    pub hash_workers: usize,
+}
+
+/// `count` events per `per`, e.g. `20/min`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub count: u32,
+    pub per: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    pub access_log: bool,
+}
+
+impl Config {
+    /// Reads, interpolates and validates the file at `path`.
+    pub fn load(path: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read config {}: {e}", path.display()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::from_toml(&text, base)
+            .map_err(|e| anyhow::anyhow!("invalid config {}:\n{e}", path.display()))
+    }
+
+    /// Parses and validates TOML text. Relative paths in it (users file,
+    /// templates, certificates) are resolved from the working directory, as an
+    /// operator reading the file expects; `_base` is kept for error context.
+    pub fn from_toml(text: &str, _base: &Path) -> Result<Config, ConfigErrors> {
+        // Parsing straight into the raw structs first gives errors with line
+        // numbers; the interpolated value tree is then converted again.
+        toml::from_str::<raw::RawConfig>(text).map_err(ConfigErrors::from_toml)?;
+        let value: toml::Value = toml::from_str(text).map_err(ConfigErrors::from_toml)?;
+        let value = env::interpolate(value, &|name| std::env::var(name).ok())?;
+        let raw: raw::RawConfig = value.try_into().map_err(ConfigErrors::from_toml)?;
+        validate::validate(raw)
+    }
+}

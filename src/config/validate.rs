@@ -1,0 +1,562 @@
+//! The second stage of config loading: `RawConfig` -> [`Config`]. Collects
+//! every problem, each as `key.path: what is wrong (value)`, so an operator
+//! fixes the whole file in one pass.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::HeaderName;
+use ipnet::IpNet;
+
+use super::raw::{self, RawConfig};
+use super::*;
+use crate::policy::routes::{RouteSpec, RouteTable};
+
+/// Every problem found in a config, one `key: message` per line.
+#[derive(Debug, Default)]
+pub struct ConfigErrors {
+    pub problems: Vec<(String, String)>,
+}
+
+impl ConfigErrors {
+    pub(crate) fn push(&mut self, key: &str, message: impl Into<String>) {
+        self.problems.push((key.to_string(), message.into()));
+    }
+
+    pub(crate) fn from_toml(e: toml::de::Error) -> Self {
+        let mut errors = Self::default();
+        // toml's message already says where (line, column, key).
+        errors.push("proxy.toml", e.to_string().trim_end().to_string());
+        errors
+    }
+
+    pub(crate) fn into_result<T>(self, value: T) -> Result<T, Self> {
+        if self.problems.is_empty() {
+            Ok(value)
+        } else {
+            Err(self)
+        }
+    }
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, (key, message)) in self.problems.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{key}: {message}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+pub(crate) fn validate(raw: RawConfig) -> Result<Config, ConfigErrors> {
+    let mut e = ConfigErrors::default();
+    let server = server(raw.server, &mut e);
+    let admin = AdminConfig {
+        listen: if raw.admin.listen.is_empty() {
+            None
+        } else {
+            socket_addr(&mut e, "admin.listen", &raw.admin.listen)
+        },
+    };
+    let upstream = upstream(raw.upstream, &mut e);
+    let session = session(raw.session, &mut e);
+    let postgres = PostgresConfig {
+        url: raw.postgres.url,
+        pool_size: raw.postgres.pool_size,
+        migrate: raw.postgres.migrate,
+    };
+    if postgres.pool_size == 0 {
+        e.push("postgres.pool_size", "must be at least 1");
+    }
+    let credentials = credentials(raw.credentials, &mut e);
+    let login = login(raw.login, &mut e);
+    not_yet(&raw.registration.enabled, "registration.enabled", &mut e);
+    not_yet(&!raw.sso.partners.is_empty(), "sso.partners", &mut e);
+    let routes = routes(raw.route, &mut e);
+    let log = LogConfig {
+        format: match raw.log.format.as_str() {
+            "json" => LogFormat::Json,
+            "pretty" => LogFormat::Pretty,
+            other => {
+                e.push(
+                    "log.format",
+                    format!("must be \"json\" or \"pretty\", not {other:?}"),
+                );
+                LogFormat::Json
+            }
+        },
+        access_log: raw.log.access_log,
+    };
+    let config = Config {
+        server,
+        admin,
+        upstream,
+        session,
+        postgres,
+        credentials,
+        login,
+        routes: Arc::new(routes),
+        log,
+    };
+    e.into_result(config)
+}
+
+/// Features whose keys SPEC defines but this build does not serve yet are
+/// refused rather than silently ignored.
+fn not_yet(enabled: &bool, key: &str, e: &mut ConfigErrors) {
+    if *enabled {
+        e.push(
+            key,
+            "is not available in this version of portcullis yet; remove it",
+        );
+    }
+}
+
+fn server(raw: raw::RawServer, e: &mut ConfigErrors) -> ServerConfig {
+    let listen =
+        socket_addr(e, "server.listen", &raw.listen).unwrap_or(([0, 0, 0, 0], 8080).into());
+    let public_url = if raw.public_url.is_empty() {
+        None
+    } else {
+        public_url(&raw.public_url, e)
+    };
+    let trusted_proxies = raw
+        .trusted_proxies
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| {
+            let parsed = s
+                .parse::<IpNet>()
+                .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from));
+            match parsed {
+                Ok(net) => Some(net),
+                Err(_) => {
+                    e.push(
+                        &format!("server.trusted_proxies[{i}]"),
+                        format!("{s:?} is not an IP address or CIDR like \"10.0.0.0/8\""),
+                    );
+                    None
+                }
+            }
+        })
+        .collect();
+    let max_header_bytes = raw.max_header_bytes;
+    if !(8192..=1 << 20).contains(&max_header_bytes) {
+        e.push(
+            "server.max_header_bytes",
+            format!("must be between 8192 and 1048576, not {max_header_bytes}"),
+        );
+    }
+    if raw.max_connections == 0 {
+        e.push("server.max_connections", "must be at least 1");
+    }
+    let tls = raw.tls.and_then(|t| tls(t, e));
+    ServerConfig {
+        listen,
+        public_url,
+        trusted_proxies,
+        header_read_timeout: duration(
+            e,
+            "server.header_read_timeout",
+            &raw.header_read_timeout,
+            true,
+        ),
+        max_header_bytes: max_header_bytes.clamp(8192, 1 << 20) as usize,
+        max_connections: raw.max_connections.clamp(1, u32::MAX as u64) as usize,
+        shutdown_grace: duration(e, "server.shutdown_grace", &raw.shutdown_grace, false),
+        tls,
+    }
+}
+
+fn public_url(s: &str, e: &mut ConfigErrors) -> Option<PublicUrl> {
+    let key = "server.public_url";
+    let Ok(uri) = s.parse::<http::Uri>() else {
+        e.push(
+            key,
+            format!("{s:?} is not a URL like \"https://app.example.com\""),
+        );
+        return None;
+    };
+    let https = match uri.scheme_str() {
+        Some("https") => true,
+        Some("http") => false,
+        _ => {
+            e.push(
+                key,
+                format!("{s:?} must start with https:// (or http:// for local development)"),
+            );
+            return None;
+        }
+    };
+    let Some(authority) = uri.authority() else {
+        e.push(key, format!("{s:?} has no host"));
+        return None;
+    };
+    if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+        e.push(key, format!("{s:?} must be an origin without a path"));
+    }
+    let scheme = if https { "https" } else { "http" };
+    Some(PublicUrl {
+        https,
+        origin: format!("{scheme}://{}", authority.as_str().to_ascii_lowercase()),
+    })
+}
+
+fn tls(raw: raw::RawTls, e: &mut ConfigErrors) -> Option<TlsConfig> {
+    let redirect_http_from = if raw.redirect_http_from.is_empty() {
+        None
+    } else {
+        socket_addr(e, "server.tls.redirect_http_from", &raw.redirect_http_from)
+    };
+    let cert = PathBuf::from(&raw.cert);
+    let key = PathBuf::from(&raw.key);
+    match crate::server::tls::server_config(&cert, &key) {
+        Ok(server_config) => Some(TlsConfig {
+            cert,
+            key,
+            server_config,
+            redirect_http_from,
+        }),
+        Err(err) => {
+            e.push("server.tls", err.to_string());
+            None
+        }
+    }
+}
+
+fn upstream(raw: raw::RawUpstream, e: &mut ConfigErrors) -> UpstreamConfig {
+    let key = "upstream.url";
+    let (scheme, authority) = match raw.url.parse::<http::Uri>() {
+        Ok(uri) if uri.scheme() == Some(&http::uri::Scheme::HTTP) && uri.authority().is_some() => {
+            if !matches!(uri.path(), "" | "/") {
+                e.push(
+                    key,
+                    format!(
+                        "{:?} must not have a path: requests keep their own",
+                        raw.url
+                    ),
+                );
+            }
+            (
+                uri.scheme().unwrap().clone(),
+                uri.authority().unwrap().clone(),
+            )
+        }
+        Ok(uri) if uri.scheme_str() == Some("https") => {
+            e.push(key, format!("{:?}: https upstreams are not supported; the app listens on loopback or a private network over http", raw.url));
+            (http::uri::Scheme::HTTP, "127.0.0.1:8000".parse().unwrap())
+        }
+        _ => {
+            e.push(
+                key,
+                format!("{:?} is not a URL like \"http://127.0.0.1:8000\"", raw.url),
+            );
+            (http::uri::Scheme::HTTP, "127.0.0.1:8000".parse().unwrap())
+        }
+    };
+    if raw.assertion.is_some() {
+        not_yet(&true, "upstream.assertion", e);
+    }
+    let headers = IdentityHeaders {
+        user: header_name(e, "upstream.headers.user", &raw.headers.user),
+        email: header_name(e, "upstream.headers.email", &raw.headers.email),
+        roles: header_name(e, "upstream.headers.roles", &raw.headers.roles),
+    };
+    UpstreamConfig {
+        scheme,
+        authority,
+        connect_timeout: duration(e, "upstream.connect_timeout", &raw.connect_timeout, true),
+        response_header_timeout: duration(
+            e,
+            "upstream.response_header_timeout",
+            &raw.response_header_timeout,
+            true,
+        ),
+        pool_idle_timeout: duration(
+            e,
+            "upstream.pool_idle_timeout",
+            &raw.pool_idle_timeout,
+            true,
+        ),
+        pass_session_cookie: raw.pass_session_cookie,
+        headers,
+    }
+}
+
+fn session(raw: raw::RawSession, e: &mut ConfigErrors) -> SessionConfig {
+    let store = match raw.store.as_str() {
+        "memory" => SessionStoreKind::Memory,
+        "postgres" => {
+            e.push(
+                "session.store",
+                "\"postgres\" is not available in this version of portcullis yet; use \"memory\"",
+            );
+            SessionStoreKind::Memory
+        }
+        other => {
+            e.push(
+                "session.store",
+                format!("must be \"memory\" or \"postgres\", not {other:?}"),
+            );
+            SessionStoreKind::Memory
+        }
+    };
+    let same_site = match raw.same_site.to_ascii_lowercase().as_str() {
+        "lax" => SameSite::Lax,
+        "strict" => SameSite::Strict,
+        other => {
+            e.push(
+                "session.same_site",
+                format!("must be \"lax\" or \"strict\", not {other:?} (\"none\" would send the session cookie cross-site)"),
+            );
+            SameSite::Lax
+        }
+    };
+    let name = &raw.cookie_name;
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    {
+        e.push(
+            "session.cookie_name",
+            format!("{name:?} must be letters, digits, '-', '_' or '.'"),
+        );
+    }
+    let idle_timeout = duration(e, "session.idle_timeout", &raw.idle_timeout, true);
+    let absolute_timeout = duration(e, "session.absolute_timeout", &raw.absolute_timeout, true);
+    if idle_timeout > absolute_timeout {
+        e.push(
+            "session.idle_timeout",
+            format!(
+                "{:?} is longer than session.absolute_timeout {:?}",
+                raw.idle_timeout, raw.absolute_timeout
+            ),
+        );
+    }
+    SessionConfig {
+        store,
+        cookie_name: raw.cookie_name,
+        idle_timeout,
+        absolute_timeout,
+        same_site,
+        max_per_user: raw.max_per_user,
+        cache_ttl: duration(e, "session.cache_ttl", &raw.cache_ttl, false),
+        recheck_interval: duration(e, "session.recheck_interval", &raw.recheck_interval, true),
+    }
+}
+
+fn credentials(raw: raw::RawCredentials, e: &mut ConfigErrors) -> CredentialsConfig {
+    match raw.backend.as_str() {
+        "file" => {}
+        "mysql" => e.push(
+            "credentials.backend",
+            "\"mysql\" is not available in this version of portcullis yet; use \"file\"",
+        ),
+        other => e.push(
+            "credentials.backend",
+            format!("must be \"file\" or \"mysql\", not {other:?}"),
+        ),
+    }
+    if raw.file.path.is_empty() {
+        e.push("credentials.file.path", "must name the users file");
+    }
+    CredentialsConfig::File {
+        path: PathBuf::from(raw.file.path),
+    }
+}
+
+fn login(raw: raw::RawLogin, e: &mut ConfigErrors) -> LoginConfig {
+    let prefix = raw.prefix.trim_end_matches('/').to_string();
+    let valid_prefix = prefix.starts_with('/')
+        && prefix.len() > 1
+        && crate::policy::path::normalize(&prefix).is_ok_and(|p| p == prefix);
+    if !valid_prefix {
+        e.push(
+            "login.prefix",
+            format!("{:?} must be a normalized path like \"/auth\"", raw.prefix),
+        );
+    }
+    if raw.max_failures == 0 {
+        e.push("login.max_failures", "must be at least 1");
+    }
+    let ip_rate = rate(&raw.ip_rate).unwrap_or_else(|| {
+        e.push(
+            "login.ip_rate",
+            format!("{:?} is not a rate like \"20/min\"", raw.ip_rate),
+        );
+        Rate {
+            count: 20,
+            per: Duration::from_secs(60),
+        }
+    });
+    let hash_workers = if raw.hash_workers == 0 {
+        std::thread::available_parallelism().map_or(2, |n| n.get())
+    } else {
+        raw.hash_workers
+    };
+    LoginConfig {
+        prefix,
+        title: raw.title,
+        template: (!raw.template.is_empty()).then(|| PathBuf::from(raw.template)),
+        max_failures: raw.max_failures,
+        lockout: duration(e, "login.lockout", &raw.lockout, true),
+        ip_rate,
+        hash_workers,
+    }
+}
+
+fn routes(raw: Vec<raw::RawRoute>, e: &mut ConfigErrors) -> RouteTable {
+    let specs = raw
+        .into_iter()
+        .map(|r| RouteSpec {
+            path: r.path,
+            methods: r.methods,
+            access: r.access,
+            roles: r.roles,
+        })
+        .collect();
+    match RouteTable::compile(specs) {
+        Ok(table) => table,
+        Err(problems) => {
+            for (key, message) in problems {
+                e.push(&key, message);
+            }
+            RouteTable::default()
+        }
+    }
+}
+
+/// `"20/min"`, `"5/s"`, `"100/hour"`, or `"10/30s"`.
+fn rate(s: &str) -> Option<Rate> {
+    let (count, per) = s.split_once('/')?;
+    let count: u32 = count.trim().parse().ok().filter(|&c| c > 0)?;
+    let per = match per.trim() {
+        "s" | "sec" | "second" => Duration::from_secs(1),
+        "m" | "min" | "minute" => Duration::from_secs(60),
+        "h" | "hour" => Duration::from_secs(3600),
+        other => humantime::parse_duration(other)
+            .ok()
+            .filter(|d| !d.is_zero())?,
+    };
+    Some(Rate { count, per })
+}
+
+fn duration(e: &mut ConfigErrors, key: &str, s: &str, nonzero: bool) -> Duration {
+    match humantime::parse_duration(s) {
+        Ok(d) if nonzero && d.is_zero() => {
+            e.push(key, format!("{s:?} must be longer than zero"));
+            Duration::from_secs(1)
+        }
+        Ok(d) => d,
+        Err(_) => {
+            e.push(
+                key,
+                format!("{s:?} is not a duration like \"30s\", \"30m\" or \"12h\""),
+            );
+            Duration::from_secs(1)
+        }
+    }
+}
+
+fn socket_addr(e: &mut ConfigErrors, key: &str, s: &str) -> Option<SocketAddr> {
+    match s.parse() {
+        Ok(addr) => Some(addr),
+        Err(_) => {
+            e.push(
+                key,
+                format!("{s:?} is not an address like \"0.0.0.0:8080\""),
+            );
+            None
+        }
+    }
+}
+
+fn header_name(e: &mut ConfigErrors, key: &str, s: &str) -> HeaderName {
+    match HeaderName::from_bytes(s.as_bytes()) {
+        Ok(name) => name,
+        Err(_) => {
+            e.push(key, format!("{s:?} is not a valid header name"));
+            HeaderName::from_static("x-invalid")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+    use std::path::Path;
+
+    fn errors(toml: &str) -> String {
+        Config::from_toml(toml, Path::new("."))
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn empty_file_gives_safe_defaults() {
+        let c = Config::from_toml("", Path::new(".")).unwrap();
+        assert_eq!(c.server.listen.to_string(), "0.0.0.0:8080");
+        assert_eq!(c.session.cookie_name, "__Host-portcullis");
+        assert_eq!(c.session.idle_timeout.as_secs(), 30 * 60);
+        assert_eq!(c.login.prefix, "/auth");
+        assert!(c.server.public_url.is_none());
+    }
+
+    #[test]
+    fn unknown_key_is_refused_by_name() {
+        let err = errors("[session]\nidle_timout = \"5m\"\n");
+        assert!(err.contains("idle_timout"), "{err}");
+    }
+
+    #[test]
+    fn bad_duration_names_key_and_value() {
+        let err = errors("[session]\nidle_timeout = \"soon\"\n");
+        assert!(err.contains("session.idle_timeout: \"soon\""), "{err}");
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let err = errors(
+            "[server]\nlisten = \"nowhere\"\n[session]\nsame_site = \"none\"\n[login]\nip_rate = \"fast\"\n",
+        );
+        assert!(err.contains("server.listen"), "{err}");
+        assert!(err.contains("session.same_site"), "{err}");
+        assert!(err.contains("login.ip_rate"), "{err}");
+    }
+
+    #[test]
+    fn bad_route_names_its_index() {
+        let err = errors("[[route]]\npath = \"/a\"\n[[route]]\npath = \"no-slash\"\n");
+        assert!(err.contains("route[1].path"), "{err}");
+    }
+
+    #[test]
+    fn public_url_with_path_is_refused() {
+        let err = errors("[server]\npublic_url = \"https://x.example/app\"\n");
+        assert!(err.contains("server.public_url"), "{err}");
+    }
+
+    #[test]
+    fn rates_parse_in_common_shapes() {
+        assert_eq!(super::rate("20/min").unwrap().count, 20);
+        assert_eq!(super::rate("5/s").unwrap().per.as_secs(), 1);
+        assert_eq!(super::rate("10/30s").unwrap().per.as_secs(), 30);
+        assert!(super::rate("0/min").is_none());
+        assert!(super::rate("fast").is_none());
+    }
+
+    #[test]
+    fn idle_longer_than_absolute_is_refused() {
+        let err = errors("[session]\nidle_timeout = \"13h\"\n");
+        assert!(err.contains("session.idle_timeout"), "{err}");
+    }
+}

@@ -1,0 +1,110 @@
+//! portcullis: an authentication reverse proxy. It puts a login wall in
+//! front of an unchanged HTTP app and forwards only authenticated,
+//! authorized requests, with identity headers the app can trust.
+//!
+//! # Layout
+//!
+//! - `config`: `proxy.toml` -> validated [`config::Config`] (two stages).
+//! - `server`: listeners, TLS, connection limits, graceful shutdown.
+//! - `proxy`: the request pipeline, header surgery, forwarding, upgrades.
+//! - `auth`: passwords, sessions, cookies, CSRF, the `/auth/*` endpoints.
+//! - `store`: `SessionStore` / `CredentialStore` traits and their backends.
+//! - `policy`: path normalization, route rules, `next` validation.
+//! - `pages`: sign-in, sign-out and error page templates.
+//! - `admin`: `/healthz`, `/readyz`.
+//! - `app`: the shared state built once from the config.
+//! - `response`: body type and response builders shared by all of the above.
+
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod pages;
+pub mod policy;
+pub mod proxy;
+pub mod response;
+pub mod server;
+pub mod store;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+pub use app::App;
+pub use config::Config;
+
+/// Already-bound sockets for [`run`]; tests bind `127.0.0.1:0`.
+pub struct Listeners {
+    pub main: TcpListener,
+    pub admin: Option<TcpListener>,
+    /// Plain listener that redirects to https (`server.tls.redirect_http_from`).
+    pub https_redirect: Option<TcpListener>,
+}
+
+impl Listeners {
+    /// Binds every address the config names.
+    pub async fn bind(config: &Config) -> anyhow::Result<Self> {
+        let bind = |addr, key: &'static str| async move {
+            TcpListener::bind(addr)
+                .await
+                .map_err(|e| anyhow::anyhow!("{key}: cannot listen on {addr}: {e}"))
+        };
+        let main = bind(config.server.listen, "server.listen").await?;
+        let admin = match config.admin.listen {
+            Some(addr) => Some(bind(addr, "admin.listen").await?),
+            None => None,
+        };
+        let https_redirect = match config
+            .server
+            .tls
+            .as_ref()
+            .and_then(|t| t.redirect_http_from)
+        {
+            Some(addr) => Some(bind(addr, "server.tls.redirect_http_from").await?),
+            None => None,
+        };
+        Ok(Self {
+            main,
+            admin,
+            https_redirect,
+        })
+    }
+}
+
+/// Runs the proxy and its side listeners until `shutdown` resolves, then
+/// drains in-flight requests (up to `server.shutdown_grace`) and returns.
+pub async fn run(app: Arc<App>, listeners: Listeners, shutdown: impl Future<Output = ()>) {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    };
+    let mut side_tasks = Vec::new();
+    if let Some(listener) = listeners.admin {
+        side_tasks.push(tokio::spawn(admin::run(app.clone(), listener, stopped())));
+    }
+    if let Some(listener) = listeners.https_redirect {
+        side_tasks.push(tokio::spawn(server::run_https_redirect(
+            listener,
+            stopped(),
+        )));
+    }
+    let main = server::run(app, listeners.main, stopped());
+    tokio::pin!(main);
+    tokio::select! {
+        () = &mut main => {}
+        () = shutdown => {
+            let _ = stop_tx.send(true);
+            main.await;
+        }
+    }
+    let _ = stop_tx.send(true);
+    for task in side_tasks {
+        let _ = task.await;
+    }
+}

@@ -1,0 +1,193 @@
+//! The `portcullis` binary: parse the CLI, load the config, set up logging,
+//! build the app and run it until SIGTERM or Ctrl-C.
+
+use std::io::BufRead as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use portcullis::config::{Config, LogFormat};
+use portcullis::{App, Listeners};
+
+#[derive(Parser)]
+#[command(name = "portcullis", version, about = "Authentication reverse proxy")]
+struct Cli {
+    /// Path to proxy.toml.
+    #[arg(
+        long,
+        global = true,
+        env = "PORTCULLIS_CONFIG",
+        default_value = "proxy.toml"
+    )]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy (the default).
+    Serve,
+    /// Validate the config and every backend it names; exit 1 on any problem.
+    Check,
+    /// Read a password from stdin and print a hash for the users file or table.
+    HashPassword {
+        #[arg(long, default_value = "bcrypt", value_parser = ["bcrypt", "argon2id"])]
+        algorithm: String,
+    },
+    /// Apply the PostgreSQL schema.
+    Migrate,
+    /// List or revoke live sessions.
+    Sessions {
+        #[command(subcommand)]
+        action: SessionsAction,
+    },
+    /// Mint an SSO hand-off token with a configured partner's key.
+    SsoToken {
+        #[arg(long)]
+        partner: String,
+        #[arg(long)]
+        user: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum SessionsAction {
+    List {
+        #[arg(long)]
+        user: String,
+    },
+    Revoke {
+        #[arg(long, required_unless_present = "all")]
+        user: Option<String>,
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(&cli.config),
+        Command::Check => check(&cli.config),
+        Command::HashPassword { algorithm } => hash_password(&algorithm),
+        Command::Migrate | Command::Sessions { .. } | Command::SsoToken { .. } => {
+            eprintln!("this command needs session.store = \"postgres\" or [[sso.partners]], which this version of portcullis does not include yet");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn load(path: &std::path::Path) -> Option<Config> {
+    match Config::load(path) {
+        Ok(config) => Some(config),
+        Err(e) => {
+            eprintln!("{e:#}");
+            None
+        }
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Pretty => builder.init(),
+    }
+}
+
+fn serve(path: &std::path::Path) -> ExitCode {
+    let Some(config) = load(path) else {
+        return ExitCode::FAILURE;
+    };
+    init_tracing(config.log.format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        let listeners = Listeners::bind(&config).await?;
+        let app = App::build(config)?;
+        tracing::info!(
+            listen = %listeners.main.local_addr()?,
+            upstream = %app.config.upstream.authority,
+            "portcullis is serving"
+        );
+        portcullis::run(app, listeners, shutdown_signal()).await;
+        anyhow::Ok(())
+    });
+    match result {
+        Ok(()) => {
+            tracing::info!("stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "cannot start");
+            eprintln!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C. SIGHUP is caught so it never kills the
+/// process; live reload is not part of this version yet.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut hup = signal(SignalKind::hangup()).expect("SIGHUP handler");
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = tokio::signal::ctrl_c() => break,
+            _ = hup.recv() => tracing::warn!("SIGHUP received: live reload is not supported yet; the running config is unchanged"),
+        }
+    }
+    tracing::info!("shutdown requested");
+}
+
+fn check(path: &std::path::Path) -> ExitCode {
+    let Some(config) = load(path) else {
+        return ExitCode::FAILURE;
+    };
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    match runtime.block_on(async { App::build(config).map(|_| ()) }) {
+        Ok(()) => {
+            println!("{}: ok", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn hash_password(algorithm: &str) -> ExitCode {
+    let mut line = String::new();
+    if let Err(e) = std::io::stdin().lock().read_line(&mut line) {
+        eprintln!("cannot read the password from stdin: {e}");
+        return ExitCode::FAILURE;
+    }
+    let password = line
+        .strip_suffix('\n')
+        .map_or(line.as_str(), |l| l.strip_suffix('\r').unwrap_or(l));
+    if password.is_empty() {
+        eprintln!("empty password: type it on stdin, e.g. `portcullis hash-password < file`");
+        return ExitCode::FAILURE;
+    }
+    match portcullis::auth::password::hash_password(password, algorithm) {
+        Ok(hash) => {
+            println!("{hash}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}

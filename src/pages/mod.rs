@@ -1,0 +1,129 @@
+//! HTML pages portcullis serves itself: sign-in, sign-out and error pages,
+//! rendered with minijinja from templates embedded in the binary (no
+//! external assets). `login.template` replaces the sign-in page; it may
+//! extend the built-in `layout.html`.
+
+use std::path::Path;
+
+use minijinja::{context, Environment};
+use serde::Serialize;
+
+const LAYOUT: &str = include_str!("templates/layout.html");
+const LOGIN: &str = include_str!("templates/login.html");
+const LOGOUT: &str = include_str!("templates/logout.html");
+const ERROR: &str = include_str!("templates/error.html");
+
+/// What the sign-in form shows.
+#[derive(Debug, Default, Serialize)]
+pub struct LoginView<'a> {
+    pub action: &'a str,
+    pub csrf_token: &'a str,
+    pub next: &'a str,
+    pub username: &'a str,
+    pub error: Option<&'a str>,
+}
+
+pub struct Pages {
+    env: Environment<'static>,
+    title: String,
+}
+
+impl Pages {
+    /// Loads the templates; a custom login template that does not parse is
+    /// an error naming `login.template`.
+    pub fn new(title: &str, custom_login: Option<&Path>) -> anyhow::Result<Self> {
+        let mut env = Environment::new();
+        env.add_template("layout.html", LAYOUT)?;
+        env.add_template("logout.html", LOGOUT)?;
+        env.add_template("error.html", ERROR)?;
+        match custom_login {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    anyhow::anyhow!("login.template: cannot read {}: {e}", path.display())
+                })?;
+                env.add_template_owned("login.html", text)
+                    .map_err(|e| anyhow::anyhow!("login.template: {}: {e}", path.display()))?;
+            }
+            None => env.add_template("login.html", LOGIN)?,
+        }
+        Ok(Self {
+            env,
+            title: title.to_string(),
+        })
+    }
+
+    pub fn login(&self, view: &LoginView<'_>) -> String {
+        self.render(
+            "login.html",
+            context! { title => &self.title, ..minijinja::Value::from_serialize(view) },
+        )
+    }
+
+    pub fn logout(&self, action: &str, csrf_token: &str, username: &str) -> String {
+        self.render(
+            "logout.html",
+            context! { title => "Sign out", action, csrf_token, username },
+        )
+    }
+
+    pub fn error(
+        &self,
+        status: u16,
+        heading: &str,
+        message: &str,
+        request_id: &str,
+        login_url: Option<&str>,
+    ) -> String {
+        self.render(
+            "error.html",
+            context! { title => heading, status, heading, message, request_id, login_url },
+        )
+    }
+
+    /// Renders a template; a failure (only possible with a broken custom
+    /// template) is logged and a minimal page is served instead.
+    fn render(&self, name: &str, ctx: minijinja::Value) -> String {
+        match self.env.get_template(name).and_then(|t| t.render(ctx)) {
+            Ok(page) => page,
+            Err(e) => {
+                tracing::error!(template = name, error = %e, "page template failed to render");
+                "<!doctype html><title>Error</title><p>This page is temporarily unavailable.</p>"
+                    .to_string()
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn login_page_escapes_and_carries_the_form_fields() {
+        let pages = Pages::new("Sign in to <Growbal>", None).unwrap();
+        let page = pages.login(&LoginView {
+            action: "/auth/login",
+            csrf_token: "tok123",
+            next: "/chat/?a=1&b=\"2\"",
+            username: "<script>",
+            error: Some("Incorrect username or password."),
+        });
+        assert!(page.contains("tok123"));
+        assert!(page.contains("Sign in to &lt;Growbal&gt;"), "title escaped");
+        assert!(!page.contains("<script>"), "username escaped");
+        assert!(page.contains("Incorrect username or password."));
+        assert!(page.contains("name=\"csrf_token\""));
+        assert!(page.contains("name=\"next\""));
+        assert!(
+            !page.contains("http://") && !page.contains("https://"),
+            "no external assets"
+        );
+    }
+
+    #[test]
+    fn error_page_shows_status_and_request_id() {
+        let pages = Pages::new("Sign in", None).unwrap();
+        let page = pages.error(403, "Access denied", "No.", "req-42", None);
+        assert!(page.contains("403") && page.contains("Access denied") && page.contains("req-42"));
+    }
+}

@@ -1,0 +1,201 @@
+//! Request path normalization (SPEC, request flow step 2).
+//!
+//! The app behind portcullis (uvicorn) percent-decodes the whole path before
+//! routing, so a rule must be checked against the path the app will act on.
+//! We decode unreserved characters, resolve `.` and `..`, and merge repeated
+//! slashes; anything that could decode differently in the app (an encoded `/`
+//! or `\`, a backslash, a NUL, invalid UTF-8) is refused. The normalized path
+//! is both what route rules see and what is forwarded.
+
+use thiserror::Error;
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum PathError {
+    #[error("path is not absolute")]
+    NotAbsolute,
+    #[error("path contains an encoded '/' or '\\'")]
+    EncodedSeparator,
+    #[error("path contains a backslash")]
+    Backslash,
+    #[error("path contains a NUL or control character")]
+    ControlCharacter,
+    #[error("path has a malformed percent-encoding")]
+    BadEncoding,
+    #[error("path is not valid UTF-8 once decoded")]
+    InvalidUtf8,
+    #[error("path escapes the root with '..'")]
+    EscapesRoot,
+}
+
+/// Normalizes an origin-form path (no query). See the module doc.
+pub fn normalize(raw: &str) -> Result<String, PathError> {
+    if !raw.starts_with('/') {
+        return Err(PathError::NotAbsolute);
+    }
+    let bytes = raw.as_bytes();
+    let mut partly_decoded = String::with_capacity(raw.len());
+    let mut fully_decoded = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        match b {
+            b'%' => {
+                let decoded = bytes
+                    .get(i + 1..i + 3)
+                    .and_then(|hex| std::str::from_utf8(hex).ok())
+                    .and_then(|hex| u8::from_str_radix(hex, 16).ok())
+                    .ok_or(PathError::BadEncoding)?;
+                match decoded {
+                    b'/' | b'\\' => return Err(PathError::EncodedSeparator),
+                    _ if decoded.is_ascii_control() => return Err(PathError::ControlCharacter),
+                    _ if is_unreserved(decoded) => partly_decoded.push(decoded as char),
+                    _ => partly_decoded.push_str(&raw[i..i + 3]),
+                }
+                fully_decoded.push(decoded);
+                i += 3;
+            }
+            b'\\' => return Err(PathError::Backslash),
+            _ if b.is_ascii_control() => return Err(PathError::ControlCharacter),
+            _ => {
+                partly_decoded.push(b as char);
+                fully_decoded.push(b);
+                i += 1;
+            }
+        }
+    }
+    let decoded = String::from_utf8(fully_decoded).map_err(|_| PathError::InvalidUtf8)?;
+    if decoded.chars().any(char::is_control) {
+        return Err(PathError::ControlCharacter);
+    }
+    resolve_dots(&partly_decoded)
+}
+
+/// RFC 3986 unreserved: safe to decode because no server reads them differently.
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+/// Resolves `.` and `..` and merges empty segments; keeps a trailing slash.
+fn resolve_dots(path: &str) -> Result<String, PathError> {
+    let mut stack: Vec<&str> = Vec::new();
+    let mut trailing_slash = false;
+    for segment in path.split('/').skip(1) {
+        trailing_slash = true;
+        match segment {
+            "" | "." => {}
+            ".." => {
+                stack.pop().ok_or(PathError::EscapesRoot)?;
+            }
+            s => {
+                stack.push(s);
+                trailing_slash = false;
+            }
+        }
+    }
+    let mut out = String::with_capacity(path.len());
+    for segment in &stack {
+        out.push('/');
+        out.push_str(segment);
+    }
+    if trailing_slash || stack.is_empty() {
+        out.push('/');
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn n(p: &str) -> Result<String, PathError> {
+        normalize(p)
+    }
+
+    #[test]
+    fn plain_paths_are_unchanged() {
+        for p in [
+            "/",
+            "/a",
+            "/a/",
+            "/a/b.c",
+            "/country/",
+            "/chat/x;y",
+            "/Admin",
+            "/a%20b",
+        ] {
+            assert_eq!(n(p).unwrap(), p);
+        }
+    }
+
+    #[test]
+    fn repeated_slashes_are_merged() {
+        assert_eq!(n("//admin").unwrap(), "/admin");
+        assert_eq!(n("/a//b///c").unwrap(), "/a/b/c");
+        assert_eq!(n("/a//").unwrap(), "/a/");
+    }
+
+    #[test]
+    fn dot_segments_are_resolved() {
+        assert_eq!(n("/./admin").unwrap(), "/admin");
+        assert_eq!(n("/a/../admin").unwrap(), "/admin");
+        assert_eq!(n("/a/b/..").unwrap(), "/a/");
+        assert_eq!(n("/a/.").unwrap(), "/a/");
+        assert_eq!(n("/a/..").unwrap(), "/");
+    }
+
+    #[test]
+    fn encoded_dots_are_decoded_then_resolved() {
+        assert_eq!(n("/x/%2e%2e/admin").unwrap(), "/admin");
+        assert_eq!(n("/x/%2E./admin").unwrap(), "/admin");
+        assert_eq!(n("/%2e/admin").unwrap(), "/admin");
+    }
+
+    #[test]
+    fn unreserved_characters_are_decoded_and_others_kept() {
+        assert_eq!(n("/%61dmin").unwrap(), "/admin");
+        assert_eq!(n("/a%7Eb%2D").unwrap(), "/a~b-");
+        assert_eq!(n("/a%3Bb%20c").unwrap(), "/a%3Bb%20c");
+    }
+
+    #[test]
+    fn escaping_the_root_is_refused() {
+        assert_eq!(n("/.."), Err(PathError::EscapesRoot));
+        assert_eq!(n("/%2e%2e/etc"), Err(PathError::EscapesRoot));
+        assert_eq!(n("/a/../../b"), Err(PathError::EscapesRoot));
+    }
+
+    #[test]
+    fn encoded_separators_are_refused() {
+        assert_eq!(n("/admin%2Fusers"), Err(PathError::EncodedSeparator));
+        assert_eq!(n("/admin%2fusers"), Err(PathError::EncodedSeparator));
+        assert_eq!(n("/admin%5Cusers"), Err(PathError::EncodedSeparator));
+        assert_eq!(n("/admin\\users"), Err(PathError::Backslash));
+    }
+
+    #[test]
+    fn nul_control_and_invalid_utf8_are_refused() {
+        assert_eq!(n("/a%00b"), Err(PathError::ControlCharacter));
+        assert_eq!(n("/a%0Ab"), Err(PathError::ControlCharacter));
+        assert_eq!(n("/a%C0%AE"), Err(PathError::InvalidUtf8));
+        assert_eq!(n("/a%ff"), Err(PathError::InvalidUtf8));
+        assert_eq!(n("/a%C2%85"), Err(PathError::ControlCharacter));
+    }
+
+    #[test]
+    fn valid_utf8_escapes_are_kept_encoded() {
+        assert_eq!(n("/caf%C3%A9").unwrap(), "/caf%C3%A9");
+    }
+
+    #[test]
+    fn malformed_escapes_are_refused() {
+        assert_eq!(n("/a%"), Err(PathError::BadEncoding));
+        assert_eq!(n("/a%g1"), Err(PathError::BadEncoding));
+        assert_eq!(n("/a%2"), Err(PathError::BadEncoding));
+    }
+
+    #[test]
+    fn relative_paths_are_refused() {
+        assert_eq!(n("admin"), Err(PathError::NotAbsolute));
+        assert_eq!(n("*"), Err(PathError::NotAbsolute));
+    }
+}

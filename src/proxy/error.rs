@@ -1,0 +1,97 @@
+//! The request-path error type and its one mapping to a status and a
+//! client-facing message. Internal detail (the `Display` text) is logged with
+//! the request id, never sent to the client.
+
+use std::time::Duration;
+
+use http::StatusCode;
+use thiserror::Error;
+
+use crate::policy::path::PathError;
+use crate::response::BoxError;
+use crate::store::StoreError;
+
+#[derive(Debug, Error)]
+pub enum ProxyError {
+    #[error("refused path: {0}")]
+    BadPath(#[from] PathError),
+    #[error("bad request: {0}")]
+    BadRequest(&'static str),
+    #[error("forbidden by route rule or role")]
+    Forbidden,
+    #[error("no such endpoint")]
+    NotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("request body over the limit")]
+    PayloadTooLarge,
+    #[error("upstream unreachable: {0}")]
+    UpstreamUnreachable(BoxError),
+    #[error("upstream sent no response headers within {0:?}")]
+    UpstreamTimeout(Duration),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<&ProxyError> for StatusCode {
+    fn from(e: &ProxyError) -> StatusCode {
+        match e {
+            ProxyError::BadPath(_) | ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ProxyError::Forbidden => StatusCode::FORBIDDEN,
+            ProxyError::NotFound => StatusCode::NOT_FOUND,
+            ProxyError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ProxyError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::UpstreamUnreachable(_) => StatusCode::BAD_GATEWAY,
+            ProxyError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+}
+
+impl ProxyError {
+    /// `(json error code, page heading, one sentence for the user)`.
+    pub fn public_text(&self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            ProxyError::BadPath(_) | ProxyError::BadRequest(_) => (
+                "bad_request",
+                "Bad request",
+                "The request could not be understood.",
+            ),
+            ProxyError::Forbidden => (
+                "forbidden",
+                "Access denied",
+                "You do not have permission to open this page.",
+            ),
+            ProxyError::NotFound => (
+                "not_found",
+                "Not found",
+                "There is nothing at this address.",
+            ),
+            ProxyError::MethodNotAllowed => (
+                "method_not_allowed",
+                "Method not allowed",
+                "This address does not accept that kind of request.",
+            ),
+            ProxyError::PayloadTooLarge => (
+                "payload_too_large",
+                "Request too large",
+                "The request was larger than this page accepts.",
+            ),
+            ProxyError::UpstreamUnreachable(_) => (
+                "bad_gateway",
+                "Service unavailable",
+                "The application is not responding right now. Please try again in a moment.",
+            ),
+            ProxyError::UpstreamTimeout(_) => (
+                "gateway_timeout",
+                "Service timed out",
+                "The application took too long to respond. Please try again in a moment.",
+            ),
+            ProxyError::Store(_) => (
+                "service_unavailable",
+                "Temporarily unavailable",
+                "Sign-in is temporarily unavailable. Please try again in a moment.",
+            ),
+        }
+    }
+}

@@ -1,0 +1,210 @@
+//! The request pipeline, one named phase per step of SPEC's request flow:
+//! normalize -> own endpoints -> strip -> authorize -> rewrite -> forward.
+//! Each phase can short-circuit with a response.
+
+pub mod error;
+pub mod forward;
+pub mod forwarded;
+pub mod headers;
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use http::header::{HeaderValue, CONTENT_TYPE};
+use http::{HeaderName, Request, Response, StatusCode};
+use hyper::body::Incoming;
+
+use crate::app::App;
+use crate::auth::{login_url, unauthenticated_json};
+use crate::policy::path::normalize;
+use crate::policy::routes::Access;
+use crate::response::{self, Body};
+use crate::store::SessionRecord;
+use error::ProxyError;
+use forwarded::Origin;
+
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// How a connection reached us.
+#[derive(Debug, Clone, Copy)]
+pub struct Connection {
+    pub peer: SocketAddr,
+    pub tls: bool,
+}
+
+/// Serves one request; never fails (errors become pages or JSON).
+pub async fn handle(app: &App, req: Request<Incoming>, conn: Connection) -> Response<Body> {
+    let started = Instant::now();
+    let origin = Origin::from_request(
+        conn.peer,
+        conn.tls,
+        req.uri(),
+        req.headers(),
+        &app.config.server.trusted_proxies,
+    );
+    let method = req.method().clone();
+    let wants_html = response::wants_html(req.headers());
+    let raw_path = req.uri().path().to_string();
+
+    let mut response = match pipeline(app, req, &origin).await {
+        Ok(response) => response,
+        Err(e) => error_response(app, &e, wants_html, &origin),
+    };
+    if !response.headers().contains_key(&X_REQUEST_ID) {
+        if let Ok(id) = HeaderValue::from_str(&origin.request_id) {
+            response.headers_mut().insert(X_REQUEST_ID.clone(), id);
+        }
+    }
+    if app.config.log.access_log {
+        tracing::info!(
+            target: "portcullis::access",
+            request_id = %origin.request_id,
+            client_ip = %origin.client_ip,
+            method = %method,
+            path = %raw_path,
+            status = response.status().as_u16(),
+            duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+            "request"
+        );
+    }
+    response
+}
+
+async fn pipeline(
+    app: &App,
+    mut req: Request<Incoming>,
+    origin: &Origin,
+) -> Result<Response<Body>, ProxyError> {
+    // normalize
+    if req.method() == http::Method::CONNECT {
+        return Err(ProxyError::MethodNotAllowed);
+    }
+    let path = normalize(req.uri().path())?;
+
+    // own endpoints
+    let prefix = &app.config.login.prefix;
+    if path == *prefix || path.starts_with(&format!("{prefix}/")) {
+        return crate::auth::handle(app, req, &path, origin).await;
+    }
+
+    // strip
+    let websocket = headers::is_websocket_upgrade(req.method(), req.version(), req.headers());
+    headers::strip_hop_by_hop(req.headers_mut(), websocket);
+    headers::strip_spoofable(req.headers_mut(), &app.spoofable);
+
+    // authorize
+    let identity = match app.config.routes.access(req.method(), &path) {
+        Access::Deny => return Err(ProxyError::Forbidden),
+        Access::Public => None,
+        access => {
+            let Some(session) = app.auth.session_of(req.headers()).await? else {
+                return Ok(unauthenticated(app, &req));
+            };
+            if let Access::Roles(required) = access {
+                if !required.iter().any(|r| session.identity.roles.contains(r)) {
+                    return Err(ProxyError::Forbidden);
+                }
+            }
+            Some(session)
+        }
+    };
+
+    // rewrite
+    rewrite(app, &mut req, &path, identity.as_ref(), origin)?;
+
+    // forward
+    app.upstream.forward(req, websocket).await
+}
+
+/// SPEC step 6: a browser navigation is sent to the sign-in page; anything
+/// else gets a 401 it can act on.
+fn unauthenticated(app: &App, req: &Request<Incoming>) -> Response<Body> {
+    if response::is_navigation(req.method(), req.headers()) {
+        let next = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        response::redirect(StatusCode::FOUND, &login_url(app, next))
+    } else {
+        unauthenticated_json()
+    }
+}
+
+/// Sets the normalized path and the headers the app trusts.
+fn rewrite(
+    app: &App,
+    req: &mut Request<Incoming>,
+    path: &str,
+    session: Option<&SessionRecord>,
+    origin: &Origin,
+) -> Result<(), ProxyError> {
+    let path_and_query = match req.uri().query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_string(),
+    };
+    let mut parts = req.uri().clone().into_parts();
+    parts.path_and_query = Some(
+        path_and_query
+            .parse()
+            .map_err(|_| ProxyError::BadRequest("unforwardable path"))?,
+    );
+    *req.uri_mut() =
+        http::Uri::from_parts(parts).map_err(|_| ProxyError::BadRequest("unforwardable URI"))?;
+
+    let names = &app.config.upstream.headers;
+    let headers = req.headers_mut();
+    if !app.config.upstream.pass_session_cookie {
+        app.auth.cookies.strip_from(headers);
+    }
+    if let Some(session) = session {
+        let identity = &session.identity;
+        let roles = identity.roles.join(",");
+        for (name, value) in [
+            (&names.user, identity.id.as_str()),
+            (&names.email, identity.email.as_str()),
+            (&names.roles, roles.as_str()),
+        ] {
+            // A value that cannot be a header (a control character in the
+            // users table) is left out rather than sent mangled.
+            if let Ok(v) = HeaderValue::from_str(value) {
+                headers.insert(name.clone(), v);
+            }
+        }
+    }
+    let set = |headers: &mut http::HeaderMap, name: &'static str, value: &str| {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            headers.insert(HeaderName::from_static(name), v);
+        }
+    };
+    set(headers, "x-forwarded-for", &origin.client_ip.to_string());
+    set(headers, "x-forwarded-proto", origin.proto);
+    if let Some(host) = &origin.host {
+        set(headers, "x-forwarded-host", host);
+    }
+    set(headers, "x-request-id", &origin.request_id);
+    Ok(())
+}
+
+/// The one place a request-path error becomes a response. The internal
+/// detail is logged, never sent.
+fn error_response(app: &App, e: &ProxyError, wants_html: bool, origin: &Origin) -> Response<Body> {
+    let status = StatusCode::from(e);
+    if status.is_server_error() {
+        tracing::warn!(request_id = %origin.request_id, error = %e, status = status.as_u16(), "request failed");
+    } else {
+        tracing::debug!(request_id = %origin.request_id, error = %e, status = status.as_u16(), "request refused");
+    }
+    let (code, heading, message) = e.public_text();
+    let mut response = if wants_html {
+        let page = app
+            .pages
+            .error(status.as_u16(), heading, message, &origin.request_id, None);
+        response::html(status, page)
+    } else {
+        response::json(status, &serde_json::json!({ "error": code }))
+    };
+    if matches!(e, ProxyError::Store(_)) {
+        response
+            .headers_mut()
+            .insert(http::header::RETRY_AFTER, HeaderValue::from_static("5"));
+    }
+    debug_assert!(response.headers().contains_key(CONTENT_TYPE));
+    response
+}

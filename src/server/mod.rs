@@ -1,0 +1,196 @@
+//! Listeners and connections: accept with a connection limit, optional TLS
+//! (with a handshake deadline), HTTP/1.1 and HTTP/2 with a real header read
+//! timeout and header size limit, and graceful shutdown that lets in-flight
+//! requests finish within `server.shutdown_grace`.
+
+pub mod tls;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use crate::app::App;
+use crate::proxy::{self, Connection};
+use crate::response::{self, Body};
+
+/// Pause after a failed `accept` (e.g. out of file descriptors) so the loop
+/// does not spin.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// Serves the proxy on `listener` until `shutdown` resolves, then stops
+/// accepting and waits up to `server.shutdown_grace` for open requests.
+pub async fn run(app: Arc<App>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+    let config = &app.config.server;
+    let builder = Arc::new(http_builder(
+        config.header_read_timeout,
+        config.max_header_bytes,
+    ));
+    let tls = config
+        .tls
+        .as_ref()
+        .map(|t| tokio_rustls::TlsAcceptor::from(t.server_config.clone()));
+    let handshake_timeout = config.header_read_timeout;
+    let permits = Arc::new(Semaphore::new(config.max_connections));
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+
+    loop {
+        let permit = tokio::select! {
+            permit = permits.clone().acquire_owned() => permit.expect("semaphore is never closed"),
+            () = &mut shutdown => break,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            match tls {
+                None => {
+                    let conn = Connection { peer, tls: false };
+                    serve(&builder, watcher, stream, app, conn).await;
+                }
+                Some(acceptor) => {
+                    match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => {
+                            let conn = Connection { peer, tls: true };
+                            serve(&builder, watcher, stream, app, conn).await;
+                        }
+                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                }
+            }
+        });
+    }
+
+    drop(listener);
+    let grace = app.config.server.shutdown_grace;
+    tracing::info!(open_connections = graceful.count(), ?grace, "shutting down");
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(?grace, "shutdown grace expired with requests still open");
+    }
+}
+
+/// HTTP/1.1 + HTTP/2 with the configured limits. hyper enforces
+/// `header_read_timeout` only when a timer is set.
+fn http_builder(
+    header_read_timeout: Duration,
+    max_header_bytes: usize,
+) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout)
+        .max_buf_size(max_header_bytes)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(max_header_bytes as u32)
+        .keep_alive_interval(Some(Duration::from_secs(30)));
+    builder
+}
+
+async fn serve<S>(
+    builder: &auto::Builder<TokioExecutor>,
+    watcher: hyper_util::server::graceful::Watcher,
+    stream: S,
+    app: Arc<App>,
+    conn: Connection,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |req: Request<Incoming>| {
+        let app = app.clone();
+        async move { Ok::<_, Infallible>(proxy::handle(&app, req, conn).await) }
+    });
+    let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+    if let Err(e) = watcher.watch(connection.into_owned()).await {
+        tracing::debug!(peer = %conn.peer, error = %e, "connection ended with an error");
+    }
+}
+
+/// Plain-HTTP listener (`server.tls.redirect_http_from`) that sends every
+/// request to the same host and path over https with a 308.
+pub async fn run_https_redirect(listener: TcpListener, shutdown: impl Future<Output = ()>) {
+    let builder = Arc::new(http_builder(Duration::from_secs(10), 16 * 1024));
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(_) => { tokio::time::sleep(ACCEPT_BACKOFF).await; continue; }
+            },
+            () = &mut shutdown => break,
+        };
+        let builder = builder.clone();
+        tokio::spawn(async move {
+            let service = service_fn(|req: Request<Incoming>| async move {
+                Ok::<_, Infallible>(https_redirect(&req))
+            });
+            let _ = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+fn https_redirect(req: &Request<Incoming>) -> Response<Body> {
+    let host = req
+        .headers()
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| {
+            h.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+        });
+    let Some(host) = host else {
+        return response::json(
+            StatusCode::BAD_REQUEST,
+            &serde_json::json!({"error": "bad_request"}),
+        );
+    };
+    // The https listener's port is not known here; browsers use 443.
+    let host = match host.rsplit_once(':') {
+        Some((name, port))
+            if port.bytes().all(|b| b.is_ascii_digit())
+                && (name.ends_with(']') || !name.contains(':')) =>
+        {
+            name
+        }
+        _ => host,
+    };
+    let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    response::redirect(
+        StatusCode::PERMANENT_REDIRECT,
+        &format!("https://{host}{path}"),
+    )
+}
