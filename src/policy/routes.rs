@@ -197,7 +197,10 @@ fn wildcard_match(pattern: &str, text: &str) -> bool {
 mod tests {
     use super::*;
 
-    fn table(rules: &[(&str, &[&str], Option<&str>, &[&str])]) -> RouteTable {
+    /// `(path, methods, access, roles)`
+    type Rule<'a> = (&'a str, &'a [&'a str], Option<&'a str>, &'a [&'a str]);
+
+    fn table(rules: &[Rule<'_>]) -> RouteTable {
         RouteTable::compile(
             rules
                 .iter()

@@ -118,7 +118,7 @@ fn parse_xff_entry(entry: &str) -> Option<IpAddr> {
 }
 
 fn last_value(headers: &HeaderMap, name: &str) -> Option<String> {
-    let value = headers.get_all(name).iter().last()?.to_str().ok()?;
+    let value = headers.get_all(name).iter().next_back()?.to_str().ok()?;
     let last = value.rsplit(',').next()?.trim();
     (!last.is_empty()).then(|| last.to_string())
 }

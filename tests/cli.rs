@@ -1,0 +1,155 @@
+//! The binary's commands as an operator runs them: `check` on good and
+//! broken configs, `hash-password` from stdin, and `serve` refusing a broken
+//! config at once.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+fn portcullis() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_portcullis"))
+}
+
+fn config_file(text: &str) -> tempfile::NamedTempFile {
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    file.write_all(text.as_bytes()).unwrap();
+    file
+}
+
+#[test]
+fn check_accepts_the_shipped_proxy_toml() {
+    let out = portcullis()
+        .args(["check", "--config", "proxy.toml"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn check_names_every_broken_key_and_exits_1() {
+    let file = config_file(
+        "[session]\nidle_timeout = \"soon\"\n[[route]]\npath = \"admin/**\"\n[server]\nlisten = \"nowhere\"\n",
+    );
+    let out = portcullis()
+        .arg("check")
+        .arg("--config")
+        .arg(file.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("session.idle_timeout: \"soon\""), "{err}");
+    assert!(err.contains("route[0].path"), "{err}");
+    assert!(err.contains("server.listen"), "{err}");
+}
+
+#[test]
+fn check_refuses_unknown_keys_by_name() {
+    let file = config_file("[login]\nprefx = \"/auth\"\n");
+    let out = portcullis()
+        .arg("check")
+        .arg("--config")
+        .arg(file.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("prefx"));
+}
+
+#[test]
+fn check_reports_a_missing_users_file() {
+    let file = config_file("[credentials.file]\npath = \"/nonexistent/users.toml\"\n");
+    let out = portcullis()
+        .arg("check")
+        .arg("--config")
+        .arg(file.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("credentials.file.path") && err.contains("/nonexistent/users.toml"),
+        "{err}"
+    );
+}
+
+#[test]
+fn check_reports_a_missing_environment_variable() {
+    let file = config_file("[upstream]\nurl = \"${PORTCULLIS_TEST_SURELY_UNSET}\"\n");
+    let out = portcullis()
+        .arg("check")
+        .arg("--config")
+        .arg(file.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("upstream.url") && err.contains("PORTCULLIS_TEST_SURELY_UNSET"),
+        "{err}"
+    );
+}
+
+#[test]
+fn environment_variables_are_interpolated() {
+    let file = config_file("[login]\ntitle = \"${PORTCULLIS_TEST_TITLE}\"\n");
+    let out = portcullis()
+        .arg("check")
+        .arg("--config")
+        .arg(file.path())
+        .env("PORTCULLIS_TEST_TITLE", "Welcome")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn hash_password(args: &[&str], stdin: &[u8]) -> String {
+    let mut child = portcullis()
+        .arg("hash-password")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .trim_end()
+        .to_string()
+}
+
+#[test]
+fn hash_password_strips_only_the_trailing_newline() {
+    let hash = hash_password(&[], b" pass word \n");
+    assert!(hash.starts_with("$2b$12$"), "{hash}");
+    assert!(bcrypt::verify(" pass word ", &hash).unwrap());
+    assert!(!bcrypt::verify(" pass word", &hash).unwrap());
+}
+
+#[test]
+fn hash_password_makes_argon2id_on_request() {
+    let hash = hash_password(&["--algorithm", "argon2id"], b"secret\n");
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+}
+
+#[test]
+fn serve_refuses_a_broken_config_at_once() {
+    let file = config_file("[session]\nsame_site = \"none\"\n");
+    let out = portcullis()
+        .arg("serve")
+        .arg("--config")
+        .arg(file.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("session.same_site"));
+}

@@ -1,0 +1,145 @@
+//! End to end against the real demo FastAPI app (deploy/app) under uvicorn,
+//! the reference stack: the app sees exactly one X-Auth-User, the real one,
+//! whatever spelling of it a client sends. Needs the demo app's packages
+//! (`scripts/test.sh` installs them); fails rather than skips without them.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::*;
+use http::StatusCode;
+use tokio::process::{Child, Command};
+
+struct Uvicorn {
+    addr: SocketAddr,
+    _child: Child,
+}
+
+async fn start_uvicorn() -> Uvicorn {
+    let python = std::env::var("PORTCULLIS_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(&python)
+        .args([
+            "-m",
+            "uvicorn",
+            "--app-dir",
+            "deploy/app",
+            "main:app",
+            "--host",
+            "127.0.0.1",
+        ])
+        .args([
+            "--port",
+            &port.to_string(),
+            "--proxy-headers",
+            "--forwarded-allow-ips",
+            "127.0.0.1",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run {python} -m uvicorn: {e}; run scripts/test.sh to install the demo app"
+            )
+        });
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            return Uvicorn {
+                addr,
+                _child: child,
+            };
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("uvicorn did not start on {addr}; is the demo app installed (pip install -r deploy/app/requirements.txt)?");
+}
+
+#[tokio::test]
+async fn demo_app_sees_exactly_one_trustworthy_user_header() {
+    let app = start_uvicorn().await;
+    let upstream = Upstream { addr: app.addr };
+    let proxy = Proxy::start(&upstream, "").await;
+    let session = login(&proxy, "demo").await;
+
+    let request = format!(
+        "GET /debug/headers HTTP/1.1\r\nHost: app.example\r\nCookie: {session}\r\n\
+         X_Auth_User: evil-underscore\r\nx-auth-user: evil-lower\r\nX-AUTH-USER: evil-upper\r\n\
+         x_auth_roles: admin\r\nX-Forwarded-For: 6.6.6.6\r\nConnection: close\r\n\r\n"
+    );
+    let reply = raw(proxy.addr, request.as_bytes(), Duration::from_secs(10)).await;
+    assert_eq!(raw_status(&reply), Some(200), "{reply}");
+    let body = &reply[reply.find("\r\n\r\n").unwrap() + 4..];
+    // The proxy answers with a chunked or sized body; the JSON is one line.
+    let json_line = body
+        .lines()
+        .find(|l| l.starts_with('{'))
+        .expect("JSON body");
+    let seen: serde_json::Value = serde_json::from_str(json_line).unwrap();
+
+    assert_eq!(seen["x_auth_user"], "1", "{seen}");
+    let headers = seen["headers"].as_array().unwrap();
+    let user_like: Vec<_> = headers
+        .iter()
+        .filter(|h| h[0].as_str().unwrap().replace('_', "-") == "x-auth-user")
+        .collect();
+    assert_eq!(
+        user_like.len(),
+        1,
+        "exactly one user header reaches the app: {seen}"
+    );
+    assert_eq!(user_like[0][1], "1");
+    let roles: Vec<_> = headers
+        .iter()
+        .filter(|h| h[0].as_str().unwrap().replace('_', "-") == "x-auth-roles")
+        .collect();
+    assert_eq!(roles.len(), 1, "{seen}");
+    assert_eq!(roles[0][1], "patient");
+    let xff: Vec<_> = headers
+        .iter()
+        .filter(|h| h[0] == "x-forwarded-for")
+        .collect();
+    assert_eq!(xff.len(), 1, "{seen}");
+    assert_eq!(xff[0][1], "127.0.0.1");
+    assert_eq!(
+        seen["client"], "127.0.0.1",
+        "uvicorn reads the proxy's X-Forwarded-For"
+    );
+}
+
+#[tokio::test]
+async fn demo_app_routes_are_behind_the_login_wall() {
+    let app = start_uvicorn().await;
+    let upstream = Upstream { addr: app.addr };
+    let proxy = Proxy::start(&upstream, "").await;
+    for path in ["/", "/country/", "/proceed-to-chat", "/chat/"] {
+        let reply = get(
+            &proxy.url(path),
+            &[("accept", "text/html"), ("x-auth-user", "1")],
+        )
+        .await;
+        assert_eq!(reply.status, StatusCode::FOUND, "{path}");
+    }
+    let session = login(&proxy, "demo").await;
+    for path in ["/", "/country/", "/chat/"] {
+        let reply = get(
+            &proxy.url(path),
+            &[("accept", "text/html"), ("cookie", &session)],
+        )
+        .await;
+        assert_eq!(reply.status, StatusCode::OK, "{path}: {}", reply.text());
+        assert!(
+            reply.text().contains("demo@example.com") || reply.text().contains('1'),
+            "{path}"
+        );
+    }
+}
