@@ -175,11 +175,23 @@ setup_python() {
     python3 -c 'import fastapi, uvicorn' || die "fastapi/uvicorn still not importable"
 }
 
+# --- d. A real browser for the sign-in page test ------------------------------------
+
+setup_browser() {
+    step "d. Chromium and chromedriver (tests/browser.rs)"
+    if command -v chromedriver >/dev/null && [ -x /usr/bin/chromium ]; then
+        note "already installed"
+        return
+    fi
+    apt_install chromium chromium-driver
+}
+
 setup_postgres
 setup_mariadb
 setup_python
+setup_browser
 
-step "d. Test database URLs"
+step "e. Test database URLs"
 export PORTCULLIS_TEST_POSTGRES="${PORTCULLIS_TEST_POSTGRES:-postgres://postgres@127.0.0.1:5432/test}"
 export PORTCULLIS_TEST_MYSQL="${PORTCULLIS_TEST_MYSQL:-mysql://root@127.0.0.1:3306/test}"
 note "PORTCULLIS_TEST_POSTGRES=$PORTCULLIS_TEST_POSTGRES"
@@ -190,11 +202,11 @@ if [ "${PORTCULLIS_SETUP_ONLY:-}" = 1 ]; then
     exit 0
 fi
 
-step "e. cargo fmt --all -- --check"
+step "f. cargo fmt --all -- --check"
 cargo fmt --all -- --check
 
-step "e. cargo clippy --all-targets -- -D warnings"
+step "f. cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings
 
-step "e. cargo test --all-targets"
+step "f. cargo test --all-targets"
 cargo test --all-targets

@@ -1,0 +1,234 @@
+//! A real browser (headless Chromium driven over WebDriver by chromedriver)
+//! goes through the login wall: it is sent to the sign-in page, fills in the
+//! form, and lands on the app page it asked for, which sees the user header.
+//! Needs `chromium` and `chromium-driver` (scripts/test.sh installs them);
+//! fails rather than skips without them.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use http::Method;
+use serde_json::{json, Value};
+use tokio::process::{Child, Command};
+
+/// The W3C WebDriver key naming an element reference.
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+struct Browser {
+    driver: SocketAddr,
+    session: String,
+    _chromedriver: Child,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    async fn start() -> Browser {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let chromedriver =
+            std::env::var("PORTCULLIS_TEST_CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
+        let child = Command::new(&chromedriver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {chromedriver}: {e}; run scripts/test.sh to install chromium-driver"));
+        let driver: SocketAddr = ([127, 0, 0, 1], port).into();
+        let mut ready = false;
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(driver).await.is_ok() {
+                ready = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(ready, "chromedriver did not start");
+        let profile = tempfile::tempdir().unwrap();
+        let binary = std::env::var("PORTCULLIS_TEST_CHROMIUM")
+            .unwrap_or_else(|_| "/usr/bin/chromium".into());
+        let capabilities = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": binary,
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                    "--disable-dev-shm-usage", "--window-size=1024,768",
+                    format!("--user-data-dir={}", profile.path().display()),
+                ]
+            }
+        }}});
+        let created = webdriver(driver, Method::POST, "/session", Some(capabilities)).await;
+        let session = created["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no WebDriver session: {created}"))
+            .to_string();
+        Browser {
+            driver,
+            session,
+            _chromedriver: child,
+            _profile: profile,
+        }
+    }
+
+    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Value {
+        let path = format!("/session/{}{path}", self.session);
+        webdriver(self.driver, method, &path, body).await
+    }
+
+    async fn goto(&self, url: &str) {
+        self.call(Method::POST, "/url", Some(json!({ "url": url })))
+            .await;
+    }
+
+    async fn url(&self) -> String {
+        self.call(Method::GET, "/url", None)
+            .await
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    async fn source(&self) -> String {
+        self.call(Method::GET, "/source", None)
+            .await
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    async fn element(&self, css: &str) -> String {
+        let found = self
+            .call(
+                Method::POST,
+                "/element",
+                Some(json!({"using": "css selector", "value": css})),
+            )
+            .await;
+        found[ELEMENT]
+            .as_str()
+            .unwrap_or_else(|| panic!("no element {css}: {found}"))
+            .to_string()
+    }
+
+    async fn type_into(&self, css: &str, text: &str) {
+        let id = self.element(css).await;
+        self.call(
+            Method::POST,
+            &format!("/element/{id}/value"),
+            Some(json!({ "text": text })),
+        )
+        .await;
+    }
+
+    async fn click(&self, css: &str) {
+        let id = self.element(css).await;
+        self.call(
+            Method::POST,
+            &format!("/element/{id}/click"),
+            Some(json!({})),
+        )
+        .await;
+    }
+
+    /// Ends the session, which closes Chromium; chromedriver itself is
+    /// killed when the `Browser` is dropped.
+    async fn quit(self) {
+        webdriver(
+            self.driver,
+            Method::DELETE,
+            &format!("/session/{}", self.session),
+            None,
+        )
+        .await;
+    }
+
+    /// Waits (up to 10 s) until the current URL satisfies `done`.
+    async fn wait_for_url(&self, done: impl Fn(&str) -> bool) -> String {
+        for _ in 0..100 {
+            let url = self.url().await;
+            if done(&url) {
+                return url;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        self.url().await
+    }
+}
+
+/// One WebDriver command; returns its `value`.
+async fn webdriver(driver: SocketAddr, method: Method, path: &str, body: Option<Value>) -> Value {
+    let url = format!("http://{driver}{path}");
+    let body = body.map_or_else(Bytes::new, |b| Bytes::from(b.to_string()));
+    let reply = send(method, &url, &[("content-type", "application/json")], body).await;
+    reply.json()["value"].clone()
+}
+
+#[tokio::test]
+async fn browser_signs_in_and_lands_on_the_page_it_asked_for() {
+    let upstream = Upstream::start().await;
+    let proxy = Proxy::start(&upstream, "").await;
+    let browser = Browser::start().await;
+    let base = format!("http://127.0.0.1:{}", proxy.addr.port());
+
+    browser.goto(&format!("{base}/chat/?room=7")).await;
+    let login_url = browser.url().await;
+    assert!(
+        login_url.starts_with(&format!("{base}/auth/login?next=")),
+        "sent to sign in: {login_url}"
+    );
+    let page = browser.source().await;
+    assert!(
+        page.contains("<label for=\"username\""),
+        "labelled username field"
+    );
+    assert!(
+        page.contains("<label for=\"password\""),
+        "labelled password field"
+    );
+
+    browser.type_into("#username", "demo").await;
+    browser.type_into("#password", "wrong password").await;
+    browser.click("button[type=submit]").await;
+    let after_failure = browser.wait_for_url(|u| !u.contains("?next=")).await;
+    assert!(after_failure.ends_with("/auth/login"), "{after_failure}");
+    assert!(browser
+        .source()
+        .await
+        .contains("Incorrect username or password."));
+
+    browser.type_into("#password", PASSWORD).await;
+    browser.click("button[type=submit]").await;
+    let landed = browser.wait_for_url(|u| u.contains("/chat/")).await;
+    assert_eq!(landed, format!("{base}/chat/?room=7"));
+    let app_page = browser.source().await;
+    assert!(
+        app_page.contains("\"x-auth-user\",\"1\""),
+        "the app sees the user: {app_page}"
+    );
+
+    // Back to the sign-in page with a live session goes straight on.
+    browser
+        .goto(&format!("{base}/auth/login?next=/country/"))
+        .await;
+    let url = browser.wait_for_url(|u| u.contains("/country/")).await;
+    assert_eq!(url, format!("{base}/country/"));
+
+    // Sign out with the button; the app is walled off again.
+    browser.goto(&format!("{base}/auth/logout")).await;
+    browser.click("button[type=submit]").await;
+    let out = browser.wait_for_url(|u| u.ends_with("/auth/login")).await;
+    assert!(out.ends_with("/auth/login"), "{out}");
+    browser.goto(&format!("{base}/chat/")).await;
+    assert!(browser.url().await.contains("/auth/login?next="));
+    browser.quit().await;
+}
