@@ -48,6 +48,16 @@ pub fn python_name(name: &str) -> String {
         .collect()
 }
 
+/// Whether a Python server could read header `name` as `python` (already in
+/// [`python_name`] form), without allocating on the per-request path.
+fn reads_as(name: &str, python: &str) -> bool {
+    name.len() == python.len()
+        && name
+            .bytes()
+            .zip(python.bytes())
+            .all(|(a, b)| if a == b'_' { b == b'-' } else { a.to_ascii_lowercase() == b })
+}
+
 /// True for a WebSocket handshake (HTTP/1.1 GET with `Connection: upgrade`
 /// and `Upgrade: websocket`): the one upgrade that is tunnelled.
 pub fn is_websocket_upgrade(method: &Method, version: Version, headers: &HeaderMap) -> bool {
@@ -104,7 +114,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_websocket: bool) {
 pub fn strip_spoofable(headers: &mut HeaderMap, names: &[String]) {
     let doomed: Vec<HeaderName> = headers
         .keys()
-        .filter(|k| names.contains(&python_name(k.as_str())))
+        .filter(|k| names.iter().any(|n| reads_as(k.as_str(), n)))
         .cloned()
         .collect();
     for name in doomed {
