@@ -52,10 +52,13 @@ pub fn python_name(name: &str) -> String {
 /// [`python_name`] form), without allocating on the per-request path.
 fn reads_as(name: &str, python: &str) -> bool {
     name.len() == python.len()
-        && name
-            .bytes()
-            .zip(python.bytes())
-            .all(|(a, b)| if a == b'_' { b == b'-' } else { a.to_ascii_lowercase() == b })
+        && name.bytes().zip(python.bytes()).all(|(a, b)| {
+            if a == b'_' {
+                b == b'-'
+            } else {
+                a.to_ascii_lowercase() == b
+            }
+        })
 }
 
 /// True for a WebSocket handshake (HTTP/1.1 GET with `Connection: upgrade`
