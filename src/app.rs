@@ -1,5 +1,6 @@
 //! The application state shared by every connection: validated config, page
-//! templates, authentication, the upstream client. Built once at start.
+//! templates, authentication with its stores, the upstream client. Built
+//! once at start.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -14,12 +15,16 @@ use crate::pages::Pages;
 use crate::proxy::forward::Upstream;
 use crate::proxy::headers::{python_name, FORWARDING_HEADERS};
 use crate::store::file::FileCredentialStore;
-use crate::store::memory::MemorySessionStore;
-use crate::store::{CredentialStore, SessionStore};
+use crate::store::memory::{MemorySessionStore, MemoryThrottle};
+use crate::store::mysql::MysqlCredentialStore;
+use crate::store::postgres::{Pg, PgAudit, PgSessionStore, PgThrottle};
+use crate::store::{AuditSink, CredentialStore, LogOnlyAudit, SessionStore, ThrottleStore};
 
 /// Assertion header name stripped even before `[upstream.assertion]` is
 /// configured, so a client can never pre-place one.
 const DEFAULT_ASSERTION_HEADER: &str = "X-Auth-Assertion";
+/// Name of the shared CSRF key in PostgreSQL.
+const CSRF_SECRET: &str = "csrf";
 
 pub struct App {
     pub config: Config,
@@ -28,23 +33,84 @@ pub struct App {
     pub upstream: Upstream,
     /// Python spellings of every header a client may not pass to the app.
     pub spoofable: Vec<String>,
+    /// The PostgreSQL backend, when `session.store = "postgres"`.
+    pub postgres: Option<Arc<Pg>>,
+}
+
+/// The stores a config names, built without connecting to anything.
+pub struct Stores {
+    pub sessions: Arc<dyn SessionStore>,
+    pub credentials: Arc<dyn CredentialStore>,
+    pub throttle: Arc<dyn ThrottleStore>,
+    pub audit: Arc<dyn AuditSink>,
+    pub postgres: Option<Arc<Pg>>,
+}
+
+impl Stores {
+    /// Must run inside a tokio runtime (stores start background tasks).
+    pub fn build(config: &Config) -> anyhow::Result<Stores> {
+        let credentials: Arc<dyn CredentialStore> = match &config.credentials {
+            CredentialsConfig::File { path } => Arc::new(FileCredentialStore::load(path)?),
+            CredentialsConfig::Mysql(mysql) => {
+                Arc::new(MysqlCredentialStore::new(mysql).map_err(anyhow::Error::msg)?)
+            }
+        };
+        let session = &config.session;
+        Ok(match session.store {
+            SessionStoreKind::Memory => {
+                let store = Arc::new(MemorySessionStore::new());
+                spawn_sweeper(&store, session.idle_timeout);
+                Stores {
+                    sessions: store,
+                    credentials,
+                    throttle: Arc::new(MemoryThrottle::default()),
+                    audit: Arc::new(LogOnlyAudit),
+                    postgres: None,
+                }
+            }
+            SessionStoreKind::Postgres => {
+                let pg = Pg::new(&config.postgres).map_err(anyhow::Error::msg)?;
+                Stores {
+                    sessions: PgSessionStore::start(
+                        pg.clone(),
+                        session.cache_ttl,
+                        session.idle_timeout,
+                    ),
+                    credentials,
+                    throttle: Arc::new(PgThrottle::new(pg.clone())),
+                    audit: Arc::new(PgAudit::start(pg.clone())),
+                    postgres: Some(pg),
+                }
+            }
+        })
+    }
 }
 
 impl App {
-    /// Builds the state from a validated config. Must run inside a tokio
-    /// runtime (it starts the session sweeper).
+    /// Builds the state from a validated config, without waiting for any
+    /// backend. Must run inside a tokio runtime. With PostgreSQL, a
+    /// background task applies the schema and loads the CSRF key every
+    /// instance shares, retrying while the database is down (requests that
+    /// need it get 503 meanwhile, and `/readyz` says so).
     pub fn build(config: Config) -> anyhow::Result<Arc<App>> {
-        let pages = Pages::new(&config.login.title, config.login.template.as_deref())?;
-        let credentials: Arc<dyn CredentialStore> = match &config.credentials {
-            CredentialsConfig::File { path } => Arc::new(FileCredentialStore::load(path)?),
-        };
-        let sessions: Arc<dyn SessionStore> = match config.session.store {
-            SessionStoreKind::Memory => {
-                let store = Arc::new(MemorySessionStore::new());
-                spawn_sweeper(&store, config.session.idle_timeout);
-                store
+        let stores = Stores::build(&config)?;
+        let csrf = match &stores.postgres {
+            Some(pg) => {
+                let csrf = Arc::new(Csrf::pending());
+                tokio::spawn(init_postgres(
+                    pg.clone(),
+                    config.postgres.migrate,
+                    csrf.clone(),
+                ));
+                csrf
             }
+            None => Arc::new(Csrf::random()),
         };
+        Self::assemble(config, stores, csrf)
+    }
+
+    fn assemble(config: Config, stores: Stores, csrf: Arc<Csrf>) -> anyhow::Result<Arc<App>> {
+        let pages = Pages::new(&config.login.title, config.login.template.as_deref())?;
         let cookies = CookieSettings::from_config(&config);
         if !cookies.secure {
             tracing::warn!(
@@ -53,11 +119,15 @@ impl App {
             );
         }
         let auth = Auth {
-            sessions: Sessions::new(sessions, config.session.clone()),
-            credentials,
+            sessions: Sessions::new(stores.sessions, config.session.clone()),
+            credentials: stores.credentials,
+            throttle: stores.throttle,
+            audit_sink: stores.audit,
             verifier: PasswordVerifier::new(config.login.hash_workers),
-            csrf: Csrf::random(),
+            csrf,
             cookies,
+            login: config.login.clone(),
+            recheck_interval: config.session.recheck_interval,
         };
         let headers = &config.upstream.headers;
         let mut spoofable: Vec<String> = [
@@ -77,8 +147,42 @@ impl App {
             pages,
             auth,
             spoofable,
+            postgres: stores.postgres,
             config,
         }))
+    }
+}
+
+/// Applies the schema (unless `postgres.migrate = false`) and loads the
+/// shared CSRF key, retrying every 2 s while PostgreSQL is unreachable.
+async fn init_postgres(pg: Arc<Pg>, migrate: bool, csrf: Arc<Csrf>) {
+    let mut failing = false;
+    loop {
+        let attempt = async {
+            if migrate {
+                let ran = pg.migrate().await?;
+                if ran > 0 {
+                    tracing::info!(migrations_applied = ran, "PostgreSQL schema updated");
+                }
+            } else {
+                pg.assume_migrated();
+            }
+            pg.shared_secret(CSRF_SECRET).await
+        };
+        match attempt.await {
+            Ok(key) => {
+                csrf.set_key(key);
+                if failing {
+                    tracing::info!("PostgreSQL is reachable again");
+                }
+                return;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "PostgreSQL is unavailable; retrying in 2s (sign-in answers 503 meanwhile)");
+                failing = true;
+                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+            }
+        }
     }
 }
 

@@ -8,10 +8,12 @@
 //! - `server`: listeners, TLS, connection limits, graceful shutdown.
 //! - `proxy`: the request pipeline, header surgery, forwarding, upgrades.
 //! - `auth`: passwords, sessions, cookies, CSRF, the `/auth/*` endpoints.
-//! - `store`: `SessionStore` / `CredentialStore` traits and their backends.
+//! - `store`: session, credential, lockout and audit traits; memory, file,
+//!   PostgreSQL and MySQL backends.
 //! - `policy`: path normalization, route rules, `next` validation.
 //! - `pages`: sign-in, sign-out and error page templates.
 //! - `admin`: `/healthz`, `/readyz`.
+//! - `ops`: operator commands (`check`, `migrate`, `sessions`).
 //! - `app`: the shared state built once from the config.
 //! - `response`: body type and response builders shared by all of the above.
 
@@ -21,6 +23,7 @@ pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod config;
+pub mod ops;
 pub mod pages;
 pub mod policy;
 pub mod proxy;

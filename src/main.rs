@@ -71,8 +71,12 @@ fn main() -> ExitCode {
         Command::Serve => serve(&cli.config),
         Command::Check => check(&cli.config),
         Command::HashPassword { algorithm } => hash_password(&algorithm),
-        Command::Migrate | Command::Sessions { .. } | Command::SsoToken { .. } => {
-            eprintln!("this command needs session.store = \"postgres\" or [[sso.partners]], which this version of portcullis does not include yet");
+        Command::Migrate => with_runtime(&cli.config, migrate),
+        Command::Sessions { action } => {
+            with_runtime(&cli.config, |config| sessions(config, action))
+        }
+        Command::SsoToken { .. } => {
+            eprintln!("sso-token: [[sso.partners]] are not in this version of portcullis yet");
             ExitCode::from(2)
         }
     }
@@ -150,16 +154,77 @@ async fn shutdown_signal() {
     tracing::info!("shutdown requested");
 }
 
-fn check(path: &std::path::Path) -> ExitCode {
+/// Loads the config and runs an async command on a fresh runtime.
+fn with_runtime<F, Fut>(path: &std::path::Path, command: F) -> ExitCode
+where
+    F: FnOnce(Config) -> Fut,
+    Fut: std::future::Future<Output = ExitCode>,
+{
     let Some(config) = load(path) else {
         return ExitCode::FAILURE;
     };
-    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
-    match runtime.block_on(async { App::build(config).map(|_| ()) }) {
-        Ok(()) => {
-            println!("{}: ok", path.display());
+    match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime.block_on(command(config)),
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check(path: &std::path::Path) -> ExitCode {
+    with_runtime(path, |config| async move {
+        let problems = portcullis::ops::check(&config).await;
+        if problems.is_empty() {
+            println!(
+                "{}: ok (config valid, every backend answered)",
+                path.display()
+            );
+            ExitCode::SUCCESS
+        } else {
+            for problem in problems {
+                eprintln!("{problem}");
+            }
+            ExitCode::FAILURE
+        }
+    })
+}
+
+async fn migrate(config: Config) -> ExitCode {
+    match portcullis::ops::migrate(&config).await {
+        Ok(ran) => {
+            println!("schema up to date ({ran} migration(s) applied)");
             ExitCode::SUCCESS
         }
+        Err(e) => {
+            eprintln!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn sessions(config: Config, action: SessionsAction) -> ExitCode {
+    let result =
+        match action {
+            SessionsAction::List { user } => portcullis::ops::sessions_list(&config, &user)
+                .await
+                .map(|lines| {
+                    if lines.is_empty() {
+                        println!("no live sessions for {user}");
+                    }
+                    for line in lines {
+                        println!("{line}");
+                    }
+                }),
+            SessionsAction::Revoke { user, all } => {
+                let user = if all { None } else { user };
+                portcullis::ops::sessions_revoke(&config, user.as_deref())
+                    .await
+                    .map(|n| println!("revoked {n} session(s)"))
+            }
+        };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("{e:#}");
             ExitCode::FAILURE

@@ -2,6 +2,9 @@
 //! a token is never "spent". The login token is bound to a random nonce kept
 //! in a cookie that every tab shares, so the form works in several tabs at
 //! once; the logout token is bound to the session.
+//!
+//! With PostgreSQL the key is shared by every instance and arrives once the
+//! database answers; until then CSRF operations report the store unavailable.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -9,23 +12,44 @@ use hmac::{Hmac, Mac};
 use rand::RngCore as _;
 use sha2::Sha256;
 
-use crate::store::TokenHash;
+use crate::store::{StoreError, TokenHash};
 
 type HmacSha256 = Hmac<Sha256>;
 
 pub struct Csrf {
-    key: [u8; 32],
+    key: std::sync::OnceLock<[u8; 32]>,
 }
 
 impl Csrf {
     pub fn new(key: [u8; 32]) -> Self {
-        Self { key }
+        let csrf = Self::pending();
+        csrf.set_key(key);
+        csrf
     }
 
     pub fn random() -> Self {
         let mut key = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut key);
         Self::new(key)
+    }
+
+    /// A CSRF guard whose key is set later with [`Csrf::set_key`].
+    pub fn pending() -> Self {
+        Self {
+            key: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Sets the key; a second call is ignored.
+    pub fn set_key(&self, key: [u8; 32]) {
+        let _ = self.key.set(key);
+    }
+
+    fn key(&self) -> Result<&[u8; 32], StoreError> {
+        self.key.get().ok_or(StoreError::Unavailable {
+            backend: "postgres",
+            message: "shared CSRF key not loaded yet".into(),
+        })
     }
 
     /// A fresh nonce for the login CSRF cookie.
@@ -35,40 +59,41 @@ impl Csrf {
         URL_SAFE_NO_PAD.encode(bytes)
     }
 
-    pub fn login_token(&self, nonce: &str) -> String {
+    pub fn login_token(&self, nonce: &str) -> Result<String, StoreError> {
         self.sign(b"login", nonce.as_bytes())
     }
 
-    pub fn check_login(&self, nonce: &str, token: &str) -> bool {
+    pub fn check_login(&self, nonce: &str, token: &str) -> Result<bool, StoreError> {
         self.verify(b"login", nonce.as_bytes(), token)
     }
 
-    pub fn logout_token(&self, session: &TokenHash) -> String {
+    pub fn logout_token(&self, session: &TokenHash) -> Result<String, StoreError> {
         self.sign(b"logout", &session.0)
     }
 
-    pub fn check_logout(&self, session: &TokenHash, token: &str) -> bool {
+    pub fn check_logout(&self, session: &TokenHash, token: &str) -> Result<bool, StoreError> {
         self.verify(b"logout", &session.0, token)
     }
 
-    fn mac(&self, purpose: &[u8], data: &[u8]) -> HmacSha256 {
-        let mut mac = HmacSha256::new_from_slice(&self.key).expect("HMAC takes any key length");
+    fn mac(&self, purpose: &[u8], data: &[u8]) -> Result<HmacSha256, StoreError> {
+        let mut mac = HmacSha256::new_from_slice(self.key()?).expect("HMAC takes any key length");
         mac.update(purpose);
         mac.update(b"\0");
         mac.update(data);
-        mac
+        Ok(mac)
     }
 
-    fn sign(&self, purpose: &[u8], data: &[u8]) -> String {
-        URL_SAFE_NO_PAD.encode(self.mac(purpose, data).finalize().into_bytes())
+    fn sign(&self, purpose: &[u8], data: &[u8]) -> Result<String, StoreError> {
+        Ok(URL_SAFE_NO_PAD.encode(self.mac(purpose, data)?.finalize().into_bytes()))
     }
 
-    fn verify(&self, purpose: &[u8], data: &[u8], token: &str) -> bool {
+    fn verify(&self, purpose: &[u8], data: &[u8], token: &str) -> Result<bool, StoreError> {
+        let mac = self.mac(purpose, data)?;
         let Ok(tag) = URL_SAFE_NO_PAD.decode(token) else {
-            return false;
+            return Ok(false);
         };
         // Constant-time comparison.
-        self.mac(purpose, data).verify_slice(&tag).is_ok()
+        Ok(mac.verify_slice(&tag).is_ok())
     }
 }
 
@@ -80,24 +105,30 @@ mod tests {
     fn login_token_checks_against_its_nonce_only() {
         let csrf = Csrf::random();
         let nonce = Csrf::new_nonce();
-        let token = csrf.login_token(&nonce);
-        assert!(csrf.check_login(&nonce, &token));
-        assert!(
-            csrf.check_login(&nonce, &token),
-            "a token is not spent by use"
-        );
-        assert!(!csrf.check_login(&Csrf::new_nonce(), &token));
-        assert!(!csrf.check_login(&nonce, "forged"));
-        assert!(!csrf.check_login(&nonce, ""));
+        let token = csrf.login_token(&nonce).unwrap();
+        let check = |nonce: &str, token: &str| csrf.check_login(nonce, token).unwrap();
+        assert!(check(&nonce, &token));
+        assert!(check(&nonce, &token), "a token is not spent by use");
+        assert!(!check(&Csrf::new_nonce(), &token));
+        assert!(!check(&nonce, "forged"));
+        assert!(!check(&nonce, ""));
     }
 
     #[test]
     fn tokens_do_not_cross_purposes_or_keys() {
         let csrf = Csrf::random();
         let session = TokenHash([7; 32]);
-        let logout = csrf.logout_token(&session);
-        assert!(csrf.check_logout(&session, &logout));
-        assert!(!csrf.check_logout(&TokenHash([8; 32]), &logout));
-        assert!(!Csrf::random().check_logout(&session, &logout));
+        let logout = csrf.logout_token(&session).unwrap();
+        assert!(csrf.check_logout(&session, &logout).unwrap());
+        assert!(!csrf.check_logout(&TokenHash([8; 32]), &logout).unwrap());
+        assert!(!Csrf::random().check_logout(&session, &logout).unwrap());
+    }
+
+    #[test]
+    fn pending_key_reports_unavailable_until_set() {
+        let csrf = Csrf::pending();
+        assert!(csrf.login_token("n").is_err());
+        csrf.set_key([1; 32]);
+        assert!(csrf.login_token("n").is_ok());
     }
 }

@@ -7,7 +7,7 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde::Deserialize;
 
-use super::audit;
+use super::LoginOutcome;
 use crate::app::App;
 use crate::pages::LoginView;
 use crate::policy::next::validate_next;
@@ -21,6 +21,7 @@ pub const FORM_BODY_LIMIT: usize = 16 * 1024;
 
 const GENERIC_FAILURE: &str = "Incorrect username or password.";
 const FORM_EXPIRED: &str = "This sign-in form has expired. Please try again.";
+const TOO_MANY: &str = "Too many sign-in attempts. Please wait a moment and try again.";
 
 /// Serves a request whose normalized path is under the prefix.
 pub async fn handle(
@@ -65,14 +66,7 @@ async fn login_form(app: &App, req: &Request<Incoming>) -> Result<Response<Body>
     if app.auth.session_of(req.headers()).await?.is_some() {
         return Ok(response::redirect(StatusCode::SEE_OTHER, &next));
     }
-    Ok(render_login(
-        app,
-        req.headers(),
-        StatusCode::OK,
-        &next,
-        "",
-        None,
-    ))
+    render_login(app, req.headers(), StatusCode::OK, &next, "", None)
 }
 
 /// The sign-in form, reusing the browser's CSRF nonce cookie when it has one
@@ -84,7 +78,7 @@ fn render_login(
     next: &str,
     username: &str,
     error: Option<&str>,
-) -> Response<Body> {
+) -> Result<Response<Body>, ProxyError> {
     let existing = app.auth.cookies.csrf_nonce(headers).filter(|n| {
         n.len() == 22
             && n.bytes()
@@ -93,7 +87,7 @@ fn render_login(
     let nonce = existing
         .clone()
         .unwrap_or_else(super::csrf::Csrf::new_nonce);
-    let token = app.auth.csrf.login_token(&nonce);
+    let token = app.auth.csrf.login_token(&nonce)?;
     let action = login_path(app);
     let page = app.pages.login(&LoginView {
         action: &action,
@@ -106,7 +100,7 @@ fn render_login(
     if existing.is_none() {
         super::cookies::append_set_cookie(response.headers_mut(), app.auth.cookies.csrf(&nonce));
     }
-    response
+    Ok(response)
 }
 
 #[derive(Deserialize)]
@@ -140,11 +134,12 @@ async fn login_submit(
     let next = validate_next(&form.next);
 
     let nonce = app.auth.cookies.csrf_nonce(&parts.headers);
-    let csrf_ok = nonce
-        .as_deref()
-        .is_some_and(|n| app.auth.csrf.check_login(n, &form.csrf_token));
+    let csrf_ok = match nonce.as_deref() {
+        Some(n) => app.auth.csrf.check_login(n, &form.csrf_token)?,
+        None => false,
+    };
     if !csrf_ok {
-        audit(
+        app.auth.audit(
             "login_csrf_refused",
             &form.username,
             origin.client_ip,
@@ -152,35 +147,49 @@ async fn login_submit(
         );
         let mut headers = parts.headers.clone();
         headers.remove(header::COOKIE);
-        return Ok(render_login(
+        return render_login(
             app,
             &headers,
             StatusCode::FORBIDDEN,
             &next,
             &form.username,
             Some(FORM_EXPIRED),
-        ));
+        );
     }
 
-    let Some(identity) = app
+    let outcome = app
         .auth
-        .check_password(form.username.trim(), &form.password)
-        .await?
-    else {
-        audit(
-            "login_failed",
-            &form.username,
+        .password_login(
+            form.username.trim(),
+            &form.password,
             origin.client_ip,
             &origin.request_id,
-        );
-        return Ok(render_login(
-            app,
-            &parts.headers,
-            StatusCode::UNAUTHORIZED,
-            &next,
-            &form.username,
-            Some(GENERIC_FAILURE),
-        ));
+        )
+        .await?;
+    let identity = match outcome {
+        LoginOutcome::Success(identity) => identity,
+        LoginOutcome::Failed => {
+            return render_login(
+                app,
+                &parts.headers,
+                StatusCode::UNAUTHORIZED,
+                &next,
+                &form.username,
+                Some(GENERIC_FAILURE),
+            );
+        }
+        LoginOutcome::RateLimited(wait) => {
+            let mut response = render_login(
+                app,
+                &parts.headers,
+                StatusCode::TOO_MANY_REQUESTS,
+                &next,
+                &form.username,
+                Some(TOO_MANY),
+            )?;
+            set_retry_after(&mut response, wait);
+            return Ok(response);
+        }
     };
 
     // Any session the browser arrived with is discarded (no fixation).
@@ -195,12 +204,6 @@ async fn login_submit(
         .sessions
         .create(identity.clone(), crate::store::AuthMethod::Password)
         .await?;
-    audit(
-        "login_ok",
-        &identity.username,
-        origin.client_ip,
-        &origin.request_id,
-    );
     let mut response = response::redirect(StatusCode::SEE_OTHER, &next);
     super::cookies::append_set_cookie(response.headers_mut(), app.auth.cookies.session(&token));
     Ok(response)
@@ -210,7 +213,7 @@ async fn logout_form(app: &App, req: &Request<Incoming>) -> Result<Response<Body
     let Some(session) = app.auth.session_of(req.headers()).await? else {
         return Ok(response::redirect(StatusCode::SEE_OTHER, &login_path(app)));
     };
-    let token = app.auth.csrf.logout_token(&session.token_hash);
+    let token = app.auth.csrf.logout_token(&session.token_hash)?;
     let action = format!("{}/logout", app.config.login.prefix);
     let page = app
         .pages
@@ -234,13 +237,15 @@ async fn logout_submit(
     let session = app.auth.session_of(&parts.headers).await?;
     if let Some(session) = &session {
         let form: Option<LogoutForm> = serde_urlencoded::from_bytes(&body).ok();
-        let token_ok = form.is_some_and(|f| {
-            app.auth
+        let token_ok = match form {
+            Some(f) => app
+                .auth
                 .csrf
-                .check_logout(&session.token_hash, &f.csrf_token)
-        });
+                .check_logout(&session.token_hash, &f.csrf_token)?,
+            None => false,
+        };
         if !token_ok && !same_origin(app, &parts.headers, origin) {
-            audit(
+            app.auth.audit(
                 "logout_csrf_refused",
                 &session.identity.username,
                 origin.client_ip,
@@ -249,7 +254,7 @@ async fn logout_submit(
             return Err(ProxyError::Forbidden);
         }
         app.auth.sessions.revoke(&session.token_hash).await?;
-        audit(
+        app.auth.audit(
             "logout",
             &session.identity.username,
             origin.client_ip,
@@ -294,6 +299,14 @@ fn me_json(app: &App, session: &SessionRecord) -> serde_json::Value {
         "auth_method": session.auth_method.as_str(),
         "expires_at": expires_at,
     })
+}
+
+/// `Retry-After` in whole seconds, at least one.
+pub fn set_retry_after(response: &mut Response<Body>, wait: std::time::Duration) {
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
 }
 
 /// 401 for API clients: `WWW-Authenticate: Bearer` and a JSON body.

@@ -1,5 +1,6 @@
-//! Authentication: password checks, sessions and their cookies, CSRF, and
-//! portcullis' own endpoints under `login.prefix` (sign-in, sign-out, `me`).
+//! Authentication: password checks with lockout and rate limits, sessions
+//! and their cookies, CSRF, the audit trail, and portcullis' own endpoints
+//! under `login.prefix` (sign-in, sign-out, `me`).
 
 pub mod cookies;
 pub mod csrf;
@@ -9,12 +10,16 @@ pub mod session;
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use http::HeaderMap;
 
 pub use endpoints::{handle, login_url, unauthenticated_json};
 
-use crate::store::{CredentialStore, Identity, SessionRecord, StoreError};
+use crate::config::LoginConfig;
+use crate::store::{
+    AuditEvent, AuditSink, CredentialStore, Identity, SessionRecord, StoreError, ThrottleStore,
+};
 use cookies::CookieSettings;
 use csrf::Csrf;
 use password::PasswordVerifier;
@@ -28,32 +33,103 @@ const MAX_PASSWORD_BYTES: usize = 1024;
 pub struct Auth {
     pub sessions: Sessions,
     pub credentials: Arc<dyn CredentialStore>,
+    pub throttle: Arc<dyn ThrottleStore>,
+    pub audit_sink: Arc<dyn AuditSink>,
     pub verifier: PasswordVerifier,
-    pub csrf: Csrf,
+    pub csrf: Arc<Csrf>,
     pub cookies: CookieSettings,
+    pub login: LoginConfig,
+    /// How often a live session's user is re-read (`session.recheck_interval`).
+    pub recheck_interval: Duration,
+}
+
+/// The result of a password login attempt.
+pub enum LoginOutcome {
+    Success(Identity),
+    /// Unknown user, wrong password, inactive or locked: one answer for all.
+    Failed,
+    /// Too many attempts from this address; retry after this long.
+    RateLimited(Duration),
 }
 
 impl Auth {
-    /// The live session named by the request's cookie, if any.
+    /// The live session named by the request's cookie, if any. Every
+    /// `recheck_interval` the user is re-read from the credential backend:
+    /// an inactive or deleted user loses the session, changed roles apply.
     pub async fn session_of(
         &self,
         headers: &HeaderMap,
     ) -> Result<Option<SessionRecord>, StoreError> {
         for token in self.cookies.session_tokens(headers) {
             if let Some(session) = self.sessions.lookup(&token).await? {
-                return Ok(Some(session));
+                return self.recheck(session).await;
             }
         }
         Ok(None)
     }
 
-    /// Checks a username (or email) and password. Unknown users, wrong
-    /// passwords and inactive accounts all return `None` after the same work.
-    pub async fn check_password(
+    async fn recheck(
+        &self,
+        mut session: SessionRecord,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        let now = SystemTime::now();
+        let due = session.checked_at + self.recheck_interval <= now;
+        if !due {
+            return Ok(Some(session));
+        }
+        let current = match self.credentials.find_current(&session.identity).await {
+            Ok(current) => current,
+            Err(e) => {
+                // A credential outage does not sign everyone out; the check
+                // is retried on the next request.
+                tracing::warn!(error = %e, "session re-check postponed: credential backend unavailable");
+                return Ok(Some(session));
+            }
+        };
+        match current {
+            Some(user) if user.active => {
+                if user.identity != session.identity {
+                    tracing::info!(user = %session.identity.username, "user details changed; session updated");
+                }
+                self.sessions
+                    .store()
+                    .update_identity(&session.token_hash, &user.identity, now)
+                    .await?;
+                session.identity = user.identity;
+                session.checked_at = now;
+                Ok(Some(session))
+            }
+            _ => {
+                self.sessions.revoke(&session.token_hash).await?;
+                tracing::info!(
+                    target: "portcullis::audit",
+                    event = "session_revoked_inactive",
+                    user = %session.identity.username,
+                    "security event"
+                );
+                Ok(None)
+            }
+        }
+    }
+
+    /// Checks a username (or email) and password with the per-IP rate limit
+    /// and account lockout applied. Unknown users, wrong passwords, inactive
+    /// and locked accounts all fail alike, after the same hashing work.
+    pub async fn password_login(
         &self,
         login: &str,
         password: &str,
-    ) -> Result<Option<Identity>, StoreError> {
+        client_ip: IpAddr,
+        request_id: &str,
+    ) -> Result<LoginOutcome, StoreError> {
+        if let Some(wait) = self
+            .throttle
+            .login_attempt(client_ip, self.login.ip_rate)
+            .await?
+        {
+            self.audit("login_rate_limited", login, client_ip, request_id);
+            return Ok(LoginOutcome::RateLimited(wait));
+        }
         let plausible = !login.is_empty()
             && login.len() <= MAX_USERNAME_BYTES
             && password.len() <= MAX_PASSWORD_BYTES;
@@ -62,19 +138,73 @@ impl Auth {
         } else {
             None
         };
-        let ok = self
-            .verifier
-            .verify(password, user.as_ref().map(|u| u.password_hash.as_str()))
-            .await;
-        Ok(match user {
-            Some(u) if ok && u.active => Some(u.identity),
-            _ => None,
-        })
+        // Known users are locked by id (whichever name they typed); unknown
+        // names by what was typed, so probing looks the same for both.
+        let account = match &user {
+            Some(u) => format!("id:{}", u.identity.id),
+            None => format!("name:{}", login.to_lowercase()),
+        };
+        let locked = self.throttle.locked_until(&account).await?.is_some();
+        let hash = user.as_ref().map(|u| u.password_hash.as_str());
+        let password_ok = self.verifier.verify(password, hash).await;
+        match user {
+            Some(u) if password_ok && u.active && !locked => {
+                self.throttle.clear_failures(&account).await?;
+                self.rehash_if_outdated(&u.identity.id, &u.password_hash, password)
+                    .await;
+                self.audit("login_ok", &u.identity.username, client_ip, request_id);
+                Ok(LoginOutcome::Success(u.identity))
+            }
+            _ => {
+                let event = if locked {
+                    "login_refused_locked"
+                } else {
+                    "login_failed"
+                };
+                self.audit(event, login, client_ip, request_id);
+                if !locked
+                    && self
+                        .throttle
+                        .record_failure(&account, self.login.max_failures, self.login.lockout)
+                        .await?
+                {
+                    self.audit("lockout", login, client_ip, request_id);
+                }
+                Ok(LoginOutcome::Failed)
+            }
+        }
     }
-}
 
-/// A security event, logged with who, from where and which request. Never
-/// carries a password or token.
-pub fn audit(event: &'static str, user: &str, client_ip: IpAddr, request_id: &str) {
-    tracing::info!(target: "portcullis::audit", event, user, client_ip = %client_ip, request_id, "security event");
+    /// With `rehash_update` configured, replaces a hash weaker than today's
+    /// default after a successful login. Failure only logs.
+    async fn rehash_if_outdated(&self, user_id: &str, hash: &str, password: &str) {
+        if !self.credentials.can_rehash() || !password::is_outdated(hash) {
+            return;
+        }
+        let password = password.to_string();
+        let fresh =
+            tokio::task::spawn_blocking(move || password::hash_password(&password, "bcrypt")).await;
+        match fresh {
+            Ok(Ok(fresh)) => match self.credentials.update_hash(user_id, &fresh).await {
+                Ok(()) => tracing::info!(user_id, "outdated password hash rewritten"),
+                Err(e) => {
+                    tracing::warn!(error = %e, user_id, "could not rewrite an outdated password hash")
+                }
+            },
+            _ => tracing::warn!(user_id, "could not compute a new password hash"),
+        }
+    }
+
+    /// Records a security event: a log line with who, from where and which
+    /// request, and an `audit_events` row where PostgreSQL is configured.
+    /// Never carries a password or token.
+    pub fn audit(&self, event: &'static str, user: &str, client_ip: IpAddr, request_id: &str) {
+        tracing::info!(target: "portcullis::audit", event, user, client_ip = %client_ip, request_id, "security event");
+        self.audit_sink.record(AuditEvent {
+            event,
+            user: user.to_string(),
+            client_ip,
+            request_id: request_id.to_string(),
+        });
+    }
 }

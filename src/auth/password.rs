@@ -39,6 +39,12 @@ fn bcrypt_cost(hash: &str) -> Option<u32> {
     rest.get(..2)?.parse().ok()
 }
 
+/// True for a bcrypt hash cheaper than [`DEFAULT_BCRYPT_COST`]: with
+/// `rehash_update` set, a successful login rewrites it.
+pub fn is_outdated(hash: &str) -> bool {
+    bcrypt_cost(hash).is_some_and(|cost| cost < DEFAULT_BCRYPT_COST)
+}
+
 /// Hashes `password` for a users file or a credentials table.
 pub fn hash_password(password: &str, algorithm: &str) -> Result<String, HashError> {
     match algorithm {
@@ -181,6 +187,14 @@ mod tests {
         v.verify("x", Some(&real)).await;
         let dummy = v.dummy_hash().await;
         assert_eq!(bcrypt_cost(&dummy), Some(5));
+    }
+
+    #[test]
+    fn cheap_bcrypt_hashes_are_outdated() {
+        assert!(is_outdated("$2b$04$abcdefghijklmnopqrstuv"));
+        assert!(is_outdated("$2y$10$abcdefghijklmnopqrstuv"));
+        assert!(!is_outdated("$2b$12$abcdefghijklmnopqrstuv"));
+        assert!(!is_outdated("$argon2id$v=19$m=19456,t=2,p=1$x$y"));
     }
 
     #[test]

@@ -59,6 +59,7 @@ impl Sessions {
             created_at: now,
             last_seen: now,
             expires_at: now + self.config.absolute_timeout,
+            checked_at: now,
         };
         self.store
             .insert(record.clone(), self.config.max_per_user)

@@ -104,6 +104,7 @@ pub struct IdentityHeaders {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SessionStoreKind {
     Memory,
+    Postgres,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,16 +127,45 @@ pub struct SessionConfig {
     pub recheck_interval: Duration,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PostgresConfig {
     pub url: String,
     pub pool_size: u32,
     pub migrate: bool,
 }
 
+impl std::fmt::Debug for PostgresConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may carry a password.
+        f.debug_struct("PostgresConfig")
+            .field("pool_size", &self.pool_size)
+            .field("migrate", &self.migrate)
+            .finish_non_exhaustive()
+    }
+}
+
 #[derive(Debug, Clone)]
 pub enum CredentialsConfig {
     File { path: PathBuf },
+    Mysql(MysqlConfig),
+}
+
+#[derive(Clone)]
+pub struct MysqlConfig {
+    pub url: String,
+    pub pool_size: u32,
+    pub user_query: String,
+    pub rehash_update: Option<String>,
+}
+
+impl std::fmt::Debug for MysqlConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may carry a password.
+        f.debug_struct("MysqlConfig")
+            .field("pool_size", &self.pool_size)
+            .field("user_query", &self.user_query)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Clone)]

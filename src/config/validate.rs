@@ -76,6 +76,11 @@ pub(crate) fn validate(raw: RawConfig) -> Result<Config, ConfigErrors> {
     if postgres.pool_size == 0 {
         e.push("postgres.pool_size", "must be at least 1");
     }
+    if session.store == SessionStoreKind::Postgres {
+        if let Err(err) = postgres.url.parse::<tokio_postgres::Config>() {
+            e.push("postgres.url", format!("is not a PostgreSQL URL like \"postgres://portcullis@127.0.0.1/portcullis\": {err}"));
+        }
+    }
     let credentials = credentials(raw.credentials, &mut e);
     let login = login(raw.login, &mut e);
     not_yet(&raw.registration.enabled, "registration.enabled", &mut e);
@@ -356,21 +361,54 @@ fn session(raw: raw::RawSession, e: &mut ConfigErrors) -> SessionConfig {
 
 fn credentials(raw: raw::RawCredentials, e: &mut ConfigErrors) -> CredentialsConfig {
     match raw.backend.as_str() {
-        "file" => {}
-        "mysql" => e.push(
-            "credentials.backend",
-            "\"mysql\" is not available in this version of portcullis yet; use \"file\"",
-        ),
-        other => e.push(
-            "credentials.backend",
-            format!("must be \"file\" or \"mysql\", not {other:?}"),
-        ),
-    }
-    if raw.file.path.is_empty() {
-        e.push("credentials.file.path", "must name the users file");
-    }
-    CredentialsConfig::File {
-        path: PathBuf::from(raw.file.path),
+        "file" => {
+            if raw.file.path.is_empty() {
+                e.push("credentials.file.path", "must name the users file");
+            }
+            CredentialsConfig::File {
+                path: PathBuf::from(raw.file.path),
+            }
+        }
+        "mysql" => {
+            let m = raw.mysql;
+            if !m.url.starts_with("mysql://") {
+                e.push(
+                    "credentials.mysql.url",
+                    "must be a URL like \"mysql://reader:${MYSQL_PASSWORD}@127.0.0.1/app\"",
+                );
+            }
+            if m.pool_size == 0 {
+                e.push("credentials.mysql.pool_size", "must be at least 1");
+            }
+            if !m.user_query.contains('?') {
+                e.push(
+                    "credentials.mysql.user_query",
+                    "must bind the typed name with at least one `?`, e.g. \"... WHERE username = ? OR email = ?\"",
+                );
+            }
+            let rehash = m.rehash_update.trim();
+            if !rehash.is_empty() && rehash.matches('?').count() != 2 {
+                e.push(
+                    "credentials.mysql.rehash_update",
+                    "must have exactly two `?`: the new hash, then the user id (UPDATE users SET password_hash = ? WHERE id = ?)",
+                );
+            }
+            CredentialsConfig::Mysql(MysqlConfig {
+                url: m.url,
+                pool_size: m.pool_size,
+                user_query: m.user_query,
+                rehash_update: (!rehash.is_empty()).then(|| rehash.to_string()),
+            })
+        }
+        other => {
+            e.push(
+                "credentials.backend",
+                format!("must be \"file\" or \"mysql\", not {other:?}"),
+            );
+            CredentialsConfig::File {
+                path: PathBuf::from(raw.file.path),
+            }
+        }
     }
 }
 

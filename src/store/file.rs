@@ -97,8 +97,12 @@ impl CredentialStore for FileCredentialStore {
             .cloned())
     }
 
-    async fn find_by_id(&self, id: &str) -> Result<Option<UserRecord>, StoreError> {
-        Ok(self.users.iter().find(|u| u.identity.id == id).cloned())
+    async fn find_current(&self, identity: &Identity) -> Result<Option<UserRecord>, StoreError> {
+        Ok(self
+            .users
+            .iter()
+            .find(|u| u.identity.id == identity.id)
+            .cloned())
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -139,7 +143,15 @@ mod tests {
             "1"
         );
         assert!(store.find_by_login("Demo").await.unwrap().is_none());
-        assert!(store.find_by_id("1").await.unwrap().unwrap().active);
+        let demo = store.find_by_login("demo").await.unwrap().unwrap();
+        assert!(
+            store
+                .find_current(&demo.identity)
+                .await
+                .unwrap()
+                .unwrap()
+                .active
+        );
     }
 
     #[test]

@@ -1,13 +1,16 @@
-//! In-process session store: the embedded default for a single instance.
-//! Sessions do not survive a restart; use the PostgreSQL store for that.
+//! In-process session store and lockout/rate counters: the embedded
+//! defaults for a single instance. Nothing survives a restart and nothing is
+//! shared; use the PostgreSQL store for that.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
 
-use super::{SessionRecord, SessionStore, StoreError, TokenHash};
+use super::{Identity, SessionRecord, SessionStore, StoreError, ThrottleStore, TokenHash};
+use crate::config::Rate;
 
 #[derive(Default)]
 pub struct MemorySessionStore {
@@ -88,7 +91,110 @@ impl SessionStore for MemorySessionStore {
         Ok(list)
     }
 
+    async fn remove_all(&self) -> Result<u64, StoreError> {
+        let mut sessions = self.lock();
+        let n = sessions.len() as u64;
+        sessions.clear();
+        Ok(n)
+    }
+
+    async fn update_identity(
+        &self,
+        token_hash: &TokenHash,
+        identity: &Identity,
+        checked_at: SystemTime,
+    ) -> Result<(), StoreError> {
+        if let Some(s) = self.lock().get_mut(token_hash) {
+            s.identity = identity.clone();
+            s.checked_at = checked_at;
+        }
+        Ok(())
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+/// In-process lockout and login-rate counters (single instance).
+#[derive(Default)]
+pub struct MemoryThrottle {
+    state: Mutex<ThrottleState>,
+}
+
+#[derive(Default)]
+struct ThrottleState {
+    /// client address -> (window start, attempts in it)
+    rate: HashMap<IpAddr, (Instant, u32)>,
+    /// account -> (failures, last failure, locked until)
+    failures: HashMap<String, (u32, SystemTime, Option<SystemTime>)>,
+}
+
+impl MemoryThrottle {
+    fn lock(&self) -> std::sync::MutexGuard<'_, ThrottleState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[async_trait]
+impl ThrottleStore for MemoryThrottle {
+    async fn login_attempt(&self, ip: IpAddr, rate: Rate) -> Result<Option<Duration>, StoreError> {
+        let now = Instant::now();
+        let mut state = self.lock();
+        if state.rate.len() > 100_000 {
+            state
+                .rate
+                .retain(|_, (start, _)| now.duration_since(*start) < rate.per);
+        }
+        let entry = state.rate.entry(ip).or_insert((now, 0));
+        if now.duration_since(entry.0) >= rate.per {
+            *entry = (now, 0);
+        }
+        entry.1 += 1;
+        Ok((entry.1 > rate.count).then(|| {
+            rate.per
+                .saturating_sub(now.duration_since(entry.0))
+                .max(Duration::from_secs(1))
+        }))
+    }
+
+    async fn locked_until(&self, account: &str) -> Result<Option<SystemTime>, StoreError> {
+        let now = SystemTime::now();
+        Ok(self
+            .lock()
+            .failures
+            .get(account)
+            .and_then(|(_, _, until)| *until)
+            .filter(|until| *until > now))
+    }
+
+    async fn record_failure(
+        &self,
+        account: &str,
+        max_failures: u32,
+        lockout: Duration,
+    ) -> Result<bool, StoreError> {
+        let now = SystemTime::now();
+        let mut state = self.lock();
+        let entry = state
+            .failures
+            .entry(account.to_string())
+            .or_insert((0, now, None));
+        if entry.1 + lockout < now {
+            entry.0 = 0;
+        }
+        entry.0 += 1;
+        entry.1 = now;
+        if entry.0 >= max_failures {
+            entry.0 = 0;
+            entry.2 = Some(now + lockout);
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    async fn clear_failures(&self, account: &str) -> Result<(), StoreError> {
+        self.lock().failures.remove(account);
         Ok(())
     }
 }
@@ -96,7 +202,7 @@ impl SessionStore for MemorySessionStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{AuthMethod, Identity};
+    use crate::store::AuthMethod;
 
     fn session(n: u8, user: &str, created: u64) -> SessionRecord {
         let at = SystemTime::UNIX_EPOCH + Duration::from_secs(created);
@@ -112,6 +218,7 @@ mod tests {
             created_at: at,
             last_seen: at,
             expires_at: at + Duration::from_secs(3600),
+            checked_at: at,
         }
     }
 
@@ -136,5 +243,43 @@ mod tests {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1100);
         assert_eq!(store.purge_expired(now, Duration::from_secs(500)), 1);
         assert!(store.get(&TokenHash([2; 32])).await.unwrap().is_some());
+    }
+}
+
+#[cfg(test)]
+mod throttle_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn rate_limit_answers_with_a_wait_once_over() {
+        let t = MemoryThrottle::default();
+        let ip: IpAddr = [10, 0, 0, 1].into();
+        let rate = Rate {
+            count: 2,
+            per: Duration::from_secs(60),
+        };
+        assert!(t.login_attempt(ip, rate).await.unwrap().is_none());
+        assert!(t.login_attempt(ip, rate).await.unwrap().is_none());
+        let wait = t.login_attempt(ip, rate).await.unwrap().unwrap();
+        assert!(wait <= Duration::from_secs(60) && wait >= Duration::from_secs(1));
+        assert!(t
+            .login_attempt([10, 0, 0, 2].into(), rate)
+            .await
+            .unwrap()
+            .is_none());
+    }
+
+    #[tokio::test]
+    async fn max_failures_lock_the_account_until_cleared_or_expired() {
+        let t = MemoryThrottle::default();
+        let lockout = Duration::from_secs(600);
+        assert!(!t.record_failure("1", 3, lockout).await.unwrap());
+        assert!(!t.record_failure("1", 3, lockout).await.unwrap());
+        assert!(t.locked_until("1").await.unwrap().is_none());
+        assert!(t.record_failure("1", 3, lockout).await.unwrap());
+        assert!(t.locked_until("1").await.unwrap().is_some());
+        assert!(t.locked_until("2").await.unwrap().is_none());
+        t.clear_failures("1").await.unwrap();
+        assert!(t.locked_until("1").await.unwrap().is_none());
     }
 }

@@ -5,8 +5,11 @@
 
 pub mod file;
 pub mod memory;
+pub mod mysql;
+pub mod postgres;
 
-use std::time::SystemTime;
+use std::net::IpAddr;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use thiserror::Error;
@@ -70,6 +73,8 @@ pub struct SessionRecord {
     pub last_seen: SystemTime,
     /// Absolute end of the session, whatever the activity.
     pub expires_at: SystemTime,
+    /// Last time the user was re-read from the credential backend.
+    pub checked_at: SystemTime,
 }
 
 #[derive(Debug, Error)]
@@ -95,6 +100,15 @@ pub trait SessionStore: Send + Sync {
     /// Revokes every session of a user id; returns how many.
     async fn remove_user(&self, user_id: &str) -> Result<u64, StoreError>;
     async fn list_user(&self, user_id: &str) -> Result<Vec<SessionRecord>, StoreError>;
+    /// Revokes every session; returns how many.
+    async fn remove_all(&self) -> Result<u64, StoreError>;
+    /// Stores the identity found by a credential re-check, and when.
+    async fn update_identity(
+        &self,
+        token_hash: &TokenHash,
+        identity: &Identity,
+        checked_at: SystemTime,
+    ) -> Result<(), StoreError>;
     /// Answers when the backend is reachable (for `/readyz`).
     async fn ping(&self) -> Result<(), StoreError>;
 }
@@ -103,7 +117,59 @@ pub trait SessionStore: Send + Sync {
 pub trait CredentialStore: Send + Sync {
     /// Finds a user by the name typed at login (username or email).
     async fn find_by_login(&self, login: &str) -> Result<Option<UserRecord>, StoreError>;
-    /// Finds a user by id, for the periodic re-check of live sessions.
-    async fn find_by_id(&self, id: &str) -> Result<Option<UserRecord>, StoreError>;
+    /// Re-reads a signed-in user for the periodic re-check of live
+    /// sessions; `None` when the user no longer exists.
+    async fn find_current(&self, identity: &Identity) -> Result<Option<UserRecord>, StoreError>;
+    /// Whether outdated hashes can be rewritten (`rehash_update` is set).
+    fn can_rehash(&self) -> bool {
+        false
+    }
+    /// Rewrites a user's password hash after a login with an outdated one.
+    async fn update_hash(&self, _user_id: &str, _hash: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
     async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// Lockout and per-IP login rate state.
+#[async_trait]
+pub trait ThrottleStore: Send + Sync {
+    /// Counts a login attempt from `ip`; `Some(wait)` when it is over `rate`.
+    async fn login_attempt(
+        &self,
+        ip: IpAddr,
+        rate: crate::config::Rate,
+    ) -> Result<Option<Duration>, StoreError>;
+    /// Until when `account` is locked, if it is.
+    async fn locked_until(&self, account: &str) -> Result<Option<SystemTime>, StoreError>;
+    /// Counts a failed login; true when this failure locked the account.
+    async fn record_failure(
+        &self,
+        account: &str,
+        max_failures: u32,
+        lockout: Duration,
+    ) -> Result<bool, StoreError>;
+    async fn clear_failures(&self, account: &str) -> Result<(), StoreError>;
+}
+
+/// A security event for the audit trail (the log line is written anyway).
+#[derive(Debug, Clone)]
+pub struct AuditEvent {
+    pub event: &'static str,
+    pub user: String,
+    pub client_ip: IpAddr,
+    pub request_id: String,
+}
+
+/// Where audit events are kept beyond the log: `audit_events` in PostgreSQL.
+pub trait AuditSink: Send + Sync {
+    /// Queues an event; never blocks the request.
+    fn record(&self, event: AuditEvent);
+}
+
+/// The embedded default: the log line is the whole audit trail.
+pub struct LogOnlyAudit;
+
+impl AuditSink for LogOnlyAudit {
+    fn record(&self, _event: AuditEvent) {}
 }

@@ -1,0 +1,100 @@
+//! Operator commands behind the CLI: `check` (config plus a live try of
+//! every backend), `migrate`, and `sessions list / revoke`. Each prints what
+//! it did or what is wrong, naming the config key to fix.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use crate::app::Stores;
+use crate::config::{Config, CredentialsConfig, SessionStoreKind};
+use crate::store::postgres::{Pg, PgSessionStore};
+use crate::store::SessionRecord;
+
+/// Tries every backend the config names; returns the problems found, each
+/// starting with the key to look at.
+pub async fn check(config: &Config) -> Vec<String> {
+    let mut problems = Vec::new();
+    let stores = match Stores::build(config) {
+        Ok(stores) => stores,
+        Err(e) => return vec![format!("{e:#}")],
+    };
+    let credentials_key = match config.credentials {
+        CredentialsConfig::File { .. } => "credentials.file.path",
+        CredentialsConfig::Mysql(_) => "credentials.mysql.url",
+    };
+    if let Err(e) = stores.credentials.ping().await {
+        problems.push(format!("{credentials_key}: {e}"));
+    }
+    if let Some(pg) = &stores.postgres {
+        let client = pg.pool.get().await;
+        match client {
+            Err(e) => problems.push(format!("postgres.url: cannot connect: {e}")),
+            Ok(client) => {
+                if let Err(e) = client.simple_query("SELECT 1").await {
+                    problems.push(format!("postgres.url: {e}"));
+                }
+            }
+        }
+    }
+    problems
+}
+
+/// Applies the PostgreSQL schema; returns how many steps ran.
+pub async fn migrate(config: &Config) -> anyhow::Result<usize> {
+    let pg = Pg::new(&config.postgres).map_err(anyhow::Error::msg)?;
+    pg.migrate()
+        .await
+        .map_err(|e| anyhow::anyhow!("postgres.url: {e}"))
+}
+
+fn session_store(config: &Config) -> anyhow::Result<Arc<PgSessionStore>> {
+    if config.session.store != SessionStoreKind::Postgres {
+        anyhow::bail!(
+            "session.store is \"memory\": sessions live inside the running proxy and end with it; \
+             the sessions commands need session.store = \"postgres\""
+        );
+    }
+    let pg = Pg::new(&config.postgres).map_err(anyhow::Error::msg)?;
+    pg.assume_migrated();
+    Ok(PgSessionStore::start(
+        pg,
+        config.session.cache_ttl,
+        config.session.idle_timeout,
+    ))
+}
+
+/// The live sessions of `username`, one line each (never the token).
+pub async fn sessions_list(config: &Config, username: &str) -> anyhow::Result<Vec<String>> {
+    let store = session_store(config)?;
+    let sessions = store
+        .list_username(username)
+        .await
+        .map_err(|e| anyhow::anyhow!("postgres.url: {e}"))?;
+    Ok(sessions.iter().map(describe).collect())
+}
+
+fn describe(s: &SessionRecord) -> String {
+    let at = |t: SystemTime| humantime::format_rfc3339_seconds(t).to_string();
+    format!(
+        "{:?}  user={} id={} method={} created={} last_seen={} expires={}",
+        s.token_hash,
+        s.identity.username,
+        s.identity.id,
+        s.auth_method.as_str(),
+        at(s.created_at),
+        at(s.last_seen),
+        at(s.expires_at)
+    )
+}
+
+/// Revokes the sessions of `username`, or all of them; every instance
+/// drops them within a second. Returns how many.
+pub async fn sessions_revoke(config: &Config, username: Option<&str>) -> anyhow::Result<u64> {
+    use crate::store::SessionStore as _;
+    let store = session_store(config)?;
+    let revoked = match username {
+        Some(user) => store.remove_username(user).await,
+        None => store.remove_all().await,
+    };
+    revoked.map_err(|e| anyhow::anyhow!("postgres.url: {e}"))
+}

@@ -1,0 +1,119 @@
+//! The versioned PostgreSQL schema. Applied at start (unless
+//! `postgres.migrate = false`) and by `portcullis migrate`; each step runs
+//! once, in order, under an advisory lock so instances starting together do
+//! not race. Tables land in the first schema of the connection's
+//! `search_path`.
+
+use deadpool_postgres::Pool;
+
+use crate::store::StoreError;
+
+/// `(version, SQL)`; append only, never edit a released step.
+const MIGRATIONS: &[(i32, &str)] = &[(
+    1,
+    r#"
+CREATE TABLE sessions (
+    token_hash   bytea PRIMARY KEY,       -- SHA-256 of the cookie token; the token itself is never stored
+    user_id      text NOT NULL,
+    username     text NOT NULL,
+    email        text NOT NULL,
+    roles        text[] NOT NULL,
+    auth_method  text NOT NULL,
+    created_at   timestamptz NOT NULL,
+    last_seen    timestamptz NOT NULL,
+    expires_at   timestamptz NOT NULL,    -- absolute timeout
+    checked_at   timestamptz NOT NULL     -- last re-read of the user from the credential backend
+);
+CREATE INDEX sessions_user_id ON sessions (user_id);
+CREATE INDEX sessions_expires_at ON sessions (expires_at);
+
+CREATE TABLE login_failures (
+    account      text PRIMARY KEY,        -- user id, or the name typed for unknown users
+    failures     integer NOT NULL,
+    locked_until timestamptz,
+    updated_at   timestamptz NOT NULL
+);
+
+CREATE TABLE login_rate (
+    client_ip    text PRIMARY KEY,
+    window_start timestamptz NOT NULL,
+    attempts     integer NOT NULL
+);
+
+CREATE TABLE sso_replay (
+    issuer     text NOT NULL,
+    jti        text NOT NULL,
+    expires_at timestamptz NOT NULL,
+    PRIMARY KEY (issuer, jti)
+);
+
+CREATE TABLE refresh_tokens (
+    token_hash bytea PRIMARY KEY,
+    family     text NOT NULL,
+    user_id    text NOT NULL,
+    created_at timestamptz NOT NULL,
+    expires_at timestamptz NOT NULL,
+    spent_at   timestamptz
+);
+CREATE INDEX refresh_tokens_family ON refresh_tokens (family);
+
+CREATE TABLE audit_events (
+    id         bigserial PRIMARY KEY,
+    at         timestamptz NOT NULL DEFAULT now(),
+    event      text NOT NULL,
+    username   text NOT NULL,
+    client_ip  text NOT NULL,
+    request_id text NOT NULL
+);
+CREATE INDEX audit_events_at ON audit_events (at);
+
+-- Keys every instance must share (the CSRF key), created once.
+CREATE TABLE shared_secrets (
+    name  text PRIMARY KEY,
+    value bytea NOT NULL
+);
+"#,
+)];
+
+/// Arbitrary constant naming portcullis' migration lock.
+const LOCK_ID: i64 = 0x706f_7274_6375_6c6c;
+
+/// Applies every migration not yet recorded; returns how many ran.
+pub async fn migrate(pool: &Pool) -> Result<usize, StoreError> {
+    let mut client = pool.get().await.map_err(super::pool_error)?;
+    let tx = client.transaction().await.map_err(super::db_error)?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_ID])
+        .await
+        .map_err(super::db_error)?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+            version    integer PRIMARY KEY,
+            applied_at timestamptz NOT NULL DEFAULT now()
+        )",
+    )
+    .await
+    .map_err(super::db_error)?;
+    let applied: Vec<i32> = tx
+        .query("SELECT version FROM schema_migrations", &[])
+        .await
+        .map_err(super::db_error)?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let mut ran = 0;
+    for (version, sql) in MIGRATIONS {
+        if applied.contains(version) {
+            continue;
+        }
+        tx.batch_execute(sql).await.map_err(super::db_error)?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version) VALUES ($1)",
+            &[version],
+        )
+        .await
+        .map_err(super::db_error)?;
+        ran += 1;
+    }
+    tx.commit().await.map_err(super::db_error)?;
+    Ok(ran)
+}

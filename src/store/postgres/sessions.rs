@@ -1,0 +1,447 @@
+//! Sessions in PostgreSQL behind an in-process cache.
+//!
+//! - Reads: served from a cache whose entries live at most `cache_ttl`, so a
+//!   session costs one query per `cache_ttl` per instance, not one per request.
+//! - Activity: `touch` only records the time in memory; a flusher writes the
+//!   batch every [`FLUSH_INTERVAL`] in one statement. The idle timeout is
+//!   therefore accurate to that interval.
+//! - Revocation: deleting a session sends `NOTIFY portcullis_sessions` with
+//!   its hash; every instance listens and drops it from its cache at once.
+//!   A listener that loses its connection clears its whole cache, since it
+//!   may have missed notices, and `cache_ttl` bounds staleness regardless.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use moka::future::Cache;
+use tokio_postgres::{AsyncMessage, NoTls, Row};
+
+use super::{db_error, pool_error, unavailable, Pg, DB_TIMEOUT};
+use crate::store::{AuthMethod, Identity, SessionRecord, SessionStore, StoreError, TokenHash};
+
+/// How often batched `last_seen` times are written.
+pub const FLUSH_INTERVAL: Duration = Duration::from_secs(5);
+/// The NOTIFY channel revocations travel on. The payload is a token hash in
+/// hex, or `*` for "drop everything".
+const CHANNEL: &str = "portcullis_sessions";
+const COLUMNS: &str =
+    "token_hash, user_id, username, email, roles, auth_method, created_at, last_seen, expires_at, checked_at";
+
+pub struct PgSessionStore {
+    pg: Arc<Pg>,
+    cache: Cache<TokenHash, SessionRecord>,
+    pending_touches: Mutex<HashMap<TokenHash, SystemTime>>,
+}
+
+impl PgSessionStore {
+    /// Starts the store with its revocation listener, activity flusher and
+    /// expiry sweeper (all stop when the store is dropped).
+    pub fn start(pg: Arc<Pg>, cache_ttl: Duration, idle_timeout: Duration) -> Arc<Self> {
+        let store = Arc::new(Self {
+            pg,
+            cache: Cache::builder()
+                .time_to_live(cache_ttl)
+                .max_capacity(1_000_000)
+                .build(),
+            pending_touches: Mutex::new(HashMap::new()),
+        });
+        tokio::spawn(listen(Arc::downgrade(&store)));
+        tokio::spawn(flush_and_sweep(Arc::downgrade(&store), idle_timeout));
+        store
+    }
+
+    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<TokenHash, SystemTime>> {
+        self.pending_touches
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.pg.pool.get().await.map_err(pool_error)
+    }
+
+    /// Writes pending activity in one statement; on failure the times are
+    /// put back to be written next round.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        let batch: Vec<(TokenHash, SystemTime)> = self.pending().drain().collect();
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let hashes: Vec<&[u8]> = batch.iter().map(|(h, _)| &h.0[..]).collect();
+        let times: Vec<SystemTime> = batch.iter().map(|(_, t)| *t).collect();
+        let result = async {
+            let client = self.client().await?;
+            client
+                .execute(
+                    "UPDATE sessions s SET last_seen = GREATEST(s.last_seen, t.seen)
+                     FROM unnest($1::bytea[], $2::timestamptz[]) AS t(hash, seen)
+                     WHERE s.token_hash = t.hash",
+                    &[&hashes, &times],
+                )
+                .await
+                .map_err(db_error)
+        }
+        .await;
+        if let Err(e) = result {
+            let mut pending = self.pending();
+            for (hash, at) in batch {
+                let slot = pending.entry(hash).or_insert(at);
+                *slot = (*slot).max(at);
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    async fn notify(
+        &self,
+        client: &deadpool_postgres::Object,
+        payload: &str,
+    ) -> Result<(), StoreError> {
+        client
+            .execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &payload])
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    /// Sessions of a username (operators know names, not ids).
+    pub async fn list_username(&self, username: &str) -> Result<Vec<SessionRecord>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                &format!("SELECT {COLUMNS} FROM sessions WHERE username = $1 ORDER BY created_at"),
+                &[&username],
+            )
+            .await
+            .map_err(db_error)?;
+        Ok(rows.iter().map(record_of).collect())
+    }
+
+    /// Revokes every session of a username, on every instance.
+    pub async fn remove_username(&self, username: &str) -> Result<u64, StoreError> {
+        self.delete_where("username = $1", &username).await
+    }
+
+    async fn delete_where(
+        &self,
+        condition: &str,
+        param: &(dyn tokio_postgres::types::ToSql + Sync),
+    ) -> Result<u64, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                &format!("DELETE FROM sessions WHERE {condition} RETURNING token_hash"),
+                &[param],
+            )
+            .await
+            .map_err(db_error)?;
+        for row in &rows {
+            let hash = hash_of(row);
+            self.cache.invalidate(&hash).await;
+            self.notify(&client, &hex(&hash)).await?;
+        }
+        Ok(rows.len() as u64)
+    }
+}
+
+fn hash_of(row: &Row) -> TokenHash {
+    let bytes: &[u8] = row.get("token_hash");
+    let mut hash = [0u8; 32];
+    hash.copy_from_slice(&bytes[..32.min(bytes.len())]);
+    TokenHash(hash)
+}
+
+fn record_of(row: &Row) -> SessionRecord {
+    let method: &str = row.get("auth_method");
+    SessionRecord {
+        token_hash: hash_of(row),
+        identity: Identity {
+            id: row.get("user_id"),
+            username: row.get("username"),
+            email: row.get("email"),
+            roles: row.get("roles"),
+        },
+        auth_method: if method == "sso" {
+            AuthMethod::Sso
+        } else {
+            AuthMethod::Password
+        },
+        created_at: row.get("created_at"),
+        last_seen: row.get("last_seen"),
+        expires_at: row.get("expires_at"),
+        checked_at: row.get("checked_at"),
+    }
+}
+
+fn hex(hash: &TokenHash) -> String {
+    hash.0.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn parse_hex(s: &str) -> Option<TokenHash> {
+    if s.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, chunk) in s.as_bytes().chunks(2).enumerate() {
+        out[i] = u8::from_str_radix(std::str::from_utf8(chunk).ok()?, 16).ok()?;
+    }
+    Some(TokenHash(out))
+}
+
+#[async_trait]
+impl SessionStore for PgSessionStore {
+    async fn insert(&self, s: SessionRecord, max_per_user: u32) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        client
+            .execute(
+                &format!("INSERT INTO sessions ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"),
+                &[
+                    &&s.token_hash.0[..],
+                    &s.identity.id,
+                    &s.identity.username,
+                    &s.identity.email,
+                    &s.identity.roles,
+                    &s.auth_method.as_str(),
+                    &s.created_at,
+                    &s.last_seen,
+                    &s.expires_at,
+                    &s.checked_at,
+                ],
+            )
+            .await
+            .map_err(db_error)?;
+        if max_per_user > 0 {
+            let evicted = client
+                .query(
+                    "DELETE FROM sessions WHERE token_hash IN (
+                         SELECT token_hash FROM sessions WHERE user_id = $1
+                         ORDER BY created_at DESC OFFSET $2)
+                     RETURNING token_hash",
+                    &[&s.identity.id, &(max_per_user as i64)],
+                )
+                .await
+                .map_err(db_error)?;
+            for row in &evicted {
+                let hash = hash_of(row);
+                self.cache.invalidate(&hash).await;
+                self.notify(&client, &hex(&hash)).await?;
+            }
+        }
+        self.cache.insert(s.token_hash, s).await;
+        Ok(())
+    }
+
+    async fn get(&self, token_hash: &TokenHash) -> Result<Option<SessionRecord>, StoreError> {
+        if let Some(cached) = self.cache.get(token_hash).await {
+            return Ok(Some(cached));
+        }
+        let client = self.client().await?;
+        let row = tokio::time::timeout(
+            DB_TIMEOUT,
+            client.query_opt(
+                &format!("SELECT {COLUMNS} FROM sessions WHERE token_hash = $1"),
+                &[&&token_hash.0[..]],
+            ),
+        )
+        .await
+        .map_err(|_| unavailable("session lookup timed out"))?
+        .map_err(db_error)?;
+        let Some(row) = row else { return Ok(None) };
+        let mut record = record_of(&row);
+        if let Some(seen) = self.pending().get(token_hash) {
+            record.last_seen = record.last_seen.max(*seen);
+        }
+        self.cache.insert(*token_hash, record.clone()).await;
+        Ok(Some(record))
+    }
+
+    async fn touch(&self, token_hash: &TokenHash, at: SystemTime) -> Result<(), StoreError> {
+        {
+            let mut pending = self.pending();
+            let slot = pending.entry(*token_hash).or_insert(at);
+            *slot = (*slot).max(at);
+        }
+        if let Some(mut cached) = self.cache.get(token_hash).await {
+            if cached.last_seen < at {
+                cached.last_seen = at;
+                self.cache.insert(*token_hash, cached).await;
+            }
+        }
+        Ok(())
+    }
+
+    async fn remove(&self, token_hash: &TokenHash) -> Result<bool, StoreError> {
+        Ok(self
+            .delete_where("token_hash = $1", &&token_hash.0[..])
+            .await?
+            > 0)
+    }
+
+    async fn remove_user(&self, user_id: &str) -> Result<u64, StoreError> {
+        self.delete_where("user_id = $1", &user_id).await
+    }
+
+    async fn remove_all(&self) -> Result<u64, StoreError> {
+        let client = self.client().await?;
+        let n = client
+            .execute("DELETE FROM sessions", &[])
+            .await
+            .map_err(db_error)?;
+        self.cache.invalidate_all();
+        self.notify(&client, "*").await?;
+        Ok(n)
+    }
+
+    async fn list_user(&self, user_id: &str) -> Result<Vec<SessionRecord>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                &format!("SELECT {COLUMNS} FROM sessions WHERE user_id = $1 ORDER BY created_at"),
+                &[&user_id],
+            )
+            .await
+            .map_err(db_error)?;
+        Ok(rows.iter().map(record_of).collect())
+    }
+
+    async fn update_identity(
+        &self,
+        token_hash: &TokenHash,
+        identity: &Identity,
+        checked_at: SystemTime,
+    ) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "UPDATE sessions SET username = $2, email = $3, roles = $4, checked_at = $5 WHERE token_hash = $1",
+                &[&&token_hash.0[..], &identity.username, &identity.email, &identity.roles, &checked_at],
+            )
+            .await
+            .map_err(db_error)?;
+        self.cache.invalidate(token_hash).await;
+        // Other instances must not keep serving the old roles.
+        self.notify(&client, &hex(token_hash)).await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.pg.ping().await
+    }
+}
+
+/// Keeps a LISTEN connection open and applies revocation notices to the
+/// cache; reconnects (clearing the cache) whenever the connection drops.
+async fn listen(store: Weak<PgSessionStore>) {
+    let mut announced_down = false;
+    loop {
+        let Some(config) = store.upgrade().map(|s| s.pg.config.clone()) else {
+            return;
+        };
+        match config.connect(NoTls).await {
+            Ok((client, mut connection)) => {
+                let mut messages =
+                    futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+                let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+                let pump = tokio::spawn(async move {
+                    while let Some(message) = messages.next().await {
+                        match message {
+                            Ok(AsyncMessage::Notification(n)) => {
+                                if tx.send(n.payload().to_string()).is_err() {
+                                    break;
+                                }
+                            }
+                            Ok(_) => {}
+                            Err(_) => break,
+                        }
+                    }
+                });
+                if client
+                    .batch_execute(&format!("LISTEN {CHANNEL}"))
+                    .await
+                    .is_ok()
+                {
+                    if announced_down {
+                        tracing::info!("session revocation listener reconnected");
+                        announced_down = false;
+                    }
+                    // Notices sent while we were away are lost: start clean.
+                    if let Some(s) = store.upgrade() {
+                        s.cache.invalidate_all();
+                    }
+                    while let Some(payload) = rx.recv().await {
+                        let Some(s) = store.upgrade() else { return };
+                        if payload == "*" {
+                            s.cache.invalidate_all();
+                        } else if let Some(hash) = parse_hex(&payload) {
+                            s.cache.invalidate(&hash).await;
+                        }
+                    }
+                }
+                pump.abort();
+                drop(client);
+            }
+            Err(e) => {
+                if !announced_down {
+                    tracing::warn!(error = %e, "session revocation listener cannot connect; retrying");
+                    announced_down = true;
+                }
+            }
+        }
+        if let Some(s) = store.upgrade() {
+            s.cache.invalidate_all();
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Writes batched activity every [`FLUSH_INTERVAL`] and deletes expired
+/// sessions and replay entries about once a minute.
+async fn flush_and_sweep(store: Weak<PgSessionStore>, idle_timeout: Duration) {
+    let mut tick = tokio::time::interval(FLUSH_INTERVAL);
+    let mut rounds: u32 = 0;
+    loop {
+        tick.tick().await;
+        let Some(s) = store.upgrade() else { return };
+        if let Err(e) = s.flush().await {
+            tracing::warn!(error = %e, "could not write session activity; will retry");
+        }
+        rounds = rounds.wrapping_add(1);
+        if rounds % 12 == 0 {
+            let idle_cutoff = SystemTime::now() - idle_timeout;
+            let swept = async {
+                let client = s.client().await?;
+                client
+                    .execute(
+                        "DELETE FROM sessions WHERE expires_at < now() OR last_seen < $1",
+                        &[&idle_cutoff],
+                    )
+                    .await
+                    .map_err(db_error)?;
+                client
+                    .execute("DELETE FROM sso_replay WHERE expires_at < now()", &[])
+                    .await
+                    .map_err(db_error)
+            }
+            .await;
+            if let Err(e) = swept {
+                tracing::debug!(error = %e, "expired-session sweep failed");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notice_payload_round_trips() {
+        let hash = TokenHash([0xab; 32]);
+        assert_eq!(parse_hex(&hex(&hash)), Some(hash));
+        assert_eq!(parse_hex("*"), None);
+        assert_eq!(parse_hex(&"zz".repeat(32)), None);
+    }
+}
