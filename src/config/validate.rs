@@ -299,13 +299,7 @@ fn upstream(raw: raw::RawUpstream, e: &mut ConfigErrors) -> UpstreamConfig {
 fn session(raw: raw::RawSession, e: &mut ConfigErrors) -> SessionConfig {
     let store = match raw.store.as_str() {
         "memory" => SessionStoreKind::Memory,
-        "postgres" => {
-            e.push(
-                "session.store",
-                "\"postgres\" is not available in this version of portcullis yet; use \"memory\"",
-            );
-            SessionStoreKind::Memory
-        }
+        "postgres" => SessionStoreKind::Postgres,
         other => {
             e.push(
                 "session.store",

@@ -23,6 +23,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 
+pub mod db;
+
 /// Password of every test user; hashes use bcrypt cost 4 to keep tests fast.
 pub const PASSWORD: &str = "correct horse battery";
 

@@ -1,0 +1,324 @@
+//! Sessions, lockout, rate limit and audit in PostgreSQL, with several
+//! instances on one database behaving as one. Each test owns a schema.
+
+mod common;
+
+use std::time::Duration;
+
+use common::db::PgSchema;
+use common::*;
+use http::{Method, StatusCode};
+use sha2::Digest;
+
+async fn pg_proxy(upstream: &Upstream, schema: &PgSchema, extra: &str) -> Proxy {
+    pg_proxy_with(upstream, schema, "", extra).await
+}
+
+/// A proxy on `schema` with more `[session]` keys and other tables.
+async fn pg_proxy_with(
+    upstream: &Upstream,
+    schema: &PgSchema,
+    session_keys: &str,
+    extra: &str,
+) -> Proxy {
+    let proxy = Proxy::start(
+        upstream,
+        &format!("{}{extra}", schema.toml_with(session_keys)),
+    )
+    .await;
+    wait_ready(&proxy).await;
+    proxy
+}
+
+/// Waits until `/readyz` answers 200 (schema applied, key loaded).
+async fn wait_ready(proxy: &Proxy) {
+    for _ in 0..100 {
+        if get(&format!("http://{}/readyz", proxy.admin_addr), &[])
+            .await
+            .status
+            == StatusCode::OK
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("proxy never became ready");
+}
+
+/// Polls `check` every 50 ms for up to `limit`; true once it holds.
+async fn eventually<F, Fut>(limit: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if check().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn session_from_one_instance_works_on_another() {
+    let upstream = Upstream::start().await;
+    let schema = PgSchema::create().await;
+    let a = pg_proxy(&upstream, &schema, "").await;
+    let b = pg_proxy(&upstream, &schema, "").await;
+    let session = login(&a, "demo").await;
+    let on_b = get(&b.url("/chat/"), &[("cookie", &session)]).await;
+    assert_eq!(on_b.status, StatusCode::OK);
+    assert_eq!(on_b.upstream_header("x-auth-user"), vec!["1"]);
+}
+
+#[tokio::test]
+async fn login_form_from_one_instance_posts_to_another() {
+    let upstream = Upstream::start().await;
+    let schema = PgSchema::create().await;
+    let a = pg_proxy(&upstream, &schema, "").await;
+    let b = pg_proxy(&upstream, &schema, "").await;
+    let (csrf_cookie, token) = login_form(&a).await;
+    let reply = post_login(&b, &csrf_cookie, &token, "demo", PASSWORD, "/").await;
+    assert_eq!(
+        reply.status,
+        StatusCode::SEE_OTHER,
+        "the CSRF key is shared"
+    );
+}
+
+#[tokio::test]
+async fn logout_on_one_instance_is_refused_by_the_other_within_a_second() {
+    let upstream = Upstream::start().await;
+    let schema = PgSchema::create().await;
+    // A long cache TTL: only the revocation notice can make A forget.
+    let a = pg_proxy_with(&upstream, &schema, "cache_ttl = \"10m\"", "").await;
+    let b = pg_proxy_with(&upstream, &schema, "cache_ttl = \"10m\"", "").await;
+
+    let session = login(&a, "demo").await;
+    assert_eq!(
+        get(&a.url("/x"), &[("cookie", &session)]).await.status,
+        StatusCode::OK,
+        "cached on A"
+    );
+    let out = send(
+        Method::POST,
+        &b.url("/auth/logout"),
+        &[("cookie", session.as_str()), ("origin", "http://127.0.0.1")],
+        "",
+    )
+    .await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER);
+    let refused = eventually(Duration::from_secs(1), || async {
+        get(&a.url("/x"), &[("cookie", &session)]).await.status == StatusCode::UNAUTHORIZED
+    })
+    .await;
+    assert!(refused, "instance A still accepts a session revoked on B");
+}
+
+#[tokio::test]
+async fn sessions_survive_a_proxy_restart() {
+    let upstream = Upstream::start().await;
+    let schema = PgSchema::create().await;
+    let mut first = pg_proxy(&upstream, &schema, "").await;
+    let session = login(&first, "demo").await;
+    first.begin_shutdown().await.unwrap();
+    let second = pg_proxy(&upstream, &schema, "").await;
+    let reply = get(&second.url("/chat/"), &[("cookie", &session)]).await;
+    assert_eq!(reply.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn only_the_sha256_of_a_token_is_stored() {
+    let upstream = Upstream::start().await;
+    let schema = PgSchema::create().await;
+    let proxy = pg_proxy(&upstream, &schema, "").await;
+    let session = login(&proxy, "demo").await;
+    let token = session.split_once('=').unwrap().1.to_string();
+    let client = schema.client().await;
+    let rows = client
+        .query("SELECT token_hash, sessions::text FROM sessions", &[])
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    let stored: Vec<u8> = rows[0].get(0);
+    assert_eq!(stored, sha2::Sha256::digest(token.as_bytes()).to_vec());
+    let whole_row: String = rows[0].get(1);
+    assert!(
+        !whole_row.contains(&token),
+        "raw token found in the sessions table"
+    );
+}
+
+#[tokio::test]
+async fn lockout_is_shared_by_two_instances() {
+    let upstream = Upstream::start().await;
+    let schema = PgSchema::create().await;
+    let limits = "[login]\nmax_failures = 3\nlockout = \"10m\"\n";
+    let a = pg_proxy(&upstream, &schema, limits).await;
+    let b = pg_proxy(&upstream, &schema, limits).await;
+    for (proxy, password) in [(&a, "wrong-1"), (&b, "wrong-2"), (&a, "wrong-3")] {
+        let (cookie, token) = login_form(proxy).await;
+        let reply = post_login(proxy, &cookie, &token, "demo", password, "/").await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    }
+    // Locked now: even the right password is refused, with the same answer.
+    for proxy in [&a, &b] {
+        let (cookie, token) = login_form(proxy).await;
+        let reply = post_login(proxy, &cookie, &token, "demo", PASSWORD, "/").await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+        assert!(reply.text().contains("Incorrect username or password."));
+    }
+    // Another account is not affected.
+    let (cookie, token) = login_form(&b).await;
+    let reply = post_login(&b, &cookie, &token, "admin", PASSWORD, "/").await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn login_rate_per_ip_answers_429_with_retry_after() {
+    let upstream = Upstream::start().await;
+    let schema = PgSchema::create().await;
+    let limits = "[login]\nip_rate = \"3/min\"\n";
+    let a = pg_proxy(&upstream, &schema, limits).await;
+    let b = pg_proxy(&upstream, &schema, limits).await;
+    let (cookie, token) = login_form(&a).await;
+    for proxy in [&a, &b, &a] {
+        let reply = post_login(proxy, &cookie, &token, "nobody", "x", "/").await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    }
+    let limited = post_login(&b, &cookie, &token, "demo", PASSWORD, "/").await;
+    assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = limited.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    assert!(limited.set_cookie("portcullis").is_none());
+}
+
+#[tokio::test]
+async fn security_events_are_written_to_audit_events() {
+    let upstream = Upstream::start().await;
+    let schema = PgSchema::create().await;
+    let proxy = pg_proxy(&upstream, &schema, "").await;
+    let (cookie, token) = login_form(&proxy).await;
+    post_login(&proxy, &cookie, &token, "demo", "wrong", "/").await;
+    let session = login(&proxy, "demo").await;
+    let out = send(
+        Method::POST,
+        &proxy.url("/auth/logout"),
+        &[("cookie", session.as_str()), ("origin", "http://127.0.0.1")],
+        "",
+    )
+    .await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER);
+    let client = schema.client().await;
+    let complete = eventually(Duration::from_secs(5), || async {
+        let rows = client
+            .query("SELECT event FROM audit_events ORDER BY id", &[])
+            .await
+            .unwrap();
+        let events: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+        events == ["login_failed", "login_ok", "logout"]
+    })
+    .await;
+    let rows = client
+        .query(
+            "SELECT event, username, client_ip, request_id FROM audit_events ORDER BY id",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(complete, "audit rows: {rows:?}");
+    for row in &rows {
+        let (user, ip, request_id): (String, String, String) = (row.get(1), row.get(2), row.get(3));
+        assert_eq!(user, "demo");
+        assert_eq!(ip, "127.0.0.1");
+        assert_eq!(request_id.len(), 32);
+    }
+    let dump: String = client
+        .query_one(
+            "SELECT coalesce(string_agg(audit_events::text, ' '), '') FROM audit_events",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        !dump.contains(PASSWORD) && !dump.contains("wrong"),
+        "no password in audit rows"
+    );
+}
+
+#[tokio::test]
+async fn sessions_revoke_command_ends_the_users_sessions_everywhere() {
+    let upstream = Upstream::start().await;
+    let schema = PgSchema::create().await;
+    let proxy = pg_proxy_with(&upstream, &schema, "cache_ttl = \"10m\"", "").await;
+    let demo = login(&proxy, "demo").await;
+    let admin = login(&proxy, "admin").await;
+    assert_eq!(
+        get(&proxy.url("/x"), &[("cookie", &demo)]).await.status,
+        StatusCode::OK
+    );
+
+    let mut config = tempfile::NamedTempFile::new().unwrap();
+    std::io::Write::write_all(&mut config, schema.toml().as_bytes()).unwrap();
+    let bin = env!("CARGO_BIN_EXE_portcullis");
+    let list = std::process::Command::new(bin)
+        .args(["sessions", "list", "--user", "demo", "--config"])
+        .arg(config.path())
+        .output()
+        .unwrap();
+    assert!(
+        list.status.success(),
+        "{}",
+        String::from_utf8_lossy(&list.stderr)
+    );
+    let listed = String::from_utf8_lossy(&list.stdout);
+    assert_eq!(listed.lines().count(), 1, "{listed}");
+    assert!(
+        !listed.contains(demo.split_once('=').unwrap().1),
+        "the token is never printed"
+    );
+
+    let revoke = std::process::Command::new(bin)
+        .args(["sessions", "revoke", "--user", "demo", "--config"])
+        .arg(config.path())
+        .output()
+        .unwrap();
+    assert!(
+        revoke.status.success(),
+        "{}",
+        String::from_utf8_lossy(&revoke.stderr)
+    );
+    assert!(String::from_utf8_lossy(&revoke.stdout).contains("revoked 1"));
+    let refused = eventually(Duration::from_secs(1), || async {
+        get(&proxy.url("/x"), &[("cookie", &demo)]).await.status == StatusCode::UNAUTHORIZED
+    })
+    .await;
+    assert!(refused, "revoked session still accepted");
+    assert_eq!(
+        get(&proxy.url("/x"), &[("cookie", &admin)]).await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn max_per_user_revokes_the_oldest_session() {
+    let upstream = Upstream::start().await;
+    let schema = PgSchema::create().await;
+    let proxy = pg_proxy_with(&upstream, &schema, "max_per_user = 1", "").await;
+    let first = login(&proxy, "demo").await;
+    let second = login(&proxy, "demo").await;
+    assert_eq!(
+        get(&proxy.url("/x"), &[("cookie", &second)]).await.status,
+        StatusCode::OK
+    );
+    let refused = eventually(Duration::from_secs(1), || async {
+        get(&proxy.url("/x"), &[("cookie", &first)]).await.status == StatusCode::UNAUTHORIZED
+    })
+    .await;
+    assert!(refused);
+}
