@@ -3,6 +3,7 @@
 //! timeout and header size limit, and graceful shutdown that lets in-flight
 //! requests finish within `server.shutdown_grace`.
 
+mod rewind;
 pub mod tls;
 
 use std::convert::Infallible;
@@ -71,13 +72,13 @@ pub async fn run(app: Arc<App>, listener: TcpListener, shutdown: impl Future<Out
             match tls {
                 None => {
                     let conn = Connection { peer, tls: false };
-                    serve(&builder, watcher, stream, app, conn).await;
+                    serve(&builder, handshake_timeout, watcher, stream, app, conn).await;
                 }
                 Some(acceptor) => {
                     match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
                         Ok(Ok(stream)) => {
                             let conn = Connection { peer, tls: true };
-                            serve(&builder, watcher, stream, app, conn).await;
+                            serve(&builder, handshake_timeout, watcher, stream, app, conn).await;
                         }
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
@@ -121,6 +122,7 @@ fn http_builder(
 
 async fn serve<S>(
     builder: &auto::Builder<TokioExecutor>,
+    header_read_timeout: Duration,
     watcher: hyper_util::server::graceful::Watcher,
     stream: S,
     app: Arc<App>,
@@ -128,6 +130,21 @@ async fn serve<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    // hyper-util's HTTP/1-or-2 detection waits for bytes without a deadline,
+    // and hyper's header timer only starts after it: read the opening bytes
+    // ourselves, under `header_read_timeout`, and replay them.
+    let mut stream = stream;
+    let opening = match tokio::time::timeout(header_read_timeout, rewind::read_opening(&mut stream))
+        .await
+    {
+        Ok(Ok(Some(opening))) => opening,
+        Ok(Ok(None)) | Ok(Err(_)) => return,
+        Err(_) => {
+            tracing::debug!(peer = %conn.peer, "no request within header_read_timeout; connection closed");
+            return;
+        }
+    };
+    let stream = rewind::Rewind::new(opening, stream);
     let service = service_fn(move |req: Request<Incoming>| {
         let app = app.clone();
         async move { Ok::<_, Infallible>(proxy::handle(&app, req, conn).await) }
