@@ -153,3 +153,24 @@ fn serve_refuses_a_broken_config_at_once() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("session.same_site"));
 }
+
+#[test]
+fn compose_config_is_valid_and_check_names_the_unreachable_backends() {
+    let out = portcullis()
+        .args(["check", "--config", "deploy/proxy.compose.toml"])
+        .env("PORTCULLIS_PUBLIC_URL", "http://localhost:8080")
+        .env(
+            "PORTCULLIS_POSTGRES_URL",
+            "postgres://portcullis@127.0.0.1:1/portcullis",
+        )
+        .env("PORTCULLIS_MYSQL_URL", "mysql://reader:pw@127.0.0.1:1/app")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("invalid config"), "{err}");
+    assert!(
+        err.contains("postgres.url") && err.contains("credentials.mysql.url"),
+        "{err}"
+    );
+}
