@@ -156,11 +156,18 @@ impl CredentialStore for MysqlCredentialStore {
         self.find(login).await
     }
 
+    /// `user_query` is keyed on a typed name, not the id: try the username,
+    /// then the email (a query may match on either alone), and accept only
+    /// the row with the same id.
     async fn find_current(&self, identity: &Identity) -> Result<Option<UserRecord>, StoreError> {
-        Ok(self
-            .find(&identity.username)
-            .await?
-            .filter(|u| u.identity.id == identity.id))
+        let same_user = |u: &UserRecord| u.identity.id == identity.id;
+        if let Some(user) = self.find(&identity.username).await?.filter(same_user) {
+            return Ok(Some(user));
+        }
+        if identity.email.is_empty() {
+            return Ok(None);
+        }
+        Ok(self.find(&identity.email).await?.filter(same_user))
     }
 
     fn can_rehash(&self) -> bool {
