@@ -93,6 +93,7 @@ pub async fn run(app: Arc<App>, listeners: Listeners, shutdown: impl Future<Outp
     }
     if let Some(listener) = listeners.https_redirect {
         side_tasks.push(tokio::spawn(server::run_https_redirect(
+            app.clone(),
             listener,
             stopped(),
         )));

@@ -65,6 +65,7 @@ fn session_store(config: &Config) -> anyhow::Result<Arc<PgSessionStore>> {
 
 /// The live sessions of `username`, one line each (never the token).
 pub async fn sessions_list(config: &Config, username: &str) -> anyhow::Result<Vec<String>> {
+    use crate::store::SessionStore as _;
     let store = session_store(config)?;
     let sessions = store
         .list_username(username)

@@ -250,3 +250,20 @@ async fn admin_rule_does_not_cover_administrator() {
         assert_forwarded_as(&reply, target, target);
     }
 }
+
+#[tokio::test]
+async fn rules_match_the_path_as_the_app_decodes_it() {
+    let upstream = Upstream::start().await;
+    let proxy = Proxy::start(
+        &upstream,
+        "[[route]]\npath = \"/données/**\"\naccess = \"deny\"\n[[route]]\npath = \"/a b;c\"\naccess = \"deny\"\n",
+    )
+    .await;
+    let session = login(&proxy, "demo").await;
+    for path in ["/donn%C3%A9es/x", "/donn%c3%a9es", "/a%20b%3Bc", "/a%20b;c"] {
+        let reply = get(&proxy.url(path), &[("cookie", &session)]).await;
+        assert_eq!(reply.status, http::StatusCode::FORBIDDEN, "{path}");
+    }
+    let other = get(&proxy.url("/donn%C3%A9e/x"), &[("cookie", &session)]).await;
+    assert_eq!(other.status, http::StatusCode::OK);
+}

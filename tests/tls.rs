@@ -122,3 +122,44 @@ fn unreadable_certificate_is_a_config_error_naming_the_key() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn plain_http_listener_redirects_to_the_public_https_origin() {
+    let upstream = Upstream::start().await;
+    let users = users_file();
+    let toml = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\npublic_url = \"https://localhost\"\n\
+         [server.tls]\ncert = \"{FIXTURES}/localhost.crt\"\nkey = \"{FIXTURES}/localhost.key\"\n\
+         redirect_http_from = \"127.0.0.1:0\"\n[admin]\nlisten = \"\"\n[upstream]\nurl = \"{}\"\n\
+         [credentials.file]\npath = \"{}\"\n",
+        upstream.url(),
+        users.path().display()
+    );
+    let config = portcullis::Config::from_toml(&toml, std::path::Path::new(".")).unwrap();
+    let listeners = portcullis::Listeners::bind(&config).await.unwrap();
+    let redirect = listeners
+        .https_redirect
+        .as_ref()
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let app = portcullis::App::build(config).unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(portcullis::run(app, listeners, async {
+        let _ = stopped.await;
+    }));
+
+    let reply = get(
+        &format!("http://{redirect}/chat/?a=1"),
+        &[("host", "evil.example")],
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::PERMANENT_REDIRECT);
+    assert_eq!(
+        reply.header("location"),
+        Some("https://localhost/chat/?a=1")
+    );
+
+    let _ = stop.send(());
+    server.await.unwrap();
+}

@@ -9,6 +9,9 @@ use http::{HeaderMap, HeaderValue};
 
 use crate::config::{self, Config};
 
+/// Session cookie values looked at per request.
+const MAX_SESSION_COOKIES: usize = 2;
+
 /// How long the login form's CSRF nonce cookie lives.
 const CSRF_MAX_AGE: cookie::time::Duration = cookie::time::Duration::hours(12);
 
@@ -73,19 +76,24 @@ impl CookieSettings {
         )
     }
 
-    /// Every value the request carries for the session cookie (a browser may
-    /// send duplicates); tried in order.
+    /// The values the request carries for the session cookie, tried in
+    /// order. A browser may hold two (say, one set for a parent path), never
+    /// hundreds: the rest are ignored, so one request cannot cost more than
+    /// [`MAX_SESSION_COOKIES`] lookups.
     pub fn session_tokens(&self, headers: &HeaderMap) -> Vec<String> {
-        cookie_values(headers, &self.session_name)
+        let mut values = cookie_values(headers, &self.session_name);
+        values.truncate(MAX_SESSION_COOKIES);
+        values
     }
 
     pub fn csrf_nonce(&self, headers: &HeaderMap) -> Option<String> {
         cookie_values(headers, &self.csrf_name).into_iter().next()
     }
 
-    /// Removes the session and CSRF cookies from what the app receives,
-    /// keeping the app's own cookies.
-    pub fn strip_from(&self, headers: &mut HeaderMap) {
+    /// Rewrites the `Cookie` header for the app: one header (HTTP/2 clients
+    /// send one per cookie; Starlette reads only the first), without the
+    /// session and CSRF cookies unless `pass_ours` (`pass_session_cookie`).
+    pub fn prepare_for_upstream(&self, headers: &mut HeaderMap, pass_ours: bool) {
         let kept: Vec<String> = headers
             .get_all(COOKIE)
             .iter()
@@ -94,7 +102,8 @@ impl CookieSettings {
             .map(str::trim)
             .filter(|pair| {
                 let name = pair.split_once('=').map_or(*pair, |(n, _)| n).trim();
-                !pair.is_empty() && name != self.session_name && name != self.csrf_name
+                !pair.is_empty()
+                    && (pass_ours || (name != self.session_name && name != self.csrf_name))
             })
             .map(str::to_string)
             .collect();
@@ -171,20 +180,40 @@ mod tests {
     }
 
     #[test]
+    fn at_most_two_session_cookie_values_are_looked_up() {
+        let s = settings("");
+        let mut h = HeaderMap::new();
+        let flood: Vec<String> = (0..500)
+            .map(|i| format!("__Host-portcullis=v{i}"))
+            .collect();
+        h.insert(COOKIE, flood.join("; ").parse().unwrap());
+        assert_eq!(
+            s.session_tokens(&h),
+            vec!["v0".to_string(), "v1".to_string()]
+        );
+    }
+
+    #[test]
     fn clearing_expires_the_cookie() {
         let c = settings("").clear_session().to_str().unwrap().to_string();
         assert!(c.contains("Max-Age=0"), "{c}");
     }
 
     #[test]
-    fn session_cookies_are_stripped_and_others_kept() {
+    fn session_cookies_are_stripped_others_kept_in_one_header() {
         let s = settings("");
         let mut h = HeaderMap::new();
         h.append(COOKIE, "a=1; __Host-portcullis=secret".parse().unwrap());
         h.append(COOKIE, "__Host-portcullis-csrf=n; b=2".parse().unwrap());
         assert_eq!(s.session_tokens(&h), vec!["secret".to_string()]);
-        s.strip_from(&mut h);
+        let mut passed = h.clone();
+        s.prepare_for_upstream(&mut h, false);
         assert_eq!(h.get_all(COOKIE).iter().count(), 1);
         assert_eq!(h.get(COOKIE).unwrap(), "a=1; b=2");
+        s.prepare_for_upstream(&mut passed, true);
+        assert_eq!(
+            passed.get(COOKIE).unwrap(),
+            "a=1; __Host-portcullis=secret; __Host-portcullis-csrf=n; b=2"
+        );
     }
 }

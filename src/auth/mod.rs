@@ -13,12 +13,14 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use http::HeaderMap;
+use sha2::Digest as _;
 
 pub use endpoints::{handle, login_url, unauthenticated_json};
 
 use crate::config::LoginConfig;
 use crate::store::{
-    AuditEvent, AuditSink, CredentialStore, Identity, SessionRecord, StoreError, ThrottleStore,
+    AuditEvent, AuditSink, CredentialStore, Gate, Identity, SessionRecord, StoreError,
+    ThrottleStore,
 };
 use cookies::CookieSettings;
 use csrf::Csrf;
@@ -124,7 +126,7 @@ impl Auth {
     ) -> Result<LoginOutcome, StoreError> {
         if let Some(wait) = self
             .throttle
-            .login_attempt(client_ip, self.login.ip_rate)
+            .login_attempt(&rate_key(client_ip), self.login.ip_rate)
             .await?
         {
             self.audit("login_rate_limited", login, client_ip, request_id);
@@ -138,38 +140,31 @@ impl Auth {
         } else {
             None
         };
-        // Known users are locked by id (whichever name they typed); unknown
-        // names by what was typed, so probing looks the same for both.
-        let account = match &user {
-            Some(u) => format!("id:{}", u.identity.id),
-            None => format!("name:{}", login.to_lowercase()),
-        };
-        let locked = self.throttle.locked_until(&account).await?.is_some();
+        let account = account_key(user.as_ref().map(|u| u.identity.id.as_str()), login);
+        let gate = self
+            .throttle
+            .begin_attempt(&account, self.login.max_failures, self.login.lockout)
+            .await?;
         let hash = user.as_ref().map(|u| u.password_hash.as_str());
         let password_ok = self.verifier.verify(password, hash).await;
-        match user {
-            Some(u) if password_ok && u.active && !locked => {
+        match (user, gate) {
+            (Some(u), Gate::Allowed { .. }) if password_ok && u.active => {
                 self.throttle.clear_failures(&account).await?;
                 self.rehash_if_outdated(&u.identity.id, &u.password_hash, password)
                     .await;
                 self.audit("login_ok", &u.identity.username, client_ip, request_id);
                 Ok(LoginOutcome::Success(u.identity))
             }
-            _ => {
-                let event = if locked {
-                    "login_refused_locked"
-                } else {
-                    "login_failed"
-                };
-                self.audit(event, login, client_ip, request_id);
-                if !locked
-                    && self
-                        .throttle
-                        .record_failure(&account, self.login.max_failures, self.login.lockout)
-                        .await?
-                {
+            (_, Gate::Allowed { attempt }) => {
+                self.audit("login_failed", login, client_ip, request_id);
+                if attempt >= self.login.max_failures {
+                    self.throttle.lock(&account, self.login.lockout).await?;
                     self.audit("lockout", login, client_ip, request_id);
                 }
+                Ok(LoginOutcome::Failed)
+            }
+            (_, Gate::Refused) => {
+                self.audit("login_refused_locked", login, client_ip, request_id);
                 Ok(LoginOutcome::Failed)
             }
         }
@@ -206,5 +201,57 @@ impl Auth {
             client_ip,
             request_id: request_id.to_string(),
         });
+    }
+}
+
+/// The login-rate key of a client: its address, or its /64 for IPv6 (one
+/// host usually holds a whole /64).
+fn rate_key(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+    }
+}
+
+/// The lockout key: the user id when the name exists (whichever of username
+/// or email was typed), else a hash of the name as typed, so probing unknown
+/// names is counted alike and stored keys stay short.
+fn account_key(user_id: Option<&str>, login: &str) -> String {
+    match user_id {
+        Some(id) => format!("id:{id}"),
+        None => {
+            let digest = sha2::Sha256::digest(login.to_lowercase().as_bytes());
+            let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+            format!("name:{hex}")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv6_clients_are_rate_limited_per_64() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:bbbb::9".parse().unwrap();
+        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(rate_key(a), rate_key(b));
+        assert_ne!(rate_key(a), rate_key(c));
+        assert_eq!(rate_key("::ffff:10.0.0.1".parse().unwrap()), "10.0.0.1");
+    }
+
+    #[test]
+    fn account_keys_are_short_and_case_blind_for_unknown_names() {
+        assert_eq!(account_key(Some("42"), "Alice"), "id:42");
+        let long = "x".repeat(16 * 1024);
+        assert!(account_key(None, &long).len() < 64);
+        assert_eq!(account_key(None, "Bob"), account_key(None, "bob"));
     }
 }

@@ -3,10 +3,11 @@
 //! bcrypt (`$2a$`, `$2b$`, `$2y$`) and argon2id are accepted. bcrypt only
 //! looks at the first 72 bytes of a password, so longer passwords are refused
 //! outright (`non_truncating_verify`) rather than matched on a prefix. An
-//! unknown user is checked against a dummy hash of the same bcrypt cost as
-//! real ones, so timing does not reveal which usernames exist.
+//! unknown user is checked against a dummy hash of the most common
+//! algorithm and cost among real ones, so timing does not reveal which
+//! usernames exist.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier as _, SaltString};
@@ -76,67 +77,122 @@ fn verify_blocking(password: &[u8], hash: &str) -> bool {
     }
 }
 
+/// The parameters that decide how long a hash takes to check: algorithm
+/// and cost (`bcrypt$12`, `$argon2id$v=19$m=19456,t=2,p=1`).
+fn shape(hash: &str) -> Option<String> {
+    if let Some(cost) = bcrypt_cost(hash) {
+        return Some(format!("bcrypt${cost}"));
+    }
+    if hash.starts_with("$argon2id$") {
+        let params: Vec<&str> = hash.split('$').take(4).collect();
+        return Some(params.join("$"));
+    }
+    None
+}
+
+/// A hash of a random password with the same shape as `sample`.
+fn dummy_like(sample: &str) -> Option<String> {
+    let secret: [u8; 16] = rand::random();
+    if let Some(cost) = bcrypt_cost(sample) {
+        return bcrypt::hash(secret, cost).ok();
+    }
+    let parsed = PasswordHash::new(sample).ok()?;
+    let params = argon2::Params::try_from(&parsed).ok()?;
+    let salt_bytes: [u8; 16] = rand::random();
+    let salt = SaltString::encode_b64(&salt_bytes).ok()?;
+    Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
+        .hash_password(&secret, &salt)
+        .ok()
+        .map(|h| h.to_string())
+}
+
+#[derive(Default)]
+struct Shapes {
+    /// shape -> (times seen, a real hash of that shape)
+    seen: HashMap<String, (u64, Arc<str>)>,
+    /// shape -> dummy hash
+    dummies: HashMap<String, Arc<str>>,
+}
+
 /// Runs password checks on at most `workers` blocking threads at a time.
 pub struct PasswordVerifier {
     permits: Arc<Semaphore>,
-    /// Cost of the last real bcrypt hash checked, so the dummy matches it.
-    seen_cost: AtomicU32,
-    dummy: Mutex<Option<(u32, Arc<str>)>>,
+    /// Unknown users are checked against a dummy of the most common shape
+    /// among real hashes, so a few crafted logins cannot steer it.
+    shapes: Arc<Mutex<Shapes>>,
 }
 
 impl PasswordVerifier {
     pub fn new(workers: usize) -> Self {
         Self {
             permits: Arc::new(Semaphore::new(workers.max(1))),
-            seen_cost: AtomicU32::new(DEFAULT_BCRYPT_COST),
-            dummy: Mutex::new(None),
+            shapes: Arc::default(),
         }
     }
 
     /// Verifies `password` against `hash`, or, with `None` (unknown user),
     /// against a dummy hash so the answer takes as long as a wrong password.
     pub async fn verify(&self, password: &str, hash: Option<&str>) -> bool {
-        let (hash, real): (Arc<str>, bool) = match hash {
-            Some(h) => {
-                if let Some(cost) = bcrypt_cost(h) {
-                    self.seen_cost.store(cost, Ordering::Relaxed);
-                }
-                (Arc::from(h), true)
-            }
-            None => (self.dummy_hash().await, false),
-        };
+        if let Some(h) = hash {
+            self.record(h);
+        }
+        let hash: Option<Arc<str>> = hash.map(Arc::from);
         let password = password.as_bytes().to_vec();
+        let shapes = self.shapes.clone();
         let Ok(_permit) = self.permits.clone().acquire_owned().await else {
             return false;
         };
-        let ok = tokio::task::spawn_blocking(move || verify_blocking(&password, &hash))
-            .await
-            .unwrap_or(false);
-        ok && real
-    }
-
-    async fn dummy_hash(&self) -> Arc<str> {
-        let cost = self.seen_cost.load(Ordering::Relaxed);
-        if let Some((c, hash)) = self
-            .dummy
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-        {
-            if *c == cost {
-                return hash.clone();
+        tokio::task::spawn_blocking(move || match hash {
+            Some(hash) => verify_blocking(&password, &hash),
+            None => {
+                let dummy = dummy_hash(&shapes);
+                verify_blocking(&password, &dummy);
+                false
             }
-        }
-        let hash: Arc<str> = tokio::task::spawn_blocking(move || {
-            let secret: [u8; 16] = rand::random();
-            bcrypt::hash(secret, cost).unwrap_or_default()
         })
         .await
+        .unwrap_or(false)
+    }
+
+    fn record(&self, hash: &str) {
+        let Some(shape) = shape(hash) else { return };
+        let mut shapes = self.shapes.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = shapes
+            .seen
+            .entry(shape)
+            .or_insert_with(|| (0, Arc::from(hash)));
+        entry.0 += 1;
+    }
+}
+
+/// The dummy for the most common shape seen (bcrypt at the default cost
+/// before any), made once per shape on the hashing pool.
+fn dummy_hash(shapes: &Mutex<Shapes>) -> Arc<str> {
+    let lock = || shapes.lock().unwrap_or_else(|e| e.into_inner());
+    let (shape, sample) = {
+        let shapes = lock();
+        shapes
+            .seen
+            .iter()
+            .max_by(|a, b| a.1 .0.cmp(&b.1 .0).then_with(|| b.0.cmp(a.0)))
+            .map(|(shape, (_, sample))| (shape.clone(), sample.clone()))
+            .unwrap_or_else(|| {
+                let default = format!("bcrypt${DEFAULT_BCRYPT_COST}");
+                (
+                    default,
+                    Arc::from(format!("$2b${DEFAULT_BCRYPT_COST}$").as_str()),
+                )
+            })
+    };
+    if let Some(dummy) = lock().dummies.get(&shape) {
+        return dummy.clone();
+    }
+    let dummy: Arc<str> = dummy_like(&sample)
+        .or_else(|| bcrypt::hash(rand::random::<[u8; 16]>(), DEFAULT_BCRYPT_COST).ok())
         .unwrap_or_default()
         .into();
-        *self.dummy.lock().unwrap_or_else(|e| e.into_inner()) = Some((cost, hash.clone()));
-        hash
-    }
+    lock().dummies.insert(shape, dummy.clone());
+    dummy
 }
 
 #[cfg(test)]
@@ -175,18 +231,29 @@ mod tests {
     #[tokio::test]
     async fn unknown_user_never_verifies() {
         let v = PasswordVerifier::new(1);
-        v.seen_cost.store(4, Ordering::Relaxed);
+        v.record(&bcrypt::hash("x", 4).unwrap());
         assert!(!v.verify("anything", None).await);
         assert!(!v.verify("", None).await);
     }
 
-    #[tokio::test]
-    async fn dummy_hash_follows_the_cost_of_real_hashes() {
+    #[test]
+    fn dummy_hash_follows_the_most_common_real_shape() {
         let v = PasswordVerifier::new(1);
-        let real = bcrypt::hash("x", 5).unwrap();
-        v.verify("x", Some(&real)).await;
-        let dummy = v.dummy_hash().await;
-        assert_eq!(bcrypt_cost(&dummy), Some(5));
+        let common = bcrypt::hash("x", 5).unwrap();
+        v.record(&common);
+        v.record(&common);
+        v.record(&bcrypt::hash("x", 4).unwrap());
+        assert_eq!(bcrypt_cost(&dummy_hash(&v.shapes)), Some(5));
+    }
+
+    #[test]
+    fn argon2id_dummy_keeps_the_parameters() {
+        let v = PasswordVerifier::new(1);
+        let real = hash_password("x", "argon2id").unwrap();
+        v.record(&real);
+        let dummy = dummy_hash(&v.shapes);
+        assert_eq!(shape(&dummy), shape(&real));
+        assert_ne!(&*dummy, real.as_str());
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! relative path is accepted; everything else becomes `/`, so the login page
 //! can never be used as an open redirect.
 
-use super::path::normalize;
+use super::path::{normalize, percent_decode};
 
 /// Longest `next` kept; longer values become `/`.
 const MAX_NEXT_LEN: usize = 2048;
@@ -35,24 +35,6 @@ fn safe_next(raw: &str) -> Option<String> {
         Some(q) => format!("{path}?{q}"),
         None => path,
     })
-}
-
-/// Full percent-decoding; `None` for malformed escapes or invalid UTF-8.
-fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 #[cfg(test)]

@@ -33,23 +33,19 @@ pub fn normalize(raw: &str) -> Result<String, PathError> {
         return Err(PathError::NotAbsolute);
     }
     let bytes = raw.as_bytes();
-    let mut partly_decoded = String::with_capacity(raw.len());
-    let mut fully_decoded = Vec::with_capacity(raw.len());
+    let mut partly_decoded: Vec<u8> = Vec::with_capacity(raw.len());
+    let mut fully_decoded: Vec<u8> = Vec::with_capacity(raw.len());
     let mut i = 0;
     while i < bytes.len() {
         let b = bytes[i];
         match b {
             b'%' => {
-                let decoded = bytes
-                    .get(i + 1..i + 3)
-                    .and_then(|hex| std::str::from_utf8(hex).ok())
-                    .and_then(|hex| u8::from_str_radix(hex, 16).ok())
-                    .ok_or(PathError::BadEncoding)?;
+                let decoded = decode_escape(bytes, i).ok_or(PathError::BadEncoding)?;
                 match decoded {
                     b'/' | b'\\' => return Err(PathError::EncodedSeparator),
                     _ if decoded.is_ascii_control() => return Err(PathError::ControlCharacter),
-                    _ if is_unreserved(decoded) => partly_decoded.push(decoded as char),
-                    _ => partly_decoded.push_str(&raw[i..i + 3]),
+                    _ if is_unreserved(decoded) => partly_decoded.push(decoded),
+                    _ => partly_decoded.extend_from_slice(&bytes[i..i + 3]),
                 }
                 fully_decoded.push(decoded);
                 i += 3;
@@ -57,7 +53,7 @@ pub fn normalize(raw: &str) -> Result<String, PathError> {
             b'\\' => return Err(PathError::Backslash),
             _ if b.is_ascii_control() => return Err(PathError::ControlCharacter),
             _ => {
-                partly_decoded.push(b as char);
+                partly_decoded.push(b);
                 fully_decoded.push(b);
                 i += 1;
             }
@@ -67,7 +63,39 @@ pub fn normalize(raw: &str) -> Result<String, PathError> {
     if decoded.chars().any(char::is_control) {
         return Err(PathError::ControlCharacter);
     }
+    // Raw bytes above 0x7f are kept as sent; valid since the decoded form is.
+    let partly_decoded = String::from_utf8(partly_decoded).map_err(|_| PathError::InvalidUtf8)?;
     resolve_dots(&partly_decoded)
+}
+
+/// The byte a `%XX` escape at `at` stands for.
+fn decode_escape(bytes: &[u8], at: usize) -> Option<u8> {
+    let hex = std::str::from_utf8(bytes.get(at + 1..at + 3)?).ok()?;
+    u8::from_str_radix(hex, 16).ok()
+}
+
+/// Full percent-decoding; `None` for malformed escapes or invalid UTF-8.
+pub fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            out.push(decode_escape(bytes, i)?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// The path as the app will route it (uvicorn decodes every escape): what
+/// route rules are matched against. Takes a [`normalize`]d path, in which no
+/// escape can decode to a separator.
+pub fn routing_path(normalized: &str) -> String {
+    percent_decode(normalized).unwrap_or_else(|| normalized.to_string())
 }
 
 /// RFC 3986 unreserved: safe to decode because no server reads them differently.
@@ -184,6 +212,19 @@ mod tests {
     #[test]
     fn valid_utf8_escapes_are_kept_encoded() {
         assert_eq!(n("/caf%C3%A9").unwrap(), "/caf%C3%A9");
+    }
+
+    #[test]
+    fn raw_utf8_is_kept_as_sent() {
+        assert_eq!(n("/café/x").unwrap(), "/café/x");
+    }
+
+    #[test]
+    fn routing_path_is_fully_decoded() {
+        assert_eq!(
+            routing_path(&n("/donn%C3%A9es/a%20b%3Bc").unwrap()),
+            "/données/a b;c"
+        );
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //! streamed both ways, WebSocket upgrades tunnelled only once the app has
 //! answered 101.
 
+use std::sync::Arc;
+
 use http::header::{HeaderValue, HOST};
 use http::{Request, Response, StatusCode, Uri};
 use http_body_util::BodyExt;
@@ -9,6 +11,7 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::sync::OwnedSemaphorePermit;
 
 use super::error::ProxyError;
 use super::headers::strip_hop_by_hop;
@@ -43,6 +46,7 @@ impl Upstream {
         &self,
         mut req: Request<Incoming>,
         websocket: bool,
+        slot: Option<Arc<OwnedSemaphorePermit>>,
     ) -> Result<Response<Body>, ProxyError> {
         let path_and_query = req
             .uri()
@@ -78,7 +82,7 @@ impl Upstream {
         match client_upgrade {
             Some(client_upgrade) if upgraded => {
                 let upstream_upgrade = hyper::upgrade::on(&mut response);
-                tokio::spawn(tunnel(client_upgrade, upstream_upgrade));
+                tokio::spawn(tunnel(client_upgrade, upstream_upgrade, slot));
                 strip_hop_by_hop(response.headers_mut(), true);
             }
             _ if upgraded => {
@@ -94,8 +98,13 @@ impl Upstream {
 }
 
 /// Copies bytes both ways between the upgraded client and app connections
-/// until either side closes.
-async fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+/// until either side closes, holding the connection's `max_connections`
+/// slot meanwhile.
+async fn tunnel(
+    client: hyper::upgrade::OnUpgrade,
+    upstream: hyper::upgrade::OnUpgrade,
+    _slot: Option<Arc<OwnedSemaphorePermit>>,
+) {
     let (client, upstream) = match tokio::try_join!(client, upstream) {
         Ok(pair) => pair,
         Err(e) => {

@@ -63,14 +63,13 @@ impl Origin {
             .and_then(|h| h.to_str().ok())
             .map(str::to_string)
             .or_else(|| uri.authority().map(|a| a.to_string()));
-        let host = if from_proxy {
-            last_value(headers, "x-forwarded-host")
-                .filter(|h| is_valid_host(h))
-                .or(own_host)
-        } else {
-            own_host
-        }
-        .filter(|h| is_valid_host(h));
+        let forwarded_host = from_proxy
+            .then(|| last_value(headers, "x-forwarded-host"))
+            .flatten();
+        let host = forwarded_host
+            .into_iter()
+            .chain(own_host)
+            .find(|h| is_valid_host(h));
         let request_id = from_proxy
             .then(|| last_value(headers, "x-request-id"))
             .flatten()

@@ -5,14 +5,11 @@ use http::header::{self, HeaderName};
 use http::{HeaderMap, Method, Version};
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1: "a proxy MUST remove any such
-/// header fields before forwarding"), plus `Proxy-*` and the h2c upgrade's
-/// settings.
+/// header fields before forwarding") and the h2c upgrade's settings;
+/// `Proxy-*` is handled by prefix.
 const HOP_BY_HOP: &[&str] = &[
     "connection",
     "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
     "te",
     "trailer",
     "transfer-encoding",
@@ -98,6 +95,16 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_websocket: bool) {
     }
     for name in HOP_BY_HOP {
         headers.remove(*name);
+    }
+    // Every `Proxy-*` header, and `Proxy` itself (httpoxy: CGI-style apps
+    // read it as HTTP_PROXY).
+    let proxy_headers: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| k.as_str() == "proxy" || k.as_str().starts_with("proxy-"))
+        .cloned()
+        .collect();
+    for name in proxy_headers {
+        headers.remove(name);
     }
     if keep_websocket {
         headers.insert(
@@ -207,6 +214,8 @@ mod tests {
             ("http2-settings", "AAA"),
             ("proxy-authorization", "Basic x"),
             ("proxy-connection", "keep-alive"),
+            ("proxy", "http://evil.example:8080"),
+            ("proxy-anything", "x"),
         ]);
         strip_hop_by_hop(&mut h, false);
         assert!(h.is_empty(), "{h:?}");

@@ -8,15 +8,17 @@ pub mod forwarded;
 pub mod headers;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use http::header::{HeaderValue, CONTENT_TYPE};
 use http::{HeaderName, Request, Response, StatusCode};
 use hyper::body::Incoming;
+use tokio::sync::OwnedSemaphorePermit;
 
 use crate::app::App;
 use crate::auth::{login_url, unauthenticated_json};
-use crate::policy::path::normalize;
+use crate::policy::path::{normalize, routing_path};
 use crate::policy::routes::Access;
 use crate::response::{self, Body};
 use crate::store::SessionRecord;
@@ -26,10 +28,13 @@ use forwarded::Origin;
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// How a connection reached us.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Connection {
     pub peer: SocketAddr,
     pub tls: bool,
+    /// The connection's place under `server.max_connections`; a WebSocket
+    /// tunnel keeps holding it after hyper lets go of the connection.
+    pub slot: Option<Arc<OwnedSemaphorePermit>>,
 }
 
 /// Serves one request; never fails (errors become pages or JSON).
@@ -46,7 +51,7 @@ pub async fn handle(app: &App, req: Request<Incoming>, conn: Connection) -> Resp
     let wants_html = response::wants_html(req.headers());
     let raw_path = req.uri().path().to_string();
 
-    let mut response = match pipeline(app, req, &origin).await {
+    let mut response = match pipeline(app, req, &origin, conn.slot).await {
         Ok(response) => response,
         Err(e) => error_response(app, &e, wants_html, &origin),
     };
@@ -74,6 +79,7 @@ async fn pipeline(
     app: &App,
     mut req: Request<Incoming>,
     origin: &Origin,
+    slot: Option<Arc<OwnedSemaphorePermit>>,
 ) -> Result<Response<Body>, ProxyError> {
     // normalize
     if req.method() == http::Method::CONNECT {
@@ -93,7 +99,7 @@ async fn pipeline(
     headers::strip_spoofable(req.headers_mut(), &app.spoofable);
 
     // authorize
-    let identity = match app.config.routes.access(req.method(), &path) {
+    let identity = match app.config.routes.access(req.method(), &routing_path(&path)) {
         Access::Deny => return Err(ProxyError::Forbidden),
         Access::Public => None,
         access => {
@@ -113,7 +119,7 @@ async fn pipeline(
     rewrite(app, &mut req, &path, identity.as_ref(), origin)?;
 
     // forward
-    app.upstream.forward(req, websocket).await
+    app.upstream.forward(req, websocket, slot).await
 }
 
 /// SPEC step 6: a browser navigation is sent to the sign-in page; anything
@@ -150,9 +156,9 @@ fn rewrite(
 
     let names = &app.config.upstream.headers;
     let headers = req.headers_mut();
-    if !app.config.upstream.pass_session_cookie {
-        app.auth.cookies.strip_from(headers);
-    }
+    app.auth
+        .cookies
+        .prepare_for_upstream(headers, app.config.upstream.pass_session_cookie);
     if let Some(session) = session {
         let identity = &session.identity;
         let roles = identity.roles.join(",");

@@ -68,16 +68,24 @@ pub async fn run(app: Arc<App>, listener: TcpListener, shutdown: impl Future<Out
         let watcher = graceful.watcher();
         let tls = tls.clone();
         tokio::spawn(async move {
-            let _permit = permit;
+            let slot = Some(Arc::new(permit));
             match tls {
                 None => {
-                    let conn = Connection { peer, tls: false };
+                    let conn = Connection {
+                        peer,
+                        tls: false,
+                        slot,
+                    };
                     serve(&builder, handshake_timeout, watcher, stream, app, conn).await;
                 }
                 Some(acceptor) => {
                     match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
                         Ok(Ok(stream)) => {
-                            let conn = Connection { peer, tls: true };
+                            let conn = Connection {
+                                peer,
+                                tls: true,
+                                slot,
+                            };
                             serve(&builder, handshake_timeout, watcher, stream, app, conn).await;
                         }
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
@@ -145,22 +153,44 @@ async fn serve<S>(
         }
     };
     let stream = rewind::Rewind::new(opening, stream);
+    let peer = conn.peer;
     let service = service_fn(move |req: Request<Incoming>| {
         let app = app.clone();
+        let conn = conn.clone();
         async move { Ok::<_, Infallible>(proxy::handle(&app, req, conn).await) }
     });
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
     if let Err(e) = watcher.watch(connection.into_owned()).await {
-        tracing::debug!(peer = %conn.peer, error = %e, "connection ended with an error");
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
     }
 }
 
+/// Connections the plain-HTTP redirect listener serves at once.
+const REDIRECT_MAX_CONNECTIONS: usize = 1024;
+
 /// Plain-HTTP listener (`server.tls.redirect_http_from`) that sends every
-/// request to the same host and path over https with a 308.
-pub async fn run_https_redirect(listener: TcpListener, shutdown: impl Future<Output = ()>) {
-    let builder = Arc::new(http_builder(Duration::from_secs(10), 16 * 1024));
+/// request over https with a 308: to `server.public_url` when set (so a
+/// forged `Host` cannot redirect elsewhere), else to the request's host.
+/// HTTP/1.1 only, with the same header deadline and a connection cap.
+pub async fn run_https_redirect(
+    app: Arc<App>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) {
+    let header_read_timeout = app.config.server.header_read_timeout;
+    let origin: Option<Arc<str>> = app
+        .config
+        .server
+        .public_url
+        .as_ref()
+        .map(|u| Arc::from(u.origin.as_str()));
+    let permits = Arc::new(Semaphore::new(REDIRECT_MAX_CONNECTIONS));
     tokio::pin!(shutdown);
     loop {
+        let permit = tokio::select! {
+            permit = permits.clone().acquire_owned() => permit.expect("semaphore is never closed"),
+            () = &mut shutdown => break,
+        };
         let (stream, _) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
@@ -168,26 +198,37 @@ pub async fn run_https_redirect(listener: TcpListener, shutdown: impl Future<Out
             },
             () = &mut shutdown => break,
         };
-        let builder = builder.clone();
+        let origin = origin.clone();
         tokio::spawn(async move {
-            let service = service_fn(|req: Request<Incoming>| async move {
-                Ok::<_, Infallible>(https_redirect(&req))
+            let _permit = permit;
+            let service = service_fn(move |req: Request<Incoming>| {
+                let origin = origin.clone();
+                async move { Ok::<_, Infallible>(https_redirect(&req, origin.as_deref())) }
             });
-            let _ = builder
+            let _ = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_read_timeout)
+                .max_buf_size(16 * 1024)
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
         });
     }
 }
 
-fn https_redirect(req: &Request<Incoming>) -> Response<Body> {
+fn https_redirect(req: &Request<Incoming>, public_origin: Option<&str>) -> Response<Body> {
+    let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let path = if path.starts_with('/') { path } else { "/" };
+    if let Some(origin) = public_origin.filter(|o| o.starts_with("https://")) {
+        return response::redirect(StatusCode::PERMANENT_REDIRECT, &format!("{origin}{path}"));
+    }
     let host = req
         .headers()
         .get(http::header::HOST)
         .and_then(|h| h.to_str().ok())
         .filter(|h| {
-            h.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+            !h.is_empty()
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
         });
     let Some(host) = host else {
         return response::json(
@@ -205,7 +246,6 @@ fn https_redirect(req: &Request<Incoming>) -> Response<Body> {
         }
         _ => host,
     };
-    let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
     response::redirect(
         StatusCode::PERMANENT_REDIRECT,
         &format!("https://{host}{path}"),

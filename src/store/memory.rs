@@ -3,13 +3,12 @@
 //! shared; use the PostgreSQL store for that.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
 
-use super::{Identity, SessionRecord, SessionStore, StoreError, ThrottleStore, TokenHash};
+use super::{Gate, Identity, SessionRecord, SessionStore, StoreError, ThrottleStore, TokenHash};
 use crate::config::Rate;
 
 #[derive(Default)]
@@ -73,18 +72,18 @@ impl SessionStore for MemorySessionStore {
         Ok(self.lock().remove(token_hash).is_some())
     }
 
-    async fn remove_user(&self, user_id: &str) -> Result<u64, StoreError> {
+    async fn remove_username(&self, username: &str) -> Result<u64, StoreError> {
         let mut sessions = self.lock();
         let before = sessions.len();
-        sessions.retain(|_, s| s.identity.id != user_id);
+        sessions.retain(|_, s| s.identity.username != username);
         Ok((before - sessions.len()) as u64)
     }
 
-    async fn list_user(&self, user_id: &str) -> Result<Vec<SessionRecord>, StoreError> {
+    async fn list_username(&self, username: &str) -> Result<Vec<SessionRecord>, StoreError> {
         let mut list: Vec<SessionRecord> = self
             .lock()
             .values()
-            .filter(|s| s.identity.id == user_id)
+            .filter(|s| s.identity.username == username)
             .cloned()
             .collect();
         list.sort_by_key(|s| s.created_at);
@@ -124,77 +123,106 @@ pub struct MemoryThrottle {
 
 #[derive(Default)]
 struct ThrottleState {
-    /// client address -> (window start, attempts in it)
-    rate: HashMap<IpAddr, (Instant, u32)>,
-    /// account -> (failures, last failure, locked until)
-    failures: HashMap<String, (u32, SystemTime, Option<SystemTime>)>,
+    /// client -> (window start, attempts in it)
+    rate: HashMap<String, (Instant, u32)>,
+    /// account -> attempts and lock
+    accounts: HashMap<String, AccountState>,
+    /// Attempts since the last sweep of stale entries.
+    since_sweep: u32,
 }
 
+struct AccountState {
+    attempts: u32,
+    last_attempt: Instant,
+    locked_until: Option<Instant>,
+}
+
+/// Stale entries are swept every this many attempts, so memory stays bounded.
+const SWEEP_EVERY: u32 = 1024;
+/// Entries untouched for this long are dropped by the sweep (unless locked).
+const FORGET_AFTER: Duration = Duration::from_secs(24 * 3600);
+
 impl MemoryThrottle {
-    fn lock(&self) -> std::sync::MutexGuard<'_, ThrottleState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock_state(&self) -> std::sync::MutexGuard<'_, ThrottleState> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.since_sweep += 1;
+        if state.since_sweep >= SWEEP_EVERY {
+            state.since_sweep = 0;
+            let now = Instant::now();
+            state
+                .rate
+                .retain(|_, (start, _)| now.duration_since(*start) < FORGET_AFTER);
+            state.accounts.retain(|_, a| {
+                now.duration_since(a.last_attempt) < FORGET_AFTER
+                    || a.locked_until.is_some_and(|t| t > now)
+            });
+        }
+        state
     }
 }
 
 #[async_trait]
 impl ThrottleStore for MemoryThrottle {
-    async fn login_attempt(&self, ip: IpAddr, rate: Rate) -> Result<Option<Duration>, StoreError> {
+    async fn login_attempt(
+        &self,
+        client: &str,
+        rate: Rate,
+    ) -> Result<Option<Duration>, StoreError> {
         let now = Instant::now();
-        let mut state = self.lock();
-        if state.rate.len() > 100_000 {
-            state
-                .rate
-                .retain(|_, (start, _)| now.duration_since(*start) < rate.per);
-        }
-        let entry = state.rate.entry(ip).or_insert((now, 0));
+        let mut state = self.lock_state();
+        let entry = state.rate.entry(client.to_string()).or_insert((now, 0));
         if now.duration_since(entry.0) >= rate.per {
             *entry = (now, 0);
         }
         entry.1 += 1;
-        Ok((entry.1 > rate.count).then(|| {
-            rate.per
-                .saturating_sub(now.duration_since(entry.0))
-                .max(Duration::from_secs(1))
-        }))
+        let wait = rate.per.saturating_sub(now.duration_since(entry.0));
+        Ok((entry.1 > rate.count).then(|| wait.max(Duration::from_secs(1))))
     }
 
-    async fn locked_until(&self, account: &str) -> Result<Option<SystemTime>, StoreError> {
-        let now = SystemTime::now();
-        Ok(self
-            .lock()
-            .failures
-            .get(account)
-            .and_then(|(_, _, until)| *until)
-            .filter(|until| *until > now))
-    }
-
-    async fn record_failure(
+    async fn begin_attempt(
         &self,
         account: &str,
         max_failures: u32,
         lockout: Duration,
-    ) -> Result<bool, StoreError> {
-        let now = SystemTime::now();
-        let mut state = self.lock();
+    ) -> Result<Gate, StoreError> {
+        let now = Instant::now();
+        let mut state = self.lock_state();
         let entry = state
-            .failures
+            .accounts
             .entry(account.to_string())
-            .or_insert((0, now, None));
-        if entry.1 + lockout < now {
-            entry.0 = 0;
+            .or_insert(AccountState {
+                attempts: 0,
+                last_attempt: now,
+                locked_until: None,
+            });
+        if entry.locked_until.is_some_and(|t| t > now) {
+            return Ok(Gate::Refused);
         }
-        entry.0 += 1;
-        entry.1 = now;
-        if entry.0 >= max_failures {
-            entry.0 = 0;
-            entry.2 = Some(now + lockout);
-            return Ok(true);
+        if entry.locked_until.take().is_some() || now.duration_since(entry.last_attempt) >= lockout
+        {
+            entry.attempts = 0;
         }
-        Ok(false)
+        entry.attempts += 1;
+        entry.last_attempt = now;
+        Ok(if entry.attempts > max_failures {
+            Gate::Refused
+        } else {
+            Gate::Allowed {
+                attempt: entry.attempts,
+            }
+        })
+    }
+
+    async fn lock(&self, account: &str, lockout: Duration) -> Result<(), StoreError> {
+        if let Some(entry) = self.lock_state().accounts.get_mut(account) {
+            entry.locked_until = Some(Instant::now() + lockout);
+            entry.attempts = 0;
+        }
+        Ok(())
     }
 
     async fn clear_failures(&self, account: &str) -> Result<(), StoreError> {
-        self.lock().failures.remove(account);
+        self.lock_state().accounts.remove(account);
         Ok(())
     }
 }
@@ -232,7 +260,7 @@ mod tests {
         assert!(store.get(&TokenHash([1; 32])).await.unwrap().is_none());
         assert!(store.get(&TokenHash([2; 32])).await.unwrap().is_some());
         assert!(store.get(&TokenHash([3; 32])).await.unwrap().is_some());
-        assert_eq!(store.list_user("u").await.unwrap().len(), 2);
+        assert_eq!(store.list_username("u").await.unwrap().len(), 2);
     }
 
     #[tokio::test]
@@ -253,33 +281,51 @@ mod throttle_tests {
     #[tokio::test]
     async fn rate_limit_answers_with_a_wait_once_over() {
         let t = MemoryThrottle::default();
-        let ip: IpAddr = [10, 0, 0, 1].into();
         let rate = Rate {
             count: 2,
             per: Duration::from_secs(60),
         };
-        assert!(t.login_attempt(ip, rate).await.unwrap().is_none());
-        assert!(t.login_attempt(ip, rate).await.unwrap().is_none());
-        let wait = t.login_attempt(ip, rate).await.unwrap().unwrap();
+        assert!(t.login_attempt("10.0.0.1", rate).await.unwrap().is_none());
+        assert!(t.login_attempt("10.0.0.1", rate).await.unwrap().is_none());
+        let wait = t.login_attempt("10.0.0.1", rate).await.unwrap().unwrap();
         assert!(wait <= Duration::from_secs(60) && wait >= Duration::from_secs(1));
-        assert!(t
-            .login_attempt([10, 0, 0, 2].into(), rate)
-            .await
-            .unwrap()
-            .is_none());
+        assert!(t.login_attempt("10.0.0.2", rate).await.unwrap().is_none());
     }
 
     #[tokio::test]
-    async fn max_failures_lock_the_account_until_cleared_or_expired() {
+    async fn attempts_beyond_max_are_refused_even_in_flight() {
         let t = MemoryThrottle::default();
         let lockout = Duration::from_secs(600);
-        assert!(!t.record_failure("1", 3, lockout).await.unwrap());
-        assert!(!t.record_failure("1", 3, lockout).await.unwrap());
-        assert!(t.locked_until("1").await.unwrap().is_none());
-        assert!(t.record_failure("1", 3, lockout).await.unwrap());
-        assert!(t.locked_until("1").await.unwrap().is_some());
-        assert!(t.locked_until("2").await.unwrap().is_none());
-        t.clear_failures("1").await.unwrap();
-        assert!(t.locked_until("1").await.unwrap().is_none());
+        for n in 1..=3 {
+            assert_eq!(
+                t.begin_attempt("a", 3, lockout).await.unwrap(),
+                Gate::Allowed { attempt: n }
+            );
+        }
+        assert_eq!(
+            t.begin_attempt("a", 3, lockout).await.unwrap(),
+            Gate::Refused
+        );
+        assert_eq!(
+            t.begin_attempt("b", 3, lockout).await.unwrap(),
+            Gate::Allowed { attempt: 1 }
+        );
+    }
+
+    #[tokio::test]
+    async fn lock_refuses_until_cleared() {
+        let t = MemoryThrottle::default();
+        let lockout = Duration::from_secs(600);
+        t.begin_attempt("a", 3, lockout).await.unwrap();
+        t.lock("a", lockout).await.unwrap();
+        assert_eq!(
+            t.begin_attempt("a", 3, lockout).await.unwrap(),
+            Gate::Refused
+        );
+        t.clear_failures("a").await.unwrap();
+        assert_eq!(
+            t.begin_attempt("a", 3, lockout).await.unwrap(),
+            Gate::Allowed { attempt: 1 }
+        );
     }
 }

@@ -97,9 +97,11 @@ pub trait SessionStore: Send + Sync {
     async fn touch(&self, token_hash: &TokenHash, at: SystemTime) -> Result<(), StoreError>;
     /// Returns whether a session was removed.
     async fn remove(&self, token_hash: &TokenHash) -> Result<bool, StoreError>;
-    /// Revokes every session of a user id; returns how many.
-    async fn remove_user(&self, user_id: &str) -> Result<u64, StoreError>;
-    async fn list_user(&self, user_id: &str) -> Result<Vec<SessionRecord>, StoreError>;
+    /// Revokes every session of a username (operators know names, not
+    /// ids); returns how many.
+    async fn remove_username(&self, username: &str) -> Result<u64, StoreError>;
+    /// The sessions of a username, oldest first.
+    async fn list_username(&self, username: &str) -> Result<Vec<SessionRecord>, StoreError>;
     /// Revokes every session; returns how many.
     async fn remove_all(&self) -> Result<u64, StoreError>;
     /// Stores the identity found by a credential re-check, and when.
@@ -132,24 +134,39 @@ pub trait CredentialStore: Send + Sync {
 }
 
 /// Lockout and per-IP login rate state.
+///
+/// An attempt is counted before its password is checked, so parallel
+/// guesses cannot all slip past the limit while the first ones are hashing.
 #[async_trait]
 pub trait ThrottleStore: Send + Sync {
-    /// Counts a login attempt from `ip`; `Some(wait)` when it is over `rate`.
+    /// Counts a login attempt from `client` (a `/64` for IPv6); `Some(wait)`
+    /// when it is over `rate`.
     async fn login_attempt(
         &self,
-        ip: IpAddr,
+        client: &str,
         rate: crate::config::Rate,
     ) -> Result<Option<Duration>, StoreError>;
-    /// Until when `account` is locked, if it is.
-    async fn locked_until(&self, account: &str) -> Result<Option<SystemTime>, StoreError>;
-    /// Counts a failed login; true when this failure locked the account.
-    async fn record_failure(
+    /// Counts an attempt on `account`. Failures older than `lockout` are
+    /// forgotten first.
+    async fn begin_attempt(
         &self,
         account: &str,
         max_failures: u32,
         lockout: Duration,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<Gate, StoreError>;
+    /// Locks `account` for `lockout` (its `max_failures`-th attempt failed).
+    async fn lock(&self, account: &str, lockout: Duration) -> Result<(), StoreError>;
+    /// Forgets the failures of `account` (a successful login).
     async fn clear_failures(&self, account: &str) -> Result<(), StoreError>;
+}
+
+/// Whether a login attempt on an account may be checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gate {
+    /// The `attempt`-th attempt within the failure window.
+    Allowed { attempt: u32 },
+    /// Locked, or already at `max_failures` attempts.
+    Refused,
 }
 
 /// A security event for the audit trail (the log line is written anyway).

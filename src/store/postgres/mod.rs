@@ -80,26 +80,6 @@ impl Pg {
         self.migrated.store(true, Ordering::Release);
     }
 
-    /// Retries [`Pg::migrate`] every few seconds until it succeeds, logging
-    /// loudly while PostgreSQL is unreachable.
-    pub fn migrate_in_background(self: &Arc<Self>) {
-        let pg = self.clone();
-        tokio::spawn(async move {
-            loop {
-                match pg.migrate().await {
-                    Ok(ran) => {
-                        tracing::info!(migrations_applied = ran, "PostgreSQL schema is up to date");
-                        return;
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "PostgreSQL is unavailable; retrying in 2s (requests needing it get 503)");
-                        tokio::time::sleep(Duration::from_secs(2)).await;
-                    }
-                }
-            }
-        });
-    }
-
     pub async fn ping(&self) -> Result<(), StoreError> {
         if !self.migrated.load(Ordering::Acquire) {
             return Err(unavailable("schema not applied yet"));

@@ -11,6 +11,7 @@
 //!   may have missed notices, and `cache_ttl` bounds staleness regardless.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime};
 
@@ -34,6 +35,9 @@ pub struct PgSessionStore {
     pg: Arc<Pg>,
     cache: Cache<TokenHash, SessionRecord>,
     pending_touches: Mutex<HashMap<TokenHash, SystemTime>>,
+    /// Bumped by every revocation notice (and listener reconnect): a read
+    /// that started before a notice must not put its row in the cache.
+    generation: AtomicU64,
 }
 
 impl PgSessionStore {
@@ -47,10 +51,17 @@ impl PgSessionStore {
                 .max_capacity(1_000_000)
                 .build(),
             pending_touches: Mutex::new(HashMap::new()),
+            generation: AtomicU64::new(0),
         });
         tokio::spawn(listen(Arc::downgrade(&store)));
         tokio::spawn(flush_and_sweep(Arc::downgrade(&store), idle_timeout));
         store
+    }
+
+    /// Drops every cached session (after possibly missed notices).
+    fn forget_everything(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.cache.invalidate_all();
     }
 
     fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<TokenHash, SystemTime>> {
@@ -108,24 +119,6 @@ impl PgSessionStore {
         Ok(())
     }
 
-    /// Sessions of a username (operators know names, not ids).
-    pub async fn list_username(&self, username: &str) -> Result<Vec<SessionRecord>, StoreError> {
-        let client = self.client().await?;
-        let rows = client
-            .query(
-                &format!("SELECT {COLUMNS} FROM sessions WHERE username = $1 ORDER BY created_at"),
-                &[&username],
-            )
-            .await
-            .map_err(db_error)?;
-        Ok(rows.iter().map(record_of).collect())
-    }
-
-    /// Revokes every session of a username, on every instance.
-    pub async fn remove_username(&self, username: &str) -> Result<u64, StoreError> {
-        self.delete_where("username = $1", &username).await
-    }
-
     async fn delete_where(
         &self,
         condition: &str,
@@ -139,20 +132,32 @@ impl PgSessionStore {
             )
             .await
             .map_err(db_error)?;
-        for row in &rows {
-            let hash = hash_of(row);
-            self.cache.invalidate(&hash).await;
-            self.notify(&client, &hex(&hash)).await?;
+        let hashes: Vec<TokenHash> = rows.iter().map(hash_of).collect();
+        self.revoked(&client, &hashes).await;
+        Ok(hashes.len() as u64)
+    }
+
+    /// After sessions were deleted: forget them here and tell every other
+    /// instance. The deletion stands whatever happens to the notice; a lost
+    /// notice is bounded by the other instances' `cache_ttl`.
+    async fn revoked(&self, client: &deadpool_postgres::Object, hashes: &[TokenHash]) {
+        for hash in hashes {
+            self.cache.invalidate(hash).await;
+            self.pending().remove(hash);
         }
-        Ok(rows.len() as u64)
+        for hash in hashes {
+            if let Err(e) = self.notify(client, &hex(hash)).await {
+                tracing::warn!(error = %e, "revocation notice not sent; other instances drop the session within session.cache_ttl");
+                break;
+            }
+        }
     }
 }
 
 fn hash_of(row: &Row) -> TokenHash {
     let bytes: &[u8] = row.get("token_hash");
-    let mut hash = [0u8; 32];
-    hash.copy_from_slice(&bytes[..32.min(bytes.len())]);
-    TokenHash(hash)
+    // Every stored hash is 32 bytes; anything else matches no cookie.
+    TokenHash(bytes.try_into().unwrap_or([0; 32]))
 }
 
 fn record_of(row: &Row) -> SessionRecord {
@@ -225,52 +230,51 @@ impl SessionStore for PgSessionStore {
                 )
                 .await
                 .map_err(db_error)?;
-            for row in &evicted {
-                let hash = hash_of(row);
-                self.cache.invalidate(&hash).await;
-                self.notify(&client, &hex(&hash)).await?;
-            }
+            let evicted: Vec<TokenHash> = evicted.iter().map(hash_of).collect();
+            self.revoked(&client, &evicted).await;
         }
         self.cache.insert(s.token_hash, s).await;
         Ok(())
     }
 
     async fn get(&self, token_hash: &TokenHash) -> Result<Option<SessionRecord>, StoreError> {
-        if let Some(cached) = self.cache.get(token_hash).await {
-            return Ok(Some(cached));
-        }
-        let client = self.client().await?;
-        let row = tokio::time::timeout(
-            DB_TIMEOUT,
-            client.query_opt(
-                &format!("SELECT {COLUMNS} FROM sessions WHERE token_hash = $1"),
-                &[&&token_hash.0[..]],
-            ),
-        )
-        .await
-        .map_err(|_| unavailable("session lookup timed out"))?
-        .map_err(db_error)?;
-        let Some(row) = row else { return Ok(None) };
-        let mut record = record_of(&row);
+        let mut record = match self.cache.get(token_hash).await {
+            Some(cached) => cached,
+            None => {
+                let generation = self.generation.load(Ordering::Acquire);
+                let client = self.client().await?;
+                let row = tokio::time::timeout(
+                    DB_TIMEOUT,
+                    client.query_opt(
+                        &format!("SELECT {COLUMNS} FROM sessions WHERE token_hash = $1"),
+                        &[&&token_hash.0[..]],
+                    ),
+                )
+                .await
+                .map_err(|_| unavailable("session lookup timed out"))?
+                .map_err(db_error)?;
+                let Some(row) = row else { return Ok(None) };
+                let record = record_of(&row);
+                // A notice that arrived during the SELECT may concern this
+                // very row: serve it this once, but do not cache it.
+                if self.generation.load(Ordering::Acquire) == generation {
+                    self.cache.insert(*token_hash, record.clone()).await;
+                }
+                record
+            }
+        };
         if let Some(seen) = self.pending().get(token_hash) {
             record.last_seen = record.last_seen.max(*seen);
         }
-        self.cache.insert(*token_hash, record.clone()).await;
         Ok(Some(record))
     }
 
+    /// Only remembers the time; [`PgSessionStore::get`] merges it in, so the
+    /// cached entry keeps its own `cache_ttl` expiry.
     async fn touch(&self, token_hash: &TokenHash, at: SystemTime) -> Result<(), StoreError> {
-        {
-            let mut pending = self.pending();
-            let slot = pending.entry(*token_hash).or_insert(at);
-            *slot = (*slot).max(at);
-        }
-        if let Some(mut cached) = self.cache.get(token_hash).await {
-            if cached.last_seen < at {
-                cached.last_seen = at;
-                self.cache.insert(*token_hash, cached).await;
-            }
-        }
+        let mut pending = self.pending();
+        let slot = pending.entry(*token_hash).or_insert(at);
+        *slot = (*slot).max(at);
         Ok(())
     }
 
@@ -281,8 +285,8 @@ impl SessionStore for PgSessionStore {
             > 0)
     }
 
-    async fn remove_user(&self, user_id: &str) -> Result<u64, StoreError> {
-        self.delete_where("user_id = $1", &user_id).await
+    async fn remove_username(&self, username: &str) -> Result<u64, StoreError> {
+        self.delete_where("username = $1", &username).await
     }
 
     async fn remove_all(&self) -> Result<u64, StoreError> {
@@ -292,16 +296,19 @@ impl SessionStore for PgSessionStore {
             .await
             .map_err(db_error)?;
         self.cache.invalidate_all();
-        self.notify(&client, "*").await?;
+        self.pending().clear();
+        if let Err(e) = self.notify(&client, "*").await {
+            tracing::warn!(error = %e, "revocation notice not sent; other instances drop sessions within session.cache_ttl");
+        }
         Ok(n)
     }
 
-    async fn list_user(&self, user_id: &str) -> Result<Vec<SessionRecord>, StoreError> {
+    async fn list_username(&self, username: &str) -> Result<Vec<SessionRecord>, StoreError> {
         let client = self.client().await?;
         let rows = client
             .query(
-                &format!("SELECT {COLUMNS} FROM sessions WHERE user_id = $1 ORDER BY created_at"),
-                &[&user_id],
+                &format!("SELECT {COLUMNS} FROM sessions WHERE username = $1 ORDER BY created_at"),
+                &[&username],
             )
             .await
             .map_err(db_error)?;
@@ -322,15 +329,20 @@ impl SessionStore for PgSessionStore {
             )
             .await
             .map_err(db_error)?;
-        self.cache.invalidate(token_hash).await;
         // Other instances must not keep serving the old roles.
-        self.notify(&client, &hex(token_hash)).await
+        self.revoked(&client, std::slice::from_ref(token_hash))
+            .await;
+        Ok(())
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
         self.pg.ping().await
     }
 }
+
+/// How often the LISTEN connection proves it is alive; a connection that
+/// silently died (NAT, failover) would otherwise lose notices unnoticed.
+const LISTENER_HEARTBEAT: Duration = Duration::from_secs(15);
 
 /// Keeps a LISTEN connection open and applies revocation notices to the
 /// cache; reconnects (clearing the cache) whenever the connection drops.
@@ -345,16 +357,14 @@ async fn listen(store: Weak<PgSessionStore>) {
                 let mut messages =
                     futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
                 let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+                // The connection must be polled for the client to work; the
+                // channel closes when the connection ends.
                 let pump = tokio::spawn(async move {
-                    while let Some(message) = messages.next().await {
-                        match message {
-                            Ok(AsyncMessage::Notification(n)) => {
-                                if tx.send(n.payload().to_string()).is_err() {
-                                    break;
-                                }
+                    while let Some(Ok(message)) = messages.next().await {
+                        if let AsyncMessage::Notification(n) = message {
+                            if tx.send(n.payload().to_string()).is_err() {
+                                break;
                             }
-                            Ok(_) => {}
-                            Err(_) => break,
                         }
                     }
                 });
@@ -369,19 +379,32 @@ async fn listen(store: Weak<PgSessionStore>) {
                     }
                     // Notices sent while we were away are lost: start clean.
                     if let Some(s) = store.upgrade() {
-                        s.cache.invalidate_all();
+                        s.forget_everything();
                     }
-                    while let Some(payload) = rx.recv().await {
-                        let Some(s) = store.upgrade() else { return };
-                        if payload == "*" {
-                            s.cache.invalidate_all();
-                        } else if let Some(hash) = parse_hex(&payload) {
-                            s.cache.invalidate(&hash).await;
+                    let mut heartbeat = tokio::time::interval(LISTENER_HEARTBEAT);
+                    heartbeat.tick().await;
+                    loop {
+                        tokio::select! {
+                            payload = rx.recv() => {
+                                let Some(payload) = payload else { break };
+                                let Some(s) = store.upgrade() else { return };
+                                s.generation.fetch_add(1, Ordering::AcqRel);
+                                if payload == "*" {
+                                    s.cache.invalidate_all();
+                                } else if let Some(hash) = parse_hex(&payload) {
+                                    s.cache.invalidate(&hash).await;
+                                }
+                            }
+                            _ = heartbeat.tick() => {
+                                let alive = tokio::time::timeout(DB_TIMEOUT, client.simple_query("SELECT 1")).await;
+                                if !matches!(alive, Ok(Ok(_))) {
+                                    break;
+                                }
+                            }
                         }
                     }
                 }
                 pump.abort();
-                drop(client);
             }
             Err(e) => {
                 if !announced_down {
@@ -391,14 +414,15 @@ async fn listen(store: Weak<PgSessionStore>) {
             }
         }
         if let Some(s) = store.upgrade() {
-            s.cache.invalidate_all();
+            s.forget_everything();
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 
-/// Writes batched activity every [`FLUSH_INTERVAL`] and deletes expired
-/// sessions and replay entries about once a minute.
+/// Writes batched activity every [`FLUSH_INTERVAL`] and, about once a
+/// minute, deletes expired sessions, replay entries and day-old throttle
+/// rows, so no table grows without bound.
 async fn flush_and_sweep(store: Weak<PgSessionStore>, idle_timeout: Duration) {
     let mut tick = tokio::time::interval(FLUSH_INTERVAL);
     let mut rounds: u32 = 0;
@@ -421,7 +445,12 @@ async fn flush_and_sweep(store: Weak<PgSessionStore>, idle_timeout: Duration) {
                     .await
                     .map_err(db_error)?;
                 client
-                    .execute("DELETE FROM sso_replay WHERE expires_at < now()", &[])
+                    .batch_execute(
+                        "DELETE FROM sso_replay WHERE expires_at < now();
+                         DELETE FROM login_rate WHERE window_start < now() - interval '1 day';
+                         DELETE FROM login_failures WHERE updated_at < now() - interval '1 day'
+                             AND (locked_until IS NULL OR locked_until < now());",
+                    )
                     .await
                     .map_err(db_error)
             }
