@@ -77,7 +77,7 @@ pub struct SessionRecord {
     pub checked_at: SystemTime,
 }
 
-#[derive(Debug, Error)]
+#[derive(Debug, Clone, Error)]
 pub enum StoreError {
     /// The backend did not answer or failed; requests get a 503.
     #[error("{backend} unavailable: {message}")]

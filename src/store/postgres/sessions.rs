@@ -1,7 +1,10 @@
 //! Sessions in PostgreSQL behind an in-process cache.
 //!
 //! - Reads: served from a cache whose entries live at most `cache_ttl`, so a
-//!   session costs one query per `cache_ttl` per instance, not one per request.
+//!   session costs one query per `cache_ttl` per instance, not one per
+//!   request; concurrent misses for one token share a single query, and
+//!   unknown tokens are cached as unknown (a token cannot be presented before
+//!   it exists), so a flood of made-up cookies does not reach the database.
 //! - Activity: `touch` only records the time in memory; a flusher writes the
 //!   batch every [`FLUSH_INTERVAL`] in one statement. The idle timeout is
 //!   therefore accurate to that interval.
@@ -33,7 +36,7 @@ const COLUMNS: &str =
 
 pub struct PgSessionStore {
     pg: Arc<Pg>,
-    cache: Cache<TokenHash, SessionRecord>,
+    cache: Cache<TokenHash, Option<SessionRecord>>,
     pending_touches: Mutex<HashMap<TokenHash, SystemTime>>,
     /// Bumped by every revocation notice (and listener reconnect): a read
     /// that started before a notice must not put its row in the cache.
@@ -117,6 +120,22 @@ impl PgSessionStore {
             .await
             .map_err(db_error)?;
         Ok(())
+    }
+
+    /// Reads one session row (for a cache miss).
+    async fn load(&self, token_hash: &TokenHash) -> Result<Option<SessionRecord>, StoreError> {
+        let client = self.client().await?;
+        let row = tokio::time::timeout(
+            DB_TIMEOUT,
+            client.query_opt(
+                &format!("SELECT {COLUMNS} FROM sessions WHERE token_hash = $1"),
+                &[&&token_hash.0[..]],
+            ),
+        )
+        .await
+        .map_err(|_| unavailable("session lookup timed out"))?
+        .map_err(db_error)?;
+        Ok(row.as_ref().map(record_of))
     }
 
     async fn delete_where(
@@ -233,35 +252,24 @@ impl SessionStore for PgSessionStore {
             let evicted: Vec<TokenHash> = evicted.iter().map(hash_of).collect();
             self.revoked(&client, &evicted).await;
         }
-        self.cache.insert(s.token_hash, s).await;
+        self.cache.insert(s.token_hash, Some(s)).await;
         Ok(())
     }
 
     async fn get(&self, token_hash: &TokenHash) -> Result<Option<SessionRecord>, StoreError> {
-        let mut record = match self.cache.get(token_hash).await {
-            Some(cached) => cached,
-            None => {
-                let generation = self.generation.load(Ordering::Acquire);
-                let client = self.client().await?;
-                let row = tokio::time::timeout(
-                    DB_TIMEOUT,
-                    client.query_opt(
-                        &format!("SELECT {COLUMNS} FROM sessions WHERE token_hash = $1"),
-                        &[&&token_hash.0[..]],
-                    ),
-                )
-                .await
-                .map_err(|_| unavailable("session lookup timed out"))?
-                .map_err(db_error)?;
-                let Some(row) = row else { return Ok(None) };
-                let record = record_of(&row);
-                // A notice that arrived during the SELECT may concern this
-                // very row: serve it this once, but do not cache it.
-                if self.generation.load(Ordering::Acquire) == generation {
-                    self.cache.insert(*token_hash, record.clone()).await;
-                }
-                record
-            }
+        let generation = self.generation.load(Ordering::Acquire);
+        let loaded = self
+            .cache
+            .try_get_with(*token_hash, self.load(token_hash))
+            .await
+            .map_err(|e| (*e).clone())?;
+        // A notice that arrived during the load may concern this very row:
+        // serve it this once, but do not keep it.
+        if self.generation.load(Ordering::Acquire) != generation {
+            self.cache.invalidate(token_hash).await;
+        }
+        let Some(mut record) = loaded else {
+            return Ok(None);
         };
         if let Some(seen) = self.pending().get(token_hash) {
             record.last_seen = record.last_seen.max(*seen);
