@@ -255,24 +255,6 @@ async fn readyz(proxy: &Proxy) -> StatusCode {
         .status
 }
 
-/// Polls `check` every 100 ms for up to `limit`; true once it holds.
-async fn eventually<F, Fut>(limit: Duration, mut check: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        if check().await {
-            return true;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// Waits until `/readyz` answers 200 (schema applied, key loaded).
 async fn wait_ready(proxy: &Proxy) {
     let ready = eventually(Duration::from_secs(20), || async {

@@ -45,24 +45,6 @@ async fn wait_ready(proxy: &Proxy) {
     panic!("proxy never became ready");
 }
 
-/// Polls `check` every 50 ms for up to `limit`; true once it holds.
-async fn eventually<F, Fut>(limit: Duration, mut check: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        if check().await {
-            return true;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test]
 async fn session_from_one_instance_works_on_another() {
     let upstream = Upstream::start().await;

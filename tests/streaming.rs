@@ -14,7 +14,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::*;
 use futures_util::{SinkExt, StreamExt};
-use http::{Method, Request, StatusCode};
+use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Empty, StreamBody};
 use hyper::body::Frame;
 use hyper_util::client::legacy::Client;
@@ -22,95 +22,10 @@ use hyper_util::rt::TokioExecutor;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 // ----------------------------------------------------------------- helpers
-
-/// A proxy started from a complete TOML config (for tables that
-/// [`Proxy::start`] already writes, such as `[upstream]`). Shuts down on drop.
-struct CustomProxy {
-    addr: SocketAddr,
-    _shutdown: oneshot::Sender<()>,
-    _users: tempfile::NamedTempFile,
-}
-
-/// Starts a proxy in front of `upstream_url` with the test routes and the
-/// given extra `[upstream]` keys.
-async fn start_with_upstream_keys(upstream_url: &str, upstream_keys: &str) -> CustomProxy {
-    let users = users_file();
-    let toml = format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-public_url = "http://127.0.0.1"
-[admin]
-listen = "127.0.0.1:0"
-[upstream]
-url = "{upstream_url}"
-{upstream_keys}
-[credentials.file]
-path = "{users}"
-[[route]]
-path = "/static/**"
-methods = ["GET", "HEAD"]
-access = "public"
-[[route]]
-path = "/admin/**"
-roles = ["admin"]
-[[route]]
-path = "/internal/**"
-access = "deny"
-[log]
-format = "pretty"
-access_log = false
-"#,
-        users = users.path().display(),
-    );
-    let config = portcullis::Config::from_toml(&toml, std::path::Path::new("."))
-        .unwrap_or_else(|e| panic!("test config invalid:\n{e}\n{toml}"));
-    let listeners = portcullis::Listeners::bind(&config).await.unwrap();
-    let addr = listeners.main.local_addr().unwrap();
-    let app = portcullis::App::build(config).unwrap();
-    let (tx, rx) = oneshot::channel::<()>();
-    tokio::spawn(portcullis::run(app, listeners, async {
-        let _ = rx.await;
-    }));
-    CustomProxy {
-        addr,
-        _shutdown: tx,
-        _users: users,
-    }
-}
-
-/// Signs in against any proxy address (the common `login` wants a `Proxy`).
-async fn login_at(addr: SocketAddr, user: &str) -> String {
-    let base = format!("http://{addr}");
-    let page = get(&format!("{base}/auth/login"), &[]).await;
-    assert_eq!(page.status, StatusCode::OK);
-    let csrf_cookie = page.set_cookie("portcullis-csrf").unwrap();
-    let token = csrf_token_in(&page.text());
-    let body = serde_urlencoded::to_string([
-        ("username", user),
-        ("password", PASSWORD),
-        ("csrf_token", token.as_str()),
-        ("next", "/"),
-    ])
-    .unwrap();
-    let reply = send(
-        Method::POST,
-        &format!("{base}/auth/login"),
-        &[
-            ("content-type", "application/x-www-form-urlencoded"),
-            ("cookie", &csrf_cookie),
-        ],
-        body,
-    )
-    .await;
-    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.text());
-    reply.set_cookie("portcullis").unwrap()
-}
 
 /// An address nothing listens on: bound, then released.
 async fn closed_port() -> SocketAddr {
@@ -437,9 +352,8 @@ async fn unreachable_upstream_gives_502_without_internal_detail() {
 #[tokio::test]
 async fn upstream_slower_than_response_header_timeout_gives_504() {
     let upstream = Upstream::start().await;
-    let proxy =
-        start_with_upstream_keys(&upstream.url(), "response_header_timeout = \"1s\"\n").await;
-    let session = login_at(proxy.addr, "demo").await;
+    let proxy = Proxy::start_for_url(&upstream.url(), "response_header_timeout = \"1s\"\n").await;
+    let session = login(&proxy, "demo").await;
     let base = format!("http://{}", proxy.addr);
 
     let api = get(
