@@ -9,22 +9,28 @@ use crate::auth::cookies::CookieSettings;
 use crate::auth::csrf::Csrf;
 use crate::auth::password::PasswordVerifier;
 use crate::auth::session::Sessions;
+use crate::auth::tokens::Tokens;
 use crate::auth::Auth;
 use crate::config::{Config, CredentialsConfig, SessionStoreKind};
 use crate::pages::Pages;
 use crate::proxy::forward::Upstream;
 use crate::proxy::headers::{python_name, FORWARDING_HEADERS};
 use crate::store::file::FileCredentialStore;
-use crate::store::memory::{MemorySessionStore, MemoryThrottle};
+use crate::store::memory::{MemoryRefreshStore, MemorySessionStore, MemoryThrottle};
 use crate::store::mysql::MysqlCredentialStore;
-use crate::store::postgres::{Pg, PgAudit, PgSessionStore, PgThrottle};
-use crate::store::{AuditSink, CredentialStore, LogOnlyAudit, SessionStore, ThrottleStore};
+use crate::store::postgres::{Pg, PgAudit, PgRefreshStore, PgSessionStore, PgThrottle};
+use crate::store::{
+    AuditSink, CredentialStore, LogOnlyAudit, RefreshStore, SessionStore, ThrottleStore,
+};
 
 /// Assertion header name stripped even before `[upstream.assertion]` is
 /// configured, so a client can never pre-place one.
 const DEFAULT_ASSERTION_HEADER: &str = "X-Auth-Assertion";
 /// Name of the shared CSRF key in PostgreSQL.
 const CSRF_SECRET: &str = "csrf";
+/// Name of the shared token signing key in PostgreSQL (when `tokens.secret`
+/// is not set).
+const TOKEN_SECRET: &str = "tokens";
 
 pub struct App {
     pub config: Config,
@@ -43,6 +49,7 @@ pub struct Stores {
     pub credentials: Arc<dyn CredentialStore>,
     pub throttle: Arc<dyn ThrottleStore>,
     pub audit: Arc<dyn AuditSink>,
+    pub refresh: Arc<dyn RefreshStore>,
     pub postgres: Option<Arc<Pg>>,
 }
 
@@ -65,6 +72,7 @@ impl Stores {
                     credentials,
                     throttle: Arc::new(MemoryThrottle::default()),
                     audit: Arc::new(LogOnlyAudit),
+                    refresh: Arc::new(MemoryRefreshStore::default()),
                     postgres: None,
                 }
             }
@@ -79,6 +87,7 @@ impl Stores {
                     credentials,
                     throttle: Arc::new(PgThrottle::new(pg.clone())),
                     audit: Arc::new(PgAudit::start(pg.clone())),
+                    refresh: Arc::new(PgRefreshStore::new(pg.clone())),
                     postgres: Some(pg),
                 }
             }
@@ -94,22 +103,35 @@ impl App {
     /// need it get 503 meanwhile, and `/readyz` says so).
     pub fn build(config: Config) -> anyhow::Result<Arc<App>> {
         let stores = Stores::build(&config)?;
+        let tokens = Arc::new(Tokens::new(config.tokens.clone(), stores.refresh.clone()));
         let csrf = match &stores.postgres {
             Some(pg) => {
                 let csrf = Arc::new(Csrf::pending());
-                tokio::spawn(init_postgres(
+                let init = init_postgres(
                     pg.clone(),
                     config.postgres.migrate,
                     csrf.clone(),
-                ));
+                    tokens.clone(),
+                );
+                tokio::spawn(init);
                 csrf
             }
-            None => Arc::new(Csrf::random()),
+            None => {
+                if !tokens.has_key() {
+                    tokens.set_key(&rand::random::<[u8; 32]>());
+                }
+                Arc::new(Csrf::random())
+            }
         };
-        Self::assemble(config, stores, csrf)
+        Self::assemble(config, stores, csrf, tokens)
     }
 
-    fn assemble(config: Config, stores: Stores, csrf: Arc<Csrf>) -> anyhow::Result<Arc<App>> {
+    fn assemble(
+        config: Config,
+        stores: Stores,
+        csrf: Arc<Csrf>,
+        tokens: Arc<Tokens>,
+    ) -> anyhow::Result<Arc<App>> {
         let pages = Pages::new(&config.login.title, config.login.template.as_deref())?;
         let cookies = CookieSettings::from_config(&config);
         if !cookies.secure {
@@ -128,6 +150,7 @@ impl App {
             cookies,
             login: config.login.clone(),
             recheck_interval: config.session.recheck_interval,
+            tokens,
         };
         let headers = &config.upstream.headers;
         let mut spoofable: Vec<String> = [
@@ -154,8 +177,9 @@ impl App {
 }
 
 /// Applies the schema (unless `postgres.migrate = false`) and loads the
-/// shared CSRF key, retrying every 2 s while PostgreSQL is unreachable.
-async fn init_postgres(pg: Arc<Pg>, migrate: bool, csrf: Arc<Csrf>) {
+/// keys every instance shares (CSRF, and the token key unless
+/// `tokens.secret` is set), retrying every 2 s while PostgreSQL is down.
+async fn init_postgres(pg: Arc<Pg>, migrate: bool, csrf: Arc<Csrf>, tokens: Arc<Tokens>) {
     let mut failing = false;
     loop {
         let attempt = async {
@@ -167,10 +191,18 @@ async fn init_postgres(pg: Arc<Pg>, migrate: bool, csrf: Arc<Csrf>) {
             } else {
                 pg.assume_migrated();
             }
-            pg.shared_secret(CSRF_SECRET).await
+            let token_key = if tokens.has_key() {
+                None
+            } else {
+                Some(pg.shared_secret(TOKEN_SECRET).await?)
+            };
+            Ok::<_, crate::store::StoreError>((pg.shared_secret(CSRF_SECRET).await?, token_key))
         };
         match attempt.await {
-            Ok(key) => {
+            Ok((key, token_key)) => {
+                if let Some(token_key) = token_key {
+                    tokens.set_key(&token_key);
+                }
                 csrf.set_key(key);
                 if failing {
                     tracing::info!("PostgreSQL is reachable again");

@@ -7,14 +7,13 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde::Deserialize;
 
-use super::LoginOutcome;
+use super::{Caller, LoginOutcome};
 use crate::app::App;
 use crate::pages::LoginView;
 use crate::policy::next::validate_next;
 use crate::proxy::error::ProxyError;
 use crate::proxy::forwarded::Origin;
 use crate::response::{self, Body};
-use crate::store::SessionRecord;
 
 /// Login and logout bodies over this are refused before any hashing.
 pub const FORM_BODY_LIMIT: usize = 16 * 1024;
@@ -38,7 +37,8 @@ pub async fn handle(
         ("/logout", Method::GET | Method::HEAD) => logout_form(app, &req).await,
         ("/logout", Method::POST) => logout_submit(app, req, origin).await,
         ("/me", Method::GET | Method::HEAD) => me(app, &req).await,
-        ("/login" | "/logout" | "/me", _) => Err(ProxyError::MethodNotAllowed),
+        ("/refresh", Method::POST) => refresh(app, req, origin).await,
+        ("/login" | "/logout" | "/me" | "/refresh", _) => Err(ProxyError::MethodNotAllowed),
         _ => Err(ProxyError::NotFound),
     }
 }
@@ -123,11 +123,7 @@ async fn login_submit(
     let (parts, body) = req.into_parts();
     let body = read_form_body(&parts.headers, body).await?;
     if is_json(&parts.headers) {
-        // Bearer tokens for API clients are not part of this build yet.
-        return Ok(response::json(
-            StatusCode::NOT_IMPLEMENTED,
-            &serde_json::json!({"error": "not_implemented"}),
-        ));
+        return json_login(app, &body, origin).await;
     }
     let form: LoginForm = serde_urlencoded::from_bytes(&body)
         .map_err(|_| ProxyError::BadRequest("login form is not form-encoded"))?;
@@ -209,6 +205,80 @@ async fn login_submit(
     Ok(response)
 }
 
+#[derive(Deserialize)]
+struct JsonLogin {
+    username: String,
+    password: String,
+}
+
+/// `POST {prefix}/login` with a JSON body: bearer tokens for API clients.
+/// No CSRF token: a cross-site page cannot send `application/json` without
+/// a CORS preflight, which portcullis never grants.
+async fn json_login(app: &App, body: &[u8], origin: &Origin) -> Result<Response<Body>, ProxyError> {
+    let Ok(login) = serde_json::from_slice::<JsonLogin>(body) else {
+        return Ok(response::json(
+            StatusCode::BAD_REQUEST,
+            &serde_json::json!({"error": "invalid_request"}),
+        ));
+    };
+    let outcome = app
+        .auth
+        .password_login(
+            login.username.trim(),
+            &login.password,
+            origin.client_ip,
+            &origin.request_id,
+        )
+        .await?;
+    match outcome {
+        LoginOutcome::Success(identity) => {
+            let issued = app.auth.tokens.issue(&identity, None).await?;
+            Ok(response::json(StatusCode::OK, &serde_json::json!(issued)))
+        }
+        LoginOutcome::Failed => Ok(response::json(
+            StatusCode::UNAUTHORIZED,
+            &serde_json::json!({"error": "invalid_credentials"}),
+        )),
+        LoginOutcome::RateLimited(wait) => {
+            let mut response = response::json(
+                StatusCode::TOO_MANY_REQUESTS,
+                &serde_json::json!({"error": "rate_limited"}),
+            );
+            set_retry_after(&mut response, wait);
+            Ok(response)
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct RefreshRequest {
+    refresh_token: String,
+}
+
+/// `POST {prefix}/refresh`: rotates a refresh token.
+async fn refresh(
+    app: &App,
+    req: Request<Incoming>,
+    origin: &Origin,
+) -> Result<Response<Body>, ProxyError> {
+    let (parts, body) = req.into_parts();
+    let body = read_form_body(&parts.headers, body).await?;
+    let token = serde_json::from_slice::<RefreshRequest>(&body)
+        .map(|r| r.refresh_token)
+        .unwrap_or_default();
+    match app
+        .auth
+        .refresh(&token, origin.client_ip, &origin.request_id)
+        .await?
+    {
+        Some(issued) => Ok(response::json(StatusCode::OK, &serde_json::json!(issued))),
+        None => Ok(response::json(
+            StatusCode::UNAUTHORIZED,
+            &serde_json::json!({"error": "invalid_grant"}),
+        )),
+    }
+}
+
 async fn logout_form(app: &App, req: &Request<Incoming>) -> Result<Response<Body>, ProxyError> {
     let Some(session) = app.auth.session_of(req.headers()).await? else {
         return Ok(response::redirect(StatusCode::SEE_OTHER, &login_path(app)));
@@ -234,32 +304,33 @@ async fn logout_submit(
 ) -> Result<Response<Body>, ProxyError> {
     let (parts, body) = req.into_parts();
     let body = read_form_body(&parts.headers, body).await?;
-    let session = app.auth.session_of(&parts.headers).await?;
-    if let Some(session) = &session {
-        let form: Option<LogoutForm> = serde_urlencoded::from_bytes(&body).ok();
-        let token_ok = match form {
-            Some(f) => app
-                .auth
-                .csrf
-                .check_logout(&session.token_hash, &f.csrf_token)?,
-            None => false,
-        };
-        if !token_ok && !same_origin(app, &parts.headers, origin) {
-            app.auth.audit(
-                "logout_csrf_refused",
-                &session.identity.username,
-                origin.client_ip,
-                &origin.request_id,
-            );
-            return Err(ProxyError::Forbidden);
+    let caller = app.auth.caller(&parts.headers).await?;
+    if let Some(caller) = &caller {
+        let user = caller.identity.username.as_str();
+        if let Some(family) = &caller.family {
+            // A bearer client: its Authorization header is proof enough (no
+            // browser sends one cross-site on its own).
+            app.auth.tokens.revoke_family(family).await?;
         }
-        app.auth.sessions.revoke(&session.token_hash).await?;
-        app.auth.audit(
-            "logout",
-            &session.identity.username,
-            origin.client_ip,
-            &origin.request_id,
-        );
+        if let Some(session) = &caller.session {
+            let form: Option<LogoutForm> = serde_urlencoded::from_bytes(&body).ok();
+            let token_ok = match form {
+                Some(f) => app.auth.csrf.check_logout(session, &f.csrf_token)?,
+                None => false,
+            };
+            if !token_ok && !same_origin(app, &parts.headers, origin) {
+                app.auth.audit(
+                    "logout_csrf_refused",
+                    user,
+                    origin.client_ip,
+                    &origin.request_id,
+                );
+                return Err(ProxyError::Forbidden);
+            }
+            app.auth.sessions.revoke(session).await?;
+        }
+        app.auth
+            .audit("logout", user, origin.client_ip, &origin.request_id);
     }
     let mut response = response::redirect(StatusCode::SEE_OTHER, &login_path(app));
     super::cookies::append_set_cookie(response.headers_mut(), app.auth.cookies.clear_session());
@@ -282,21 +353,20 @@ fn same_origin(app: &App, headers: &HeaderMap, origin: &Origin) -> bool {
 }
 
 async fn me(app: &App, req: &Request<Incoming>) -> Result<Response<Body>, ProxyError> {
-    match app.auth.session_of(req.headers()).await? {
-        Some(session) => Ok(response::json(StatusCode::OK, &me_json(app, &session))),
+    match app.auth.caller(req.headers()).await? {
+        Some(caller) => Ok(response::json(StatusCode::OK, &me_json(&caller))),
         None => Ok(unauthenticated_json()),
     }
 }
 
-fn me_json(app: &App, session: &SessionRecord) -> serde_json::Value {
-    let expires_at =
-        humantime::format_rfc3339_seconds(app.auth.sessions.ends_at(session)).to_string();
+fn me_json(caller: &Caller) -> serde_json::Value {
+    let expires_at = humantime::format_rfc3339_seconds(caller.expires_at).to_string();
     serde_json::json!({
-        "id": session.identity.id,
-        "username": session.identity.username,
-        "email": session.identity.email,
-        "roles": session.identity.roles,
-        "auth_method": session.auth_method.as_str(),
+        "id": caller.identity.id,
+        "username": caller.identity.username,
+        "email": caller.identity.email,
+        "roles": caller.identity.roles,
+        "auth_method": caller.auth_method,
         "expires_at": expires_at,
     })
 }

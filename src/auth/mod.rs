@@ -5,8 +5,10 @@
 pub mod cookies;
 pub mod csrf;
 mod endpoints;
+pub mod jwt;
 pub mod password;
 pub mod session;
+pub mod tokens;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -20,12 +22,13 @@ pub use endpoints::{handle, login_url, unauthenticated_json};
 use crate::config::LoginConfig;
 use crate::store::{
     AuditEvent, AuditSink, CredentialStore, Gate, Identity, SessionRecord, StoreError,
-    ThrottleStore,
+    ThrottleStore, TokenHash,
 };
 use cookies::CookieSettings;
 use csrf::Csrf;
 use password::PasswordVerifier;
 use session::Sessions;
+use tokens::{IssuedTokens, RefreshRefusal, Tokens};
 
 /// Longest username or password considered; longer input fails like a wrong
 /// password (after the same dummy hash), never with a different answer.
@@ -43,6 +46,28 @@ pub struct Auth {
     pub login: LoginConfig,
     /// How often a live session's user is re-read (`session.recheck_interval`).
     pub recheck_interval: Duration,
+    pub tokens: Arc<Tokens>,
+}
+
+/// Who is making a request: a session cookie or a bearer access token.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub identity: Identity,
+    pub auth_method: &'static str,
+    /// When the session or token ends if nothing else happens.
+    pub expires_at: SystemTime,
+    /// The session, for a cookie caller.
+    pub session: Option<TokenHash>,
+    /// The refresh family, for a bearer caller.
+    pub family: Option<String>,
+    pub bearer: bool,
+}
+
+/// The token of an `Authorization: Bearer ...` header, if any.
+fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 /// The result of a password login attempt.
@@ -55,6 +80,76 @@ pub enum LoginOutcome {
 }
 
 impl Auth {
+    /// The caller of a request: the session cookie first, then a bearer
+    /// access token.
+    pub async fn caller(&self, headers: &HeaderMap) -> Result<Option<Caller>, StoreError> {
+        if let Some(session) = self.session_of(headers).await? {
+            return Ok(Some(Caller {
+                expires_at: self.sessions.ends_at(&session),
+                auth_method: session.auth_method.as_str(),
+                session: Some(session.token_hash),
+                family: None,
+                bearer: false,
+                identity: session.identity,
+            }));
+        }
+        let Some(token) = bearer_token(headers) else {
+            return Ok(None);
+        };
+        Ok(self.tokens.verify_access(token).map(|access| Caller {
+            identity: access.identity,
+            auth_method: "bearer",
+            expires_at: access.expires_at,
+            session: None,
+            family: Some(access.family),
+            bearer: true,
+        }))
+    }
+
+    /// Rotates a refresh token: a new access and refresh token in the same
+    /// family, for a user who is still active (re-read from the credential
+    /// backend, so changed roles apply). `None` answers `invalid_grant`.
+    pub async fn refresh(
+        &self,
+        refresh_token: &str,
+        client_ip: IpAddr,
+        request_id: &str,
+    ) -> Result<Option<IssuedTokens>, StoreError> {
+        let record = match self.tokens.spend(refresh_token).await? {
+            Ok(record) => record,
+            Err(RefreshRefusal::Reused) => {
+                self.audit("refresh_reuse", "", client_ip, request_id);
+                return Ok(None);
+            }
+            Err(_) => {
+                self.audit("refresh_refused", "", client_ip, request_id);
+                return Ok(None);
+            }
+        };
+        let user = self.credentials.find_current(&record.identity).await?;
+        let Some(user) = user.filter(|u| u.active) else {
+            self.tokens.revoke_family(&record.family).await?;
+            self.audit(
+                "refresh_refused_inactive",
+                &record.identity.username,
+                client_ip,
+                request_id,
+            );
+            return Ok(None);
+        };
+        let issued = self
+            .tokens
+            .issue(&user.identity, Some(record.family))
+            .await?;
+        self.audit(
+            "token_refresh",
+            &user.identity.username,
+            client_ip,
+            request_id,
+        );
+        Ok(Some(issued))
+    }
+
     /// The live session named by the request's cookie, if any. Every
     /// `recheck_interval` the user is re-read from the credential backend:
     /// an inactive or deleted user loses the session, changed roles apply.

@@ -32,6 +32,7 @@ pub struct Config {
     pub postgres: PostgresConfig,
     pub credentials: CredentialsConfig,
     pub login: LoginConfig,
+    pub tokens: TokensConfig,
     pub routes: Arc<RouteTable>,
     pub log: LogConfig,
 }
@@ -179,6 +180,27 @@ pub struct LoginConfig {
     pub ip_rate: Rate,
     /// Threads for password hashing; resolved from 0 to the core count.
     pub hash_workers: usize,
+}
+
+/// Bearer tokens for API clients (`[tokens]`).
+#[derive(Clone)]
+pub struct TokensConfig {
+    pub access_ttl: Duration,
+    pub refresh_ttl: Duration,
+    /// HS256, HS384 or HS512.
+    pub algorithm: jsonwebtoken::Algorithm,
+    /// `None`: a random key per process, or one shared through PostgreSQL.
+    pub secret: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for TokensConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokensConfig")
+            .field("access_ttl", &self.access_ttl)
+            .field("refresh_ttl", &self.refresh_ttl)
+            .field("algorithm", &self.algorithm)
+            .finish_non_exhaustive()
+    }
 }
 
 /// `count` events per `per`, e.g. `20/min`.

@@ -83,6 +83,7 @@ pub(crate) fn validate(raw: RawConfig) -> Result<Config, ConfigErrors> {
     }
     let credentials = credentials(raw.credentials, &mut e);
     let login = login(raw.login, &mut e);
+    let tokens = tokens(raw.tokens, &mut e);
     not_yet(&raw.registration.enabled, "registration.enabled", &mut e);
     not_yet(&!raw.sso.partners.is_empty(), "sso.partners", &mut e);
     let routes = routes(raw.route, &mut e);
@@ -108,6 +109,7 @@ pub(crate) fn validate(raw: RawConfig) -> Result<Config, ConfigErrors> {
         postgres,
         credentials,
         login,
+        tokens,
         routes: Arc::new(routes),
         log,
     };
@@ -443,6 +445,34 @@ fn login(raw: raw::RawLogin, e: &mut ConfigErrors) -> LoginConfig {
         lockout: duration(e, "login.lockout", &raw.lockout, true),
         ip_rate,
         hash_workers,
+    }
+}
+
+fn tokens(raw: raw::RawTokens, e: &mut ConfigErrors) -> TokensConfig {
+    let algorithm = match raw.algorithm.as_str() {
+        "HS256" => jsonwebtoken::Algorithm::HS256,
+        "HS384" => jsonwebtoken::Algorithm::HS384,
+        "HS512" => jsonwebtoken::Algorithm::HS512,
+        other => {
+            e.push(
+                "tokens.algorithm",
+                format!("must be \"HS256\", \"HS384\" or \"HS512\" (signed with tokens.secret), not {other:?}"),
+            );
+            jsonwebtoken::Algorithm::HS256
+        }
+    };
+    let secret = (!raw.secret.is_empty()).then(|| raw.secret.into_bytes());
+    if secret.as_ref().is_some_and(|s| s.len() < 32) {
+        e.push(
+            "tokens.secret",
+            "must be at least 32 bytes (e.g. `openssl rand -base64 48`)",
+        );
+    }
+    TokensConfig {
+        access_ttl: duration(e, "tokens.access_ttl", &raw.access_ttl, true),
+        refresh_ttl: duration(e, "tokens.refresh_ttl", &raw.refresh_ttl, true),
+        algorithm,
+        secret,
     }
 }
 

@@ -17,11 +17,11 @@ use hyper::body::Incoming;
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::app::App;
+use crate::auth::Caller;
 use crate::auth::{login_url, unauthenticated_json};
 use crate::policy::path::{normalize, routing_path};
 use crate::policy::routes::Access;
 use crate::response::{self, Body};
-use crate::store::SessionRecord;
 use error::ProxyError;
 use forwarded::Origin;
 
@@ -103,15 +103,15 @@ async fn pipeline(
         Access::Deny => return Err(ProxyError::Forbidden),
         Access::Public => None,
         access => {
-            let Some(session) = app.auth.session_of(req.headers()).await? else {
+            let Some(caller) = app.auth.caller(req.headers()).await? else {
                 return Ok(unauthenticated(app, &req));
             };
             if let Access::Roles(required) = access {
-                if !required.iter().any(|r| session.identity.roles.contains(r)) {
+                if !required.iter().any(|r| caller.identity.roles.contains(r)) {
                     return Err(ProxyError::Forbidden);
                 }
             }
-            Some(session)
+            Some(caller)
         }
     };
 
@@ -138,7 +138,7 @@ fn rewrite(
     app: &App,
     req: &mut Request<Incoming>,
     path: &str,
-    session: Option<&SessionRecord>,
+    caller: Option<&Caller>,
     origin: &Origin,
 ) -> Result<(), ProxyError> {
     let path_and_query = match req.uri().query() {
@@ -156,11 +156,14 @@ fn rewrite(
 
     let names = &app.config.upstream.headers;
     let headers = req.headers_mut();
-    app.auth
-        .cookies
-        .prepare_for_upstream(headers, app.config.upstream.pass_session_cookie);
-    if let Some(session) = session {
-        let identity = &session.identity;
+    let pass_ours = app.config.upstream.pass_session_cookie;
+    app.auth.cookies.prepare_for_upstream(headers, pass_ours);
+    if let Some(caller) = caller {
+        if caller.bearer && !pass_ours {
+            // Our access token is for portcullis, not for the app.
+            headers.remove(http::header::AUTHORIZATION);
+        }
+        let identity = &caller.identity;
         let roles = identity.roles.join(",");
         for (name, value) in [
             (&names.user, identity.id.as_str()),

@@ -8,7 +8,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
 
-use super::{Gate, Identity, SessionRecord, SessionStore, StoreError, ThrottleStore, TokenHash};
+use super::{
+    Gate, Identity, RefreshRecord, RefreshStore, SessionRecord, SessionStore, StoreError,
+    ThrottleStore, TokenHash,
+};
 use crate::config::Rate;
 
 #[derive(Default)]
@@ -112,6 +115,53 @@ impl SessionStore for MemorySessionStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+}
+
+/// In-process refresh tokens (single instance).
+#[derive(Default)]
+pub struct MemoryRefreshStore {
+    tokens: Mutex<HashMap<TokenHash, RefreshRecord>>,
+}
+
+impl MemoryRefreshStore {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TokenHash, RefreshRecord>> {
+        self.tokens.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[async_trait]
+impl RefreshStore for MemoryRefreshStore {
+    async fn insert(
+        &self,
+        token_hash: &TokenHash,
+        record: &RefreshRecord,
+    ) -> Result<(), StoreError> {
+        let now = SystemTime::now();
+        let mut tokens = self.lock();
+        // Expired tokens are dropped as new ones arrive, so memory stays bounded.
+        if tokens.len() % 1024 == 1023 {
+            tokens.retain(|_, r| r.expires_at > now);
+        }
+        tokens.insert(*token_hash, record.clone());
+        Ok(())
+    }
+
+    async fn spend(&self, token_hash: &TokenHash) -> Result<Option<RefreshRecord>, StoreError> {
+        let mut tokens = self.lock();
+        let Some(record) = tokens.get_mut(token_hash) else {
+            return Ok(None);
+        };
+        let before = record.clone();
+        record.spent_at.get_or_insert_with(SystemTime::now);
+        Ok(Some(before))
+    }
+
+    async fn revoke_family(&self, family: &str) -> Result<u64, StoreError> {
+        let mut tokens = self.lock();
+        let before = tokens.len();
+        tokens.retain(|_, r| r.family != family);
+        Ok((before - tokens.len()) as u64)
     }
 }
 

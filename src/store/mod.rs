@@ -169,6 +169,33 @@ pub enum Gate {
     Refused,
 }
 
+/// A refresh token as stored; the key is its SHA-256.
+#[derive(Debug, Clone)]
+pub struct RefreshRecord {
+    /// Every token minted by refreshing shares its first token's family, so
+    /// a replayed token can revoke them all.
+    pub family: String,
+    pub identity: Identity,
+    pub expires_at: SystemTime,
+    /// When it was first used; `None` while unspent.
+    pub spent_at: Option<SystemTime>,
+}
+
+/// Refresh tokens for API clients (rotation with reuse detection).
+#[async_trait]
+pub trait RefreshStore: Send + Sync {
+    async fn insert(
+        &self,
+        token_hash: &TokenHash,
+        record: &RefreshRecord,
+    ) -> Result<(), StoreError>;
+    /// Marks a token spent (on its first use only) and returns it as it was
+    /// before this call: `spent_at` is `Some` when it had been used already.
+    async fn spend(&self, token_hash: &TokenHash) -> Result<Option<RefreshRecord>, StoreError>;
+    /// Deletes every token of a family; returns how many.
+    async fn revoke_family(&self, family: &str) -> Result<u64, StoreError>;
+}
+
 /// A security event for the audit trail (the log line is written anyway).
 #[derive(Debug, Clone)]
 pub struct AuditEvent {

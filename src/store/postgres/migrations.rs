@@ -9,9 +9,10 @@ use deadpool_postgres::Pool;
 use crate::store::StoreError;
 
 /// `(version, SQL)`; append only, never edit a released step.
-const MIGRATIONS: &[(i32, &str)] = &[(
-    1,
-    r#"
+const MIGRATIONS: &[(i32, &str)] = &[
+    (
+        1,
+        r#"
 CREATE TABLE sessions (
     token_hash   bytea PRIMARY KEY,       -- SHA-256 of the cookie token; the token itself is never stored
     user_id      text NOT NULL,
@@ -73,7 +74,19 @@ CREATE TABLE shared_secrets (
     value bytea NOT NULL
 );
 "#,
-)];
+    ),
+    (
+        2,
+        r#"
+-- Refresh tokens carry the identity their access tokens are minted for.
+ALTER TABLE refresh_tokens
+    ADD COLUMN username text NOT NULL DEFAULT '',
+    ADD COLUMN email    text NOT NULL DEFAULT '',
+    ADD COLUMN roles    text[] NOT NULL DEFAULT '{}';
+CREATE INDEX refresh_tokens_expires_at ON refresh_tokens (expires_at);
+"#,
+    ),
+];
 
 /// Arbitrary constant naming portcullis' migration lock.
 const LOCK_ID: i64 = 0x706f_7274_6375_6c6c;

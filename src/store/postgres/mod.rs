@@ -8,6 +8,7 @@
 
 mod audit;
 pub mod migrations;
+mod refresh;
 mod sessions;
 mod throttle;
 
@@ -20,6 +21,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
 
 pub use audit::PgAudit;
+pub use refresh::PgRefreshStore;
 pub use sessions::PgSessionStore;
 pub use throttle::PgThrottle;
 

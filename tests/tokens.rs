@@ -1,0 +1,286 @@
+//! Bearer tokens for API clients: JSON login, bearer access on proxied
+//! routes and `/auth/me`, refresh rotation, logout, and forged tokens.
+
+mod common;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use common::db::PgSchema;
+use common::*;
+use http::{Method, StatusCode};
+use serde_json::{json, Value};
+
+const SECRET: &str = "tokens-secret-of-at-least-32-bytes!!";
+
+async fn json_post(proxy: &Proxy, path: &str, body: Value) -> Reply {
+    send(
+        Method::POST,
+        &proxy.url(path),
+        &[("content-type", "application/json")],
+        body.to_string(),
+    )
+    .await
+}
+
+async fn token_login(proxy: &Proxy, user: &str) -> Value {
+    let reply = json_post(
+        proxy,
+        "/auth/login",
+        json!({"username": user, "password": PASSWORD}),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    reply.json()
+}
+
+fn bearer(token: &Value) -> String {
+    format!("Bearer {}", token.as_str().unwrap())
+}
+
+fn secret_toml() -> String {
+    format!("[tokens]\nsecret = \"{SECRET}\"\n")
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn sign(claims: &Value, key: &str, alg: jsonwebtoken::Algorithm) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(alg),
+        claims,
+        &jsonwebtoken::EncodingKey::from_secret(key.as_bytes()),
+    )
+    .unwrap()
+}
+
+fn claims(typ: &str) -> Value {
+    json!({
+        "iss": "portcullis", "aud": "portcullis", "sub": "2", "exp": now() + 600, "iat": now(),
+        "nbf": now(), "jti": "x", "typ": typ, "sid": "f", "name": "admin",
+        "email": "admin@example.com", "roles": ["admin"]
+    })
+}
+
+#[tokio::test]
+async fn json_login_gives_tokens_that_open_the_app_as_the_user() {
+    let upstream = Upstream::start().await;
+    let proxy = Proxy::start(&upstream, "").await;
+    let tokens = token_login(&proxy, "demo").await;
+    assert_eq!(tokens["token_type"], "Bearer");
+    assert_eq!(tokens["expires_in"], 1800);
+    assert!(tokens["refresh_token"].as_str().unwrap().len() >= 43);
+
+    let reply = get(
+        &proxy.url("/chat/"),
+        &[("authorization", &bearer(&tokens["access_token"]))],
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.upstream_header("x-auth-user"), vec!["1"]);
+    assert!(
+        reply.upstream_header("authorization").is_empty(),
+        "our token is not passed to the app"
+    );
+
+    let me = get(
+        &proxy.url("/auth/me"),
+        &[("authorization", &bearer(&tokens["access_token"]))],
+    )
+    .await;
+    assert_eq!(me.status, StatusCode::OK);
+    assert_eq!(me.json()["auth_method"], "bearer");
+    assert_eq!(me.json()["username"], "demo");
+}
+
+#[tokio::test]
+async fn json_login_failures_answer_invalid_credentials() {
+    let upstream = Upstream::start().await;
+    let proxy = Proxy::start(&upstream, "").await;
+    for (user, password) in [("demo", "wrong"), ("nobody", PASSWORD), ("gone", PASSWORD)] {
+        let reply = json_post(
+            &proxy,
+            "/auth/login",
+            json!({"username": user, "password": password}),
+        )
+        .await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(reply.json(), json!({"error": "invalid_credentials"}));
+    }
+    let malformed = send(
+        Method::POST,
+        &proxy.url("/auth/login"),
+        &[("content-type", "application/json")],
+        "{not json",
+    )
+    .await;
+    assert_eq!(malformed.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn refresh_rotates_and_concurrent_refreshes_both_succeed() {
+    let upstream = Upstream::start().await;
+    let proxy = Proxy::start(&upstream, "").await;
+    let tokens = token_login(&proxy, "demo").await;
+    let refresh = tokens["refresh_token"].clone();
+    let (a, b) = tokio::join!(
+        json_post(&proxy, "/auth/refresh", json!({"refresh_token": refresh})),
+        json_post(&proxy, "/auth/refresh", json!({"refresh_token": refresh})),
+    );
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+    assert_eq!(b.status, StatusCode::OK, "{}", b.text());
+    let next = a.json();
+    assert_ne!(next["refresh_token"], refresh);
+    let reply = get(
+        &proxy.url("/x"),
+        &[("authorization", &bearer(&next["access_token"]))],
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let again = json_post(
+        &proxy,
+        "/auth/refresh",
+        json!({"refresh_token": next["refresh_token"]}),
+    )
+    .await;
+    assert_eq!(again.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn unknown_refresh_tokens_answer_invalid_grant() {
+    let upstream = Upstream::start().await;
+    let proxy = Proxy::start(&upstream, "").await;
+    for body in [
+        json!({"refresh_token": "nope"}),
+        json!({}),
+        json!({"refresh_token": ""}),
+    ] {
+        let reply = json_post(&proxy, "/auth/refresh", body).await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(reply.json(), json!({"error": "invalid_grant"}));
+    }
+    // An access token is not a refresh token.
+    let tokens = token_login(&proxy, "demo").await;
+    let reply = json_post(
+        &proxy,
+        "/auth/refresh",
+        json!({"refresh_token": tokens["access_token"]}),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn logout_with_a_bearer_token_revokes_its_refresh_family() {
+    let upstream = Upstream::start().await;
+    let proxy = Proxy::start(&upstream, "").await;
+    let tokens = token_login(&proxy, "demo").await;
+    let out = send(
+        Method::POST,
+        &proxy.url("/auth/logout"),
+        &[("authorization", &bearer(&tokens["access_token"]))],
+        "",
+    )
+    .await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER);
+    let reply = json_post(
+        &proxy,
+        "/auth/refresh",
+        json!({"refresh_token": tokens["refresh_token"]}),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn forged_and_foreign_tokens_are_refused() {
+    let upstream = Upstream::start().await;
+    let proxy = Proxy::start(&upstream, &secret_toml()).await;
+    // The real thing works, to show the forgeries below differ only in what they change.
+    let genuine = sign(&claims("access"), SECRET, jsonwebtoken::Algorithm::HS256);
+    assert_eq!(
+        get(
+            &proxy.url("/admin/x"),
+            &[("authorization", &format!("Bearer {genuine}"))]
+        )
+        .await
+        .status,
+        StatusCode::OK
+    );
+    let none_header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
+    let body = URL_SAFE_NO_PAD.encode(claims("access").to_string());
+    let crit_header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","crit":["x"]}"#);
+    let mut expired = claims("access");
+    expired["exp"] = json!(now() - 3600);
+    let mut no_iss = claims("access");
+    no_iss.as_object_mut().unwrap().remove("iss");
+    let mut other_aud = claims("access");
+    other_aud["aud"] = json!("someone-else");
+    let forgeries = [
+        format!("{none_header}.{body}."),
+        sign(
+            &claims("access"),
+            "another-secret-of-at-least-32-bytes",
+            jsonwebtoken::Algorithm::HS256,
+        ),
+        sign(&claims("access"), SECRET, jsonwebtoken::Algorithm::HS512),
+        sign(&claims("refresh"), SECRET, jsonwebtoken::Algorithm::HS256),
+        sign(&claims("sso"), SECRET, jsonwebtoken::Algorithm::HS256),
+        sign(&expired, SECRET, jsonwebtoken::Algorithm::HS256),
+        sign(&no_iss, SECRET, jsonwebtoken::Algorithm::HS256),
+        sign(&other_aud, SECRET, jsonwebtoken::Algorithm::HS256),
+        format!(
+            "{crit_header}.{body}.{}",
+            genuine.rsplit('.').next().unwrap()
+        ),
+        format!("{genuine}{}", "A".repeat(9 * 1024)),
+        "garbage".to_string(),
+    ];
+    for (i, token) in forgeries.iter().enumerate() {
+        let reply = get(
+            &proxy.url("/admin/x"),
+            &[("authorization", &format!("Bearer {token}"))],
+        )
+        .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::UNAUTHORIZED,
+            "forgery {i} was accepted"
+        );
+    }
+}
+
+#[tokio::test]
+async fn tokens_work_across_instances_sharing_postgres() {
+    let upstream = Upstream::start().await;
+    let schema = PgSchema::create().await;
+    let a = Proxy::start(&upstream, &schema.toml()).await;
+    let b = Proxy::start(&upstream, &schema.toml()).await;
+    let ready = |p: &Proxy| format!("http://{}/readyz", p.admin_addr);
+    for proxy in [&a, &b] {
+        let url = ready(proxy);
+        assert!(
+            eventually(std::time::Duration::from_secs(10), || async {
+                get(&url, &[]).await.status == StatusCode::OK
+            })
+            .await
+        );
+    }
+    let tokens = token_login(&a, "demo").await;
+    let on_b = get(
+        &b.url("/x"),
+        &[("authorization", &bearer(&tokens["access_token"]))],
+    )
+    .await;
+    assert_eq!(on_b.status, StatusCode::OK, "the signing key is shared");
+    let rotated = json_post(
+        &b,
+        "/auth/refresh",
+        json!({"refresh_token": tokens["refresh_token"]}),
+    )
+    .await;
+    assert_eq!(rotated.status, StatusCode::OK, "{}", rotated.text());
+}
