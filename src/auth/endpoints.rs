@@ -11,8 +11,10 @@ use super::{Caller, LoginOutcome};
 use crate::app::App;
 use crate::pages::LoginView;
 use crate::policy::next::validate_next;
+use crate::policy::routes::Access;
 use crate::proxy::error::ProxyError;
 use crate::proxy::forwarded::Origin;
+use crate::proxy::headers::set_identity;
 use crate::response::{self, Body};
 
 /// Login and logout bodies over this are refused before any hashing.
@@ -38,7 +40,10 @@ pub async fn handle(
         ("/logout", Method::POST) => logout_submit(app, req, origin).await,
         ("/me", Method::GET | Method::HEAD) => me(app, &req).await,
         ("/refresh", Method::POST) => refresh(app, req, origin).await,
-        ("/login" | "/logout" | "/me" | "/refresh", _) => Err(ProxyError::MethodNotAllowed),
+        ("/verify", Method::GET | Method::HEAD) => verify(app, &req, origin).await,
+        ("/login" | "/logout" | "/me" | "/refresh" | "/verify", _) => {
+            Err(ProxyError::MethodNotAllowed)
+        }
         _ => Err(ProxyError::NotFound),
     }
 }
@@ -277,6 +282,61 @@ async fn refresh(
             &serde_json::json!({"error": "invalid_grant"}),
         )),
     }
+}
+
+/// `GET {prefix}/verify`: forward-auth for nginx `auth_request`, Traefik
+/// ForwardAuth and Caddy `forward_auth`. The original method and URI are
+/// taken from `X-Forwarded-Method` / `X-Forwarded-Uri` (or `X-Original-URI`)
+/// only when the caller is a trusted proxy; otherwise the request is judged
+/// as `GET /`. The same route rules apply; 200 carries the identity headers.
+async fn verify(
+    app: &App,
+    req: &Request<Incoming>,
+    origin: &Origin,
+) -> Result<Response<Body>, ProxyError> {
+    let headers = req.headers();
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let (method, uri) = if origin.from_trusted_proxy {
+        let method = header("x-forwarded-method").unwrap_or("GET");
+        let uri = header("x-forwarded-uri")
+            .or_else(|| header("x-original-uri"))
+            .unwrap_or("/");
+        (method, uri)
+    } else {
+        ("GET", "/")
+    };
+    let method = Method::from_bytes(method.as_bytes())
+        .map_err(|_| ProxyError::BadRequest("bad X-Forwarded-Method"))?;
+    let path = uri.split(['?', '#']).next().unwrap_or("/");
+    let path = crate::policy::path::normalize(if path.is_empty() { "/" } else { path })?;
+    let access = app
+        .config
+        .routes
+        .access(&method, &crate::policy::path::routing_path(&path));
+    let caller = match access {
+        Access::Deny => return Err(ProxyError::Forbidden),
+        Access::Public => None,
+        Access::Authenticated | Access::Roles(_) => {
+            let Some(caller) = app.auth.caller(headers).await? else {
+                return Ok(unauthenticated_json());
+            };
+            if let Access::Roles(required) = access {
+                if !required.iter().any(|r| caller.identity.roles.contains(r)) {
+                    return Err(ProxyError::Forbidden);
+                }
+            }
+            Some(caller)
+        }
+    };
+    let mut response = response::json(StatusCode::OK, &serde_json::json!({"status": "ok"}));
+    if let Some(caller) = caller {
+        set_identity(
+            response.headers_mut(),
+            &app.config.upstream.headers,
+            &caller.identity,
+        );
+    }
+    Ok(response)
 }
 
 async fn logout_form(app: &App, req: &Request<Incoming>) -> Result<Response<Body>, ProxyError> {

@@ -13,6 +13,8 @@ use ipnet::IpNet;
 #[derive(Debug, Clone)]
 pub struct Origin {
     pub client_ip: IpAddr,
+    /// The peer is in `server.trusted_proxies`.
+    pub from_trusted_proxy: bool,
     pub proto: &'static str,
     pub host: Option<String>,
     pub request_id: String,
@@ -77,6 +79,7 @@ impl Origin {
             .unwrap_or_else(new_request_id);
         Origin {
             client_ip,
+            from_trusted_proxy: from_proxy,
             proto,
             host,
             request_id,

@@ -163,19 +163,7 @@ fn rewrite(
             // Our access token is for portcullis, not for the app.
             headers.remove(http::header::AUTHORIZATION);
         }
-        let identity = &caller.identity;
-        let roles = identity.roles.join(",");
-        for (name, value) in [
-            (&names.user, identity.id.as_str()),
-            (&names.email, identity.email.as_str()),
-            (&names.roles, roles.as_str()),
-        ] {
-            // A value that cannot be a header (a control character in the
-            // users table) is left out rather than sent mangled.
-            if let Ok(v) = HeaderValue::from_str(value) {
-                headers.insert(name.clone(), v);
-            }
-        }
+        headers::set_identity(headers, names, &caller.identity);
     }
     let set = |headers: &mut http::HeaderMap, name: &'static str, value: &str| {
         if let Ok(v) = HeaderValue::from_str(value) {
