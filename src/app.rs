@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use crate::admin::metrics::Metrics;
 use crate::auth::cookies::CookieSettings;
 use crate::auth::csrf::Csrf;
 use crate::auth::password::PasswordVerifier;
@@ -41,6 +42,7 @@ pub struct App {
     pub spoofable: Vec<String>,
     /// The PostgreSQL backend, when `session.store = "postgres"`.
     pub postgres: Option<Arc<Pg>>,
+    pub metrics: Arc<Metrics>,
 }
 
 /// The stores a config names, built without connecting to anything.
@@ -133,6 +135,7 @@ impl App {
         tokens: Arc<Tokens>,
     ) -> anyhow::Result<Arc<App>> {
         let pages = Pages::new(&config.login.title, config.login.template.as_deref())?;
+        let metrics = Arc::new(Metrics::new());
         let cookies = CookieSettings::from_config(&config);
         if !cookies.secure {
             tracing::warn!(
@@ -151,6 +154,7 @@ impl App {
             login: config.login.clone(),
             recheck_interval: config.session.recheck_interval,
             tokens,
+            metrics: metrics.clone(),
         };
         let headers = &config.upstream.headers;
         let mut spoofable: Vec<String> = [
@@ -171,6 +175,7 @@ impl App {
             auth,
             spoofable,
             postgres: stores.postgres,
+            metrics,
             config,
         }))
     }

@@ -1,5 +1,8 @@
 //! The admin listener (`admin.listen`, loopback by default): `/healthz`
-//! (process alive) and `/readyz` (200 only when every backend answers).
+//! (process alive), `/readyz` (200 only when every backend answers) and
+//! `/metrics` (Prometheus text).
+
+pub mod metrics;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -49,6 +52,16 @@ async fn route(app: &App, req: &Request<Incoming>) -> Response<Body> {
     match req.uri().path() {
         "/healthz" => response::json(StatusCode::OK, &serde_json::json!({"status": "ok"})),
         "/readyz" => readyz(app).await,
+        "/metrics" => {
+            let mut response = Response::new(response::full(app.metrics.render()));
+            response.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static(
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                ),
+            );
+            response
+        }
         _ => response::json(
             StatusCode::NOT_FOUND,
             &serde_json::json!({"error": "not_found"}),

@@ -47,6 +47,7 @@ pub struct Auth {
     /// How often a live session's user is re-read (`session.recheck_interval`).
     pub recheck_interval: Duration,
     pub tokens: Arc<Tokens>,
+    pub metrics: Arc<crate::admin::metrics::Metrics>,
 }
 
 /// Who is making a request: a session cookie or a bearer access token.
@@ -290,6 +291,7 @@ impl Auth {
     /// Never carries a password or token.
     pub fn audit(&self, event: &'static str, user: &str, client_ip: IpAddr, request_id: &str) {
         tracing::info!(target: "portcullis::audit", event, user, client_ip = %client_ip, request_id, "security event");
+        self.metrics.record_event(event);
         self.audit_sink.record(AuditEvent {
             event,
             user: user.to_string(),

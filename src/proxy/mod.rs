@@ -60,6 +60,8 @@ pub async fn handle(app: &App, req: Request<Incoming>, conn: Connection) -> Resp
             response.headers_mut().insert(X_REQUEST_ID.clone(), id);
         }
     }
+    app.metrics
+        .record_request(response.status().as_u16(), started.elapsed().as_secs_f64());
     if app.config.log.access_log {
         tracing::info!(
             target: "portcullis::access",

@@ -69,6 +69,7 @@ pub async fn run(app: Arc<App>, listener: TcpListener, shutdown: impl Future<Out
         let tls = tls.clone();
         tokio::spawn(async move {
             let slot = Some(Arc::new(permit));
+            let _open = OpenConnection::new(&app.metrics.connections_open);
             match tls {
                 None => {
                     let conn = Connection {
@@ -104,6 +105,22 @@ pub async fn run(app: Arc<App>, listener: TcpListener, shutdown: impl Future<Out
         .is_err()
     {
         tracing::warn!(?grace, "shutdown grace expired with requests still open");
+    }
+}
+
+/// Counts a client connection in `portcullis_connections_open` while alive.
+struct OpenConnection(prometheus_client::metrics::gauge::Gauge);
+
+impl OpenConnection {
+    fn new(gauge: &prometheus_client::metrics::gauge::Gauge) -> Self {
+        gauge.inc();
+        Self(gauge.clone())
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 
