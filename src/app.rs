@@ -10,6 +10,7 @@ use crate::auth::cookies::CookieSettings;
 use crate::auth::csrf::Csrf;
 use crate::auth::password::PasswordVerifier;
 use crate::auth::session::Sessions;
+use crate::auth::sso::Sso;
 use crate::auth::tokens::Tokens;
 use crate::auth::Auth;
 use crate::config::{Config, CredentialsConfig, SessionStoreKind};
@@ -17,11 +18,16 @@ use crate::pages::Pages;
 use crate::proxy::forward::Upstream;
 use crate::proxy::headers::{python_name, FORWARDING_HEADERS};
 use crate::store::file::FileCredentialStore;
-use crate::store::memory::{MemoryRefreshStore, MemorySessionStore, MemoryThrottle};
+use crate::store::memory::{
+    MemoryRefreshStore, MemoryReplayStore, MemorySessionStore, MemoryThrottle,
+};
 use crate::store::mysql::MysqlCredentialStore;
-use crate::store::postgres::{Pg, PgAudit, PgRefreshStore, PgSessionStore, PgThrottle};
+use crate::store::postgres::{
+    Pg, PgAudit, PgRefreshStore, PgReplayStore, PgSessionStore, PgThrottle,
+};
 use crate::store::{
-    AuditSink, CredentialStore, LogOnlyAudit, RefreshStore, SessionStore, ThrottleStore,
+    AuditSink, CredentialStore, LogOnlyAudit, RefreshStore, ReplayStore, SessionStore,
+    ThrottleStore,
 };
 
 /// Assertion header name stripped even before `[upstream.assertion]` is
@@ -52,6 +58,7 @@ pub struct Stores {
     pub throttle: Arc<dyn ThrottleStore>,
     pub audit: Arc<dyn AuditSink>,
     pub refresh: Arc<dyn RefreshStore>,
+    pub replay: Arc<dyn ReplayStore>,
     pub postgres: Option<Arc<Pg>>,
 }
 
@@ -75,6 +82,7 @@ impl Stores {
                     throttle: Arc::new(MemoryThrottle::default()),
                     audit: Arc::new(LogOnlyAudit),
                     refresh: Arc::new(MemoryRefreshStore::default()),
+                    replay: Arc::new(MemoryReplayStore::default()),
                     postgres: None,
                 }
             }
@@ -90,6 +98,7 @@ impl Stores {
                     throttle: Arc::new(PgThrottle::new(pg.clone())),
                     audit: Arc::new(PgAudit::start(pg.clone())),
                     refresh: Arc::new(PgRefreshStore::new(pg.clone())),
+                    replay: Arc::new(PgReplayStore::new(pg.clone())),
                     postgres: Some(pg),
                 }
             }
@@ -154,6 +163,7 @@ impl App {
             login: config.login.clone(),
             recheck_interval: config.session.recheck_interval,
             tokens,
+            sso: Sso::new(config.sso.clone(), stores.replay),
             metrics: metrics.clone(),
         };
         let headers = &config.upstream.headers;

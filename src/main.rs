@@ -46,8 +46,13 @@ enum Command {
     SsoToken {
         #[arg(long)]
         partner: String,
+        /// The value of the partner's `user_claim` (e.g. an email).
         #[arg(long)]
         user: String,
+        /// The partner's private key (PEM), for partners that sign with a
+        /// public-key algorithm; HS* partners use their configured secret.
+        #[arg(long)]
+        private_key: Option<PathBuf>,
     },
 }
 
@@ -75,10 +80,11 @@ fn main() -> ExitCode {
         Command::Sessions { action } => {
             with_runtime(&cli.config, |config| sessions(config, action))
         }
-        Command::SsoToken { .. } => {
-            eprintln!("sso-token: [[sso.partners]] are not in this version of portcullis yet");
-            ExitCode::from(2)
-        }
+        Command::SsoToken {
+            partner,
+            user,
+            private_key,
+        } => sso_token(&cli.config, &partner, &user, private_key.as_deref()),
     }
 }
 
@@ -227,6 +233,39 @@ async fn sessions(config: Config, action: SessionsAction) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn sso_token(
+    path: &std::path::Path,
+    name: &str,
+    user: &str,
+    private_key: Option<&std::path::Path>,
+) -> ExitCode {
+    let Some(config) = load(path) else {
+        return ExitCode::FAILURE;
+    };
+    let Some(partner) = config.sso.iter().find(|p| p.name == name) else {
+        let names: Vec<&str> = config.sso.iter().map(|p| p.name.as_str()).collect();
+        eprintln!("sso.partners: no partner named {name:?} (configured: {names:?})");
+        return ExitCode::FAILURE;
+    };
+    let pem = match private_key.map(std::fs::read).transpose() {
+        Ok(pem) => pem,
+        Err(e) => {
+            eprintln!("--private-key: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match portcullis::auth::sso::mint(partner, user, pem.as_deref()) {
+        Ok(token) => {
+            println!("{token}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
             ExitCode::FAILURE
         }
     }

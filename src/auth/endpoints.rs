@@ -41,7 +41,8 @@ pub async fn handle(
         ("/me", Method::GET | Method::HEAD) => me(app, &req).await,
         ("/refresh", Method::POST) => refresh(app, req, origin).await,
         ("/verify", Method::GET | Method::HEAD) => verify(app, &req, origin).await,
-        ("/login" | "/logout" | "/me" | "/refresh" | "/verify", _) => {
+        ("/sso", Method::GET) => sso(app, &req, origin).await,
+        ("/login" | "/logout" | "/me" | "/refresh" | "/verify" | "/sso", _) => {
             Err(ProxyError::MethodNotAllowed)
         }
         _ => Err(ProxyError::NotFound),
@@ -282,6 +283,69 @@ async fn refresh(
             &serde_json::json!({"error": "invalid_grant"}),
         )),
     }
+}
+
+#[derive(Deserialize, Default)]
+struct SsoQuery {
+    #[serde(default)]
+    token: String,
+    #[serde(default)]
+    next: String,
+}
+
+/// `GET {prefix}/sso?token=JWT&next=PATH`: a partner's hand-off, then as a
+/// successful login. The token is never logged.
+async fn sso(
+    app: &App,
+    req: &Request<Incoming>,
+    origin: &Origin,
+) -> Result<Response<Body>, ProxyError> {
+    let query: SsoQuery =
+        serde_urlencoded::from_str(req.uri().query().unwrap_or("")).unwrap_or_default();
+    let next = validate_next(&query.next);
+    let refuse = |reason: String, user: &str| {
+        app.auth
+            .audit("sso_refused", user, origin.client_ip, &origin.request_id);
+        ProxyError::SsoRefused(reason)
+    };
+    let handoff = match app.auth.sso.verify(&query.token).await {
+        Ok(handoff) => handoff,
+        Err(super::sso::SsoError::Store(e)) => return Err(e.into()),
+        Err(super::sso::SsoError::Refused(reason)) => return Err(refuse(reason, "")),
+    };
+    let identity = if handoff.partner.require_known_user {
+        match app.auth.credentials.find_by_login(&handoff.user).await? {
+            Some(user) if user.active => user.identity,
+            _ => return Err(refuse("not a known active user".into(), &handoff.user)),
+        }
+    } else {
+        crate::store::Identity {
+            id: handoff.user.clone(),
+            username: handoff.user.clone(),
+            email: handoff.email.clone().unwrap_or_default(),
+            roles: Vec::new(),
+        }
+    };
+    for token in app.auth.cookies.session_tokens(req.headers()) {
+        app.auth
+            .sessions
+            .revoke(&super::session::hash_token(&token))
+            .await?;
+    }
+    let (token, _) = app
+        .auth
+        .sessions
+        .create(identity.clone(), crate::store::AuthMethod::Sso)
+        .await?;
+    app.auth.audit(
+        "sso_ok",
+        &identity.username,
+        origin.client_ip,
+        &origin.request_id,
+    );
+    let mut response = response::redirect(StatusCode::SEE_OTHER, &next);
+    super::cookies::append_set_cookie(response.headers_mut(), app.auth.cookies.session(&token));
+    Ok(response)
 }
 
 /// `GET {prefix}/verify`: forward-auth for nginx `auth_request`, Traefik

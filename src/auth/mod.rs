@@ -8,6 +8,7 @@ mod endpoints;
 pub mod jwt;
 pub mod password;
 pub mod session;
+pub mod sso;
 pub mod tokens;
 
 use std::net::IpAddr;
@@ -47,6 +48,7 @@ pub struct Auth {
     /// How often a live session's user is re-read (`session.recheck_interval`).
     pub recheck_interval: Duration,
     pub tokens: Arc<Tokens>,
+    pub sso: sso::Sso,
     pub metrics: Arc<crate::admin::metrics::Metrics>,
 }
 

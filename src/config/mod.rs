@@ -33,6 +33,7 @@ pub struct Config {
     pub credentials: CredentialsConfig,
     pub login: LoginConfig,
     pub tokens: TokensConfig,
+    pub sso: Vec<SsoPartner>,
     pub routes: Arc<RouteTable>,
     pub log: LogConfig,
 }
@@ -199,6 +200,34 @@ impl std::fmt::Debug for TokensConfig {
             .field("access_ttl", &self.access_ttl)
             .field("refresh_ttl", &self.refresh_ttl)
             .field("algorithm", &self.algorithm)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A partner site allowed to hand users over with a signed JWT
+/// (`[[sso.partners]]`).
+#[derive(Clone)]
+pub struct SsoPartner {
+    pub name: String,
+    pub issuer: String,
+    pub audience: String,
+    /// Explicit allow-list, all of one family matching the key.
+    pub algorithms: Vec<jsonwebtoken::Algorithm>,
+    pub key: jsonwebtoken::DecodingKey,
+    /// The shared secret of an HS* partner, so `sso-token` can mint.
+    pub secret: Option<Vec<u8>>,
+    pub max_age: Duration,
+    pub clock_skew: Duration,
+    pub user_claim: String,
+    pub require_known_user: bool,
+}
+
+impl std::fmt::Debug for SsoPartner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SsoPartner")
+            .field("name", &self.name)
+            .field("issuer", &self.issuer)
+            .field("algorithms", &self.algorithms)
             .finish_non_exhaustive()
     }
 }

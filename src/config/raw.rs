@@ -310,8 +310,6 @@ pub(crate) struct RawSso {
     pub partners: Vec<RawPartner>,
 }
 
-/// Parsed so the key set is checked; refused by validation until SSO lands.
-#[allow(dead_code)]
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawPartner {

@@ -84,8 +84,25 @@ pub(crate) fn validate(raw: RawConfig) -> Result<Config, ConfigErrors> {
     let credentials = credentials(raw.credentials, &mut e);
     let login = login(raw.login, &mut e);
     let tokens = tokens(raw.tokens, &mut e);
+    let sso = raw
+        .sso
+        .partners
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, p)| partner(i, p, &mut e))
+        .collect::<Vec<_>>();
+    for (i, p) in sso.iter().enumerate() {
+        if sso[..i]
+            .iter()
+            .any(|q| q.name == p.name || q.issuer == p.issuer)
+        {
+            e.push(
+                &format!("sso.partners[{i}]"),
+                "name and issuer must be unique among partners",
+            );
+        }
+    }
     not_yet(&raw.registration.enabled, "registration.enabled", &mut e);
-    not_yet(&!raw.sso.partners.is_empty(), "sso.partners", &mut e);
     let routes = routes(raw.route, &mut e);
     let log = LogConfig {
         format: match raw.log.format.as_str() {
@@ -110,6 +127,7 @@ pub(crate) fn validate(raw: RawConfig) -> Result<Config, ConfigErrors> {
         credentials,
         login,
         tokens,
+        sso,
         routes: Arc::new(routes),
         log,
     };
@@ -474,6 +492,122 @@ fn tokens(raw: raw::RawTokens, e: &mut ConfigErrors) -> TokensConfig {
         algorithm,
         secret,
     }
+}
+
+fn partner(i: usize, raw: raw::RawPartner, e: &mut ConfigErrors) -> Option<SsoPartner> {
+    use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
+    let key_path = |field: &str| format!("sso.partners[{i}].{field}");
+    let before = e.problems.len();
+    for (field, value) in [
+        ("name", &raw.name),
+        ("issuer", &raw.issuer),
+        ("audience", &raw.audience),
+        ("user_claim", &raw.user_claim),
+    ] {
+        if value.trim().is_empty() {
+            e.push(&key_path(field), "must not be empty");
+        }
+    }
+    let mut algorithms = Vec::new();
+    for name in &raw.algorithms {
+        match name.parse::<Algorithm>() {
+            Ok(alg) => algorithms.push(alg),
+            Err(_) => e.push(
+                &key_path("algorithms"),
+                format!("{name:?} is not one of HS256/384/512, RS256/384/512, PS256/384/512, ES256/384, EdDSA (\"none\" is never allowed)"),
+            ),
+        }
+    }
+    if raw.algorithms.is_empty() {
+        e.push(
+            &key_path("algorithms"),
+            "must list the algorithms this partner signs with, e.g. [\"RS256\"]",
+        );
+    }
+    let families: Vec<AlgorithmFamily> = algorithms.iter().map(|a| a.family()).collect();
+    if families.windows(2).any(|w| w[0] != w[1]) {
+        e.push(
+            &key_path("algorithms"),
+            "must all be of one family (HS*, RS*/PS*, ES* or EdDSA): one key cannot serve two",
+        );
+    }
+    let family = families.first().copied();
+    let key = match (raw.key.is_empty(), raw.secret.is_empty(), family) {
+        (true, false, Some(AlgorithmFamily::Hmac)) => {
+            if raw.secret.len() < 32 {
+                e.push(&key_path("secret"), "must be at least 32 bytes");
+            }
+            Some(DecodingKey::from_secret(raw.secret.as_bytes()))
+        }
+        (false, true, Some(family)) if family != AlgorithmFamily::Hmac => {
+            match std::fs::read(&raw.key) {
+                Ok(pem) => {
+                    let parsed = match family {
+                        AlgorithmFamily::Rsa => DecodingKey::from_rsa_pem(&pem),
+                        AlgorithmFamily::Ec => DecodingKey::from_ec_pem(&pem),
+                        _ => DecodingKey::from_ed_pem(&pem),
+                    };
+                    match parsed {
+                        Ok(key) => Some(key),
+                        Err(err) => {
+                            e.push(
+                                &key_path("key"),
+                                format!(
+                                    "{}: not a PEM public key for {:?}: {err}",
+                                    raw.key, algorithms[0]
+                                ),
+                            );
+                            None
+                        }
+                    }
+                }
+                Err(err) => {
+                    e.push(&key_path("key"), format!("cannot read {}: {err}", raw.key));
+                    None
+                }
+            }
+        }
+        (_, _, None) => None,
+        (true, true, _) => {
+            e.push(
+                &key_path("key"),
+                "set `key` (PEM public key) for RS/PS/ES/EdDSA or `secret` for HS*",
+            );
+            None
+        }
+        (false, false, _) => {
+            e.push(&key_path("key"), "set either `key` or `secret`, not both");
+            None
+        }
+        (true, false, Some(_)) => {
+            e.push(&key_path("secret"), "a shared secret only goes with HS* algorithms; use `key` for public-key algorithms");
+            None
+        }
+        (false, true, Some(_)) => {
+            e.push(
+                &key_path("key"),
+                "HS* algorithms use `secret`, not a public key (that would allow HS/RS confusion)",
+            );
+            None
+        }
+    };
+    let max_age = duration(e, &key_path("max_age"), &raw.max_age, true);
+    let clock_skew = duration(e, &key_path("clock_skew"), &raw.clock_skew, false);
+    if e.problems.len() > before {
+        return None;
+    }
+    Some(SsoPartner {
+        name: raw.name,
+        issuer: raw.issuer,
+        audience: raw.audience,
+        algorithms,
+        key: key?,
+        secret: (!raw.secret.is_empty()).then(|| raw.secret.into_bytes()),
+        max_age,
+        clock_skew,
+        user_claim: raw.user_claim,
+        require_known_user: raw.require_known_user,
+    })
 }
 
 fn routes(raw: Vec<raw::RawRoute>, e: &mut ConfigErrors) -> RouteTable {

@@ -19,6 +19,8 @@ pub enum ProxyError {
     BadRequest(&'static str),
     #[error("forbidden by route rule or role")]
     Forbidden,
+    #[error("SSO hand-off refused: {0}")]
+    SsoRefused(String),
     #[error("no such endpoint")]
     NotFound,
     #[error("method not allowed")]
@@ -38,6 +40,7 @@ impl From<&ProxyError> for StatusCode {
         match e {
             ProxyError::BadPath(_) | ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ProxyError::Forbidden => StatusCode::FORBIDDEN,
+            ProxyError::SsoRefused(_) => StatusCode::UNAUTHORIZED,
             ProxyError::NotFound => StatusCode::NOT_FOUND,
             ProxyError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ProxyError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -61,6 +64,11 @@ impl ProxyError {
                 "forbidden",
                 "Access denied",
                 "You do not have permission to open this page.",
+            ),
+            ProxyError::SsoRefused(_) => (
+                "invalid_token",
+                "Sign-in link not accepted",
+                "This sign-in link is invalid, expired or already used. Please sign in again.",
             ),
             ProxyError::NotFound => (
                 "not_found",

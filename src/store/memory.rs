@@ -9,8 +9,8 @@ use std::time::{Duration, Instant, SystemTime};
 use async_trait::async_trait;
 
 use super::{
-    Gate, Identity, RefreshRecord, RefreshStore, SessionRecord, SessionStore, StoreError,
-    ThrottleStore, TokenHash,
+    Gate, Identity, RefreshRecord, RefreshStore, ReplayStore, SessionRecord, SessionStore,
+    StoreError, ThrottleStore, TokenHash,
 };
 use crate::config::Rate;
 
@@ -162,6 +162,34 @@ impl RefreshStore for MemoryRefreshStore {
         let before = tokens.len();
         tokens.retain(|_, r| r.family != family);
         Ok((before - tokens.len()) as u64)
+    }
+}
+
+/// In-process SSO replay store (single instance).
+#[derive(Default)]
+pub struct MemoryReplayStore {
+    seen: Mutex<HashMap<(String, String), SystemTime>>,
+}
+
+#[async_trait]
+impl ReplayStore for MemoryReplayStore {
+    async fn first_use(
+        &self,
+        issuer: &str,
+        jti: &str,
+        expires_at: SystemTime,
+    ) -> Result<bool, StoreError> {
+        let now = SystemTime::now();
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.len() % 1024 == 1023 {
+            seen.retain(|_, until| *until > now);
+        }
+        let key = (issuer.to_string(), jti.to_string());
+        if seen.get(&key).is_some_and(|until| *until > now) {
+            return Ok(false);
+        }
+        seen.insert(key, expires_at);
+        Ok(true)
     }
 }
 

@@ -196,6 +196,18 @@ pub trait RefreshStore: Send + Sync {
     async fn revoke_family(&self, family: &str) -> Result<u64, StoreError>;
 }
 
+/// Single use of SSO hand-off tokens, keyed on (`iss`, `jti`).
+#[async_trait]
+pub trait ReplayStore: Send + Sync {
+    /// Records the token until `expires_at`; false when it was used before.
+    async fn first_use(
+        &self,
+        issuer: &str,
+        jti: &str,
+        expires_at: SystemTime,
+    ) -> Result<bool, StoreError>;
+}
+
 /// A security event for the audit trail (the log line is written anyway).
 #[derive(Debug, Clone)]
 pub struct AuditEvent {

@@ -9,6 +9,7 @@
 mod audit;
 pub mod migrations;
 mod refresh;
+mod replay;
 mod sessions;
 mod throttle;
 
@@ -22,6 +23,7 @@ use tokio_postgres::NoTls;
 
 pub use audit::PgAudit;
 pub use refresh::PgRefreshStore;
+pub use replay::PgReplayStore;
 pub use sessions::PgSessionStore;
 pub use throttle::PgThrottle;
 

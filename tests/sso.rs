@@ -1,0 +1,286 @@
+//! SSO hand-off from partner sites: `GET /auth/sso?token=JWT&next=PATH`.
+
+mod common;
+
+use std::process::Command;
+
+use common::db::PgSchema;
+use common::*;
+use http::StatusCode;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{json, Value};
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+const SECRET: &str = "partner-b-secret-of-at-least-32-bytes";
+
+fn partners() -> String {
+    format!(
+        r#"
+[[sso.partners]]
+name = "partner-a"
+issuer = "https://partner-a.example"
+audience = "growbal"
+algorithms = ["RS256"]
+key = "{FIXTURES}/partner-rsa.pub.pem"
+user_claim = "email"
+
+[[sso.partners]]
+name = "partner-b"
+issuer = "https://partner-b.example"
+audience = "growbal"
+algorithms = ["HS256"]
+secret = "{SECRET}"
+user_claim = "sub"
+require_known_user = false
+"#
+    )
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn rsa_key() -> EncodingKey {
+    EncodingKey::from_rsa_pem(&std::fs::read(format!("{FIXTURES}/partner-rsa.key")).unwrap())
+        .unwrap()
+}
+
+fn partner_a_claims(email: &str) -> Value {
+    let jti: u64 = rand::random();
+    json!({
+        "iss": "https://partner-a.example", "aud": "growbal", "iat": now(), "exp": now() + 60,
+        "jti": format!("{jti:x}"), "email": email
+    })
+}
+
+fn partner_a_token(claims: &Value) -> String {
+    jsonwebtoken::encode(&Header::new(Algorithm::RS256), claims, &rsa_key()).unwrap()
+}
+
+async fn handoff(proxy: &Proxy, token: &str, next: &str) -> Reply {
+    let query = serde_urlencoded::to_string([("token", token), ("next", next)]).unwrap();
+    get(
+        &proxy.url(&format!("/auth/sso?{query}")),
+        &[("accept", "text/html")],
+    )
+    .await
+}
+
+#[tokio::test]
+async fn partner_token_signs_a_known_user_in_once() {
+    let upstream = Upstream::start().await;
+    let proxy = Proxy::start(&upstream, &partners()).await;
+    let token = partner_a_token(&partner_a_claims("demo@example.com"));
+    let reply = handoff(&proxy, &token, "/chat/?from=partner").await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.text());
+    assert_eq!(reply.header("location"), Some("/chat/?from=partner"));
+    let session = reply.set_cookie("portcullis").expect("session cookie");
+    let app = get(&proxy.url("/chat/"), &[("cookie", &session)]).await;
+    assert_eq!(app.upstream_header("x-auth-user"), vec!["1"]);
+    let me = get(&proxy.url("/auth/me"), &[("cookie", &session)]).await;
+    assert_eq!(me.json()["auth_method"], "sso");
+
+    let replay = handoff(&proxy, &token, "/").await;
+    assert_eq!(replay.status, StatusCode::UNAUTHORIZED, "single use");
+    assert!(replay.set_cookie("portcullis").is_none());
+}
+
+#[tokio::test]
+async fn hostile_next_after_sso_becomes_root() {
+    let upstream = Upstream::start().await;
+    let proxy = Proxy::start(&upstream, &partners()).await;
+    let token = partner_a_token(&partner_a_claims("demo@example.com"));
+    let reply = handoff(&proxy, &token, "//evil.example/").await;
+    assert_eq!(reply.header("location"), Some("/"));
+}
+
+#[tokio::test]
+async fn unknown_or_inactive_users_are_refused_when_required() {
+    let upstream = Upstream::start().await;
+    let proxy = Proxy::start(&upstream, &partners()).await;
+    for email in ["nobody@example.com", "gone@example.com"] {
+        let reply = handoff(&proxy, &partner_a_token(&partner_a_claims(email)), "/").await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{email}");
+    }
+}
+
+#[tokio::test]
+async fn forged_stale_and_confused_tokens_are_refused() {
+    let upstream = Upstream::start().await;
+    let proxy = Proxy::start(&upstream, &partners()).await;
+    let public_pem = std::fs::read(format!("{FIXTURES}/partner-rsa.pub.pem")).unwrap();
+    let mut stale = partner_a_claims("demo@example.com");
+    stale["iat"] = json!(now() - 600);
+    let mut no_jti = partner_a_claims("demo@example.com");
+    no_jti.as_object_mut().unwrap().remove("jti");
+    let mut wrong_aud = partner_a_claims("demo@example.com");
+    wrong_aud["aud"] = json!("someone-else");
+    let mut as_access = partner_a_claims("demo@example.com");
+    as_access["typ"] = json!("access");
+    let mut with_big_claim = partner_a_claims("demo@example.com");
+    with_big_claim["pad"] = json!("x".repeat(9000));
+    let forged = [
+        // HS256 signed with the public key as the secret: HS/RS confusion.
+        jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &partner_a_claims("demo@example.com"),
+            &EncodingKey::from_secret(&public_pem),
+        )
+        .unwrap(),
+        partner_a_token(&stale),
+        partner_a_token(&no_jti),
+        partner_a_token(&wrong_aud),
+        partner_a_token(&as_access),
+        partner_a_token(&with_big_claim),
+        "not.a.token".to_string(),
+        String::new(),
+    ];
+    for (i, token) in forged.iter().enumerate() {
+        let reply = handoff(&proxy, token, "/").await;
+        assert_eq!(
+            reply.status,
+            StatusCode::UNAUTHORIZED,
+            "forgery {i} accepted"
+        );
+        assert!(reply.set_cookie("portcullis").is_none());
+    }
+}
+
+#[tokio::test]
+async fn sso_token_command_mints_a_working_token() {
+    let upstream = Upstream::start().await;
+    let users = users_file();
+    let mut config = tempfile::NamedTempFile::new().unwrap();
+    let text = format!(
+        "[credentials.file]\npath = \"{}\"\n{}",
+        users.path().display(),
+        partners()
+    );
+    std::io::Write::write_all(&mut config, text.as_bytes()).unwrap();
+    let bin = env!("CARGO_BIN_EXE_portcullis");
+    let minted = Command::new(bin)
+        .args([
+            "sso-token",
+            "--partner",
+            "partner-b",
+            "--user",
+            "partner-user-7",
+            "--config",
+        ])
+        .arg(config.path())
+        .output()
+        .unwrap();
+    assert!(
+        minted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&minted.stderr)
+    );
+    let token = String::from_utf8(minted.stdout).unwrap().trim().to_string();
+
+    let proxy = Proxy::start(&upstream, &partners()).await;
+    let reply = handoff(&proxy, &token, "/").await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER);
+    let session = reply.set_cookie("portcullis").unwrap();
+    let app = get(&proxy.url("/x"), &[("cookie", &session)]).await;
+    assert_eq!(app.upstream_header("x-auth-user"), vec!["partner-user-7"]);
+
+    let needs_key = Command::new(bin)
+        .args([
+            "sso-token",
+            "--partner",
+            "partner-a",
+            "--user",
+            "demo@example.com",
+            "--config",
+        ])
+        .arg(config.path())
+        .output()
+        .unwrap();
+    assert_eq!(needs_key.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&needs_key.stderr).contains("--private-key"));
+    let with_key = Command::new(bin)
+        .args([
+            "sso-token",
+            "--partner",
+            "partner-a",
+            "--user",
+            "demo@example.com",
+            "--private-key",
+        ])
+        .arg(format!("{FIXTURES}/partner-rsa.key"))
+        .arg("--config")
+        .arg(config.path())
+        .output()
+        .unwrap();
+    assert!(
+        with_key.status.success(),
+        "{}",
+        String::from_utf8_lossy(&with_key.stderr)
+    );
+}
+
+#[tokio::test]
+async fn a_token_used_on_one_instance_is_refused_by_another() {
+    let upstream = Upstream::start().await;
+    let schema = PgSchema::create().await;
+    let extra = format!("{}{}", schema.toml(), partners());
+    let a = Proxy::start(&upstream, &extra).await;
+    let b = Proxy::start(&upstream, &extra).await;
+    for proxy in [&a, &b] {
+        let url = format!("http://{}/readyz", proxy.admin_addr);
+        assert!(
+            eventually(std::time::Duration::from_secs(10), || async {
+                get(&url, &[]).await.status == StatusCode::OK
+            })
+            .await
+        );
+    }
+    let token = partner_a_token(&partner_a_claims("demo@example.com"));
+    assert_eq!(handoff(&a, &token, "/").await.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        handoff(&b, &token, "/").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[test]
+fn partner_config_mistakes_name_the_key() {
+    let cases = [
+        (
+            "algorithms = []\nsecret = \"x\"",
+            "sso.partners[0].algorithms",
+        ),
+        (
+            "algorithms = [\"none\"]\nsecret = \"x\"",
+            "sso.partners[0].algorithms",
+        ),
+        (
+            "algorithms = [\"HS256\", \"RS256\"]\nsecret = \"x\"",
+            "sso.partners[0].algorithms",
+        ),
+        (
+            "algorithms = [\"RS256\"]\nsecret = \"0123456789abcdef0123456789abcdef\"",
+            "sso.partners[0].secret",
+        ),
+        (
+            "algorithms = [\"HS256\"]\nkey = \"/etc/hosts\"",
+            "sso.partners[0].key",
+        ),
+        (
+            "algorithms = [\"RS256\"]\nkey = \"/nonexistent.pem\"",
+            "sso.partners[0].key",
+        ),
+    ];
+    for (keys, expected) in cases {
+        let toml = format!(
+            "[[sso.partners]]\nname = \"p\"\nissuer = \"https://p\"\naudience = \"a\"\n{keys}\n"
+        );
+        let err = portcullis::Config::from_toml(&toml, std::path::Path::new("."))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(expected), "{keys}: {err}");
+    }
+}
