@@ -174,6 +174,13 @@ impl App {
         ]
         .into_iter()
         .chain([DEFAULT_ASSERTION_HEADER])
+        .chain(
+            config
+                .upstream
+                .assertion
+                .as_ref()
+                .map(|a| a.header.as_str()),
+        )
         .chain(FORWARDING_HEADERS.iter().copied())
         .map(python_name)
         .collect();

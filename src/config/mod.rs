@@ -93,6 +93,27 @@ pub struct UpstreamConfig {
     pub pool_idle_timeout: Duration,
     pub pass_session_cookie: bool,
     pub headers: IdentityHeaders,
+    pub assertion: Option<AssertionConfig>,
+}
+
+/// `[upstream.assertion]`: a signed JWT per authenticated request, for apps
+/// that verify rather than trust the identity headers.
+#[derive(Clone)]
+pub struct AssertionConfig {
+    pub header: HeaderName,
+    pub algorithm: jsonwebtoken::Algorithm,
+    pub key: jsonwebtoken::EncodingKey,
+    pub audience: String,
+}
+
+impl std::fmt::Debug for AssertionConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AssertionConfig")
+            .field("header", &self.header)
+            .field("algorithm", &self.algorithm)
+            .field("audience", &self.audience)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Names of the identity headers portcullis injects (and strips from clients).

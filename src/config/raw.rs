@@ -116,9 +116,6 @@ impl Default for RawIdentityHeaders {
     }
 }
 
-/// Parsed so the key set is checked; refused by validation until signed
-/// assertions land.
-#[allow(dead_code)]
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawAssertion {

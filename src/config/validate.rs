@@ -287,9 +287,7 @@ fn upstream(raw: raw::RawUpstream, e: &mut ConfigErrors) -> UpstreamConfig {
             (http::uri::Scheme::HTTP, "127.0.0.1:8000".parse().unwrap())
         }
     };
-    if raw.assertion.is_some() {
-        not_yet(&true, "upstream.assertion", e);
-    }
+    let assertion = raw.assertion.and_then(|a| assertion(a, e));
     let headers = IdentityHeaders {
         user: header_name(e, "upstream.headers.user", &raw.headers.user),
         email: header_name(e, "upstream.headers.email", &raw.headers.email),
@@ -313,6 +311,74 @@ fn upstream(raw: raw::RawUpstream, e: &mut ConfigErrors) -> UpstreamConfig {
         ),
         pass_session_cookie: raw.pass_session_cookie,
         headers,
+        assertion,
+    }
+}
+
+fn assertion(raw: raw::RawAssertion, e: &mut ConfigErrors) -> Option<AssertionConfig> {
+    use jsonwebtoken::{Algorithm, EncodingKey};
+    let header = header_name(e, "upstream.assertion.header", &raw.header);
+    let algorithm = match raw.algorithm.as_str() {
+        "EdDSA" => Algorithm::EdDSA,
+        "HS256" => Algorithm::HS256,
+        "RS256" => Algorithm::RS256,
+        "ES256" => Algorithm::ES256,
+        other => {
+            e.push(
+                "upstream.assertion.algorithm",
+                format!("must be \"EdDSA\", \"HS256\", \"RS256\" or \"ES256\", not {other:?}"),
+            );
+            return None;
+        }
+    };
+    if raw.audience.trim().is_empty() {
+        e.push(
+            "upstream.assertion.audience",
+            "must name the app, e.g. \"growbal\"",
+        );
+    }
+    let bytes = match std::fs::read(&raw.key) {
+        Ok(bytes) => bytes,
+        Err(err) => {
+            e.push(
+                "upstream.assertion.key",
+                format!("cannot read {}: {err}", raw.key),
+            );
+            return None;
+        }
+    };
+    let key = match algorithm {
+        Algorithm::HS256 => {
+            let secret = String::from_utf8_lossy(&bytes).trim().as_bytes().to_vec();
+            if secret.len() < 32 {
+                e.push(
+                    "upstream.assertion.key",
+                    format!("{}: an HS256 secret must be at least 32 bytes", raw.key),
+                );
+            }
+            Ok(EncodingKey::from_secret(&secret))
+        }
+        Algorithm::RS256 => EncodingKey::from_rsa_pem(&bytes),
+        Algorithm::ES256 => EncodingKey::from_ec_pem(&bytes),
+        _ => EncodingKey::from_ed_pem(&bytes),
+    };
+    match key {
+        Ok(key) => Some(AssertionConfig {
+            header,
+            algorithm,
+            key,
+            audience: raw.audience,
+        }),
+        Err(err) => {
+            e.push(
+                "upstream.assertion.key",
+                format!(
+                    "{}: not a PEM private key for {:?}: {err}",
+                    raw.key, algorithm
+                ),
+            );
+            None
+        }
     }
 }
 

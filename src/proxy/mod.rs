@@ -2,6 +2,7 @@
 //! normalize -> own endpoints -> strip -> authorize -> rewrite -> forward.
 //! Each phase can short-circuit with a response.
 
+pub mod assertion;
 pub mod error;
 pub mod forward;
 pub mod forwarded;
@@ -166,6 +167,11 @@ fn rewrite(
             headers.remove(http::header::AUTHORIZATION);
         }
         headers::set_identity(headers, names, &caller.identity);
+        if let Some(config) = &app.config.upstream.assertion {
+            if let Some(signed) = assertion::sign(config, &caller.identity, &origin.request_id) {
+                headers.insert(config.header.clone(), signed);
+            }
+        }
     }
     let set = |headers: &mut http::HeaderMap, name: &'static str, value: &str| {
         if let Ok(v) = HeaderValue::from_str(value) {

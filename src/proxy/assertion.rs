@@ -1,0 +1,63 @@
+//! The signed upstream assertion (`[upstream.assertion]`): a short-lived
+//! JWT per authenticated request, so an app that can verify it does not
+//! have to trust the identity headers alone (defence in depth if the app is
+//! ever reachable without portcullis).
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use http::HeaderValue;
+use serde::Serialize;
+
+use crate::config::AssertionConfig;
+use crate::store::Identity;
+
+/// How long an assertion is valid: it is for one request, now.
+const LIFETIME_SECS: u64 = 60;
+
+#[derive(Serialize)]
+struct Claims<'a> {
+    iss: &'static str,
+    aud: &'a str,
+    sub: &'a str,
+    name: &'a str,
+    email: &'a str,
+    roles: &'a [String],
+    iat: u64,
+    nbf: u64,
+    exp: u64,
+    /// The request id, so an app can tie the assertion to its log line.
+    jti: &'a str,
+    typ: &'static str,
+}
+
+/// Signs the assertion for `identity`; `None` only if signing fails (logged).
+pub fn sign(
+    config: &AssertionConfig,
+    identity: &Identity,
+    request_id: &str,
+) -> Option<HeaderValue> {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let claims = Claims {
+        iss: "portcullis",
+        aud: &config.audience,
+        sub: &identity.id,
+        name: &identity.username,
+        email: &identity.email,
+        roles: &identity.roles,
+        iat: now,
+        nbf: now,
+        exp: now + LIFETIME_SECS,
+        jti: request_id,
+        typ: "assertion",
+    };
+    let header = jsonwebtoken::Header::new(config.algorithm);
+    match jsonwebtoken::encode(&header, &claims, &config.key) {
+        Ok(token) => HeaderValue::from_str(&token).ok(),
+        Err(e) => {
+            tracing::error!(error = %e, request_id, "could not sign the upstream assertion");
+            None
+        }
+    }
+}
