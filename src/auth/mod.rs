@@ -7,6 +7,7 @@ pub mod csrf;
 mod endpoints;
 pub mod jwt;
 pub mod password;
+pub mod register;
 pub mod session;
 pub mod sso;
 pub mod tokens;
@@ -274,17 +275,14 @@ impl Auth {
         if !self.credentials.can_rehash() || !password::is_outdated(hash) {
             return;
         }
-        let password = password.to_string();
-        let fresh =
-            tokio::task::spawn_blocking(move || password::hash_password(&password, "bcrypt")).await;
-        match fresh {
-            Ok(Ok(fresh)) => match self.credentials.update_hash(user_id, &fresh).await {
+        match self.verifier.hash(password).await {
+            Some(fresh) => match self.credentials.update_hash(user_id, &fresh).await {
                 Ok(()) => tracing::info!(user_id, "outdated password hash rewritten"),
                 Err(e) => {
                     tracing::warn!(error = %e, user_id, "could not rewrite an outdated password hash")
                 }
             },
-            _ => tracing::warn!(user_id, "could not compute a new password hash"),
+            None => tracing::warn!(user_id, "could not compute a new password hash"),
         }
     }
 
@@ -305,7 +303,7 @@ impl Auth {
 
 /// The login-rate key of a client: its address, or its /64 for IPv6 (one
 /// host usually holds a whole /64).
-fn rate_key(ip: IpAddr) -> String {
+pub(crate) fn rate_key(ip: IpAddr) -> String {
     match ip {
         IpAddr::V4(v4) => v4.to_string(),
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {

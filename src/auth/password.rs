@@ -154,6 +154,17 @@ impl PasswordVerifier {
         .unwrap_or(false)
     }
 
+    /// Hashes a new password (bcrypt at the default cost) on the same
+    /// bounded pool; `None` if hashing failed.
+    pub async fn hash(&self, password: &str) -> Option<String> {
+        let password = password.to_string();
+        let _permit = self.permits.clone().acquire_owned().await.ok()?;
+        tokio::task::spawn_blocking(move || hash_password(&password, "bcrypt").ok())
+            .await
+            .ok()
+            .flatten()
+    }
+
     fn record(&self, hash: &str) {
         let Some(shape) = shape(hash) else { return };
         let mut shapes = self.shapes.lock().unwrap_or_else(|e| e.into_inner());

@@ -34,6 +34,8 @@ pub struct Config {
     pub login: LoginConfig,
     pub tokens: TokensConfig,
     pub sso: Vec<SsoPartner>,
+    /// `None` unless `registration.enabled`.
+    pub registration: Option<RegistrationConfig>,
     pub routes: Arc<RouteTable>,
     pub log: LogConfig,
 }
@@ -202,6 +204,15 @@ pub struct LoginConfig {
     pub ip_rate: Rate,
     /// Threads for password hashing; resolved from 0 to the core count.
     pub hash_workers: usize,
+}
+
+/// Self-service sign-up (`[registration]`), into the MySQL users table.
+#[derive(Debug, Clone)]
+pub struct RegistrationConfig {
+    pub password_min: usize,
+    pub password_max: usize,
+    /// INSERT with `?` bound to username, email, password_hash.
+    pub insert: String,
 }
 
 /// Bearer tokens for API clients (`[tokens]`).

@@ -102,7 +102,7 @@ pub(crate) fn validate(raw: RawConfig) -> Result<Config, ConfigErrors> {
             );
         }
     }
-    not_yet(&raw.registration.enabled, "registration.enabled", &mut e);
+    let registration = registration(raw.registration, &credentials, &mut e);
     let routes = routes(raw.route, &mut e);
     let log = LogConfig {
         format: match raw.log.format.as_str() {
@@ -128,21 +128,11 @@ pub(crate) fn validate(raw: RawConfig) -> Result<Config, ConfigErrors> {
         login,
         tokens,
         sso,
+        registration,
         routes: Arc::new(routes),
         log,
     };
     e.into_result(config)
-}
-
-/// Features whose keys SPEC defines but this build does not serve yet are
-/// refused rather than silently ignored.
-fn not_yet(enabled: &bool, key: &str, e: &mut ConfigErrors) {
-    if *enabled {
-        e.push(
-            key,
-            "is not available in this version of portcullis yet; remove it",
-        );
-    }
 }
 
 fn server(raw: raw::RawServer, e: &mut ConfigErrors) -> ServerConfig {
@@ -530,6 +520,42 @@ fn login(raw: raw::RawLogin, e: &mut ConfigErrors) -> LoginConfig {
         ip_rate,
         hash_workers,
     }
+}
+
+fn registration(
+    raw: raw::RawRegistration,
+    credentials: &CredentialsConfig,
+    e: &mut ConfigErrors,
+) -> Option<RegistrationConfig> {
+    if !raw.enabled {
+        return None;
+    }
+    if !matches!(credentials, CredentialsConfig::Mysql(_)) {
+        e.push(
+            "registration.enabled",
+            "needs credentials.backend = \"mysql\": new users are inserted there",
+        );
+    }
+    if raw.insert.matches('?').count() != 3 {
+        e.push(
+            "registration.insert",
+            "must be an INSERT with three `?`: username, email, password_hash (in that order)",
+        );
+    }
+    if raw.password_min < 8 || raw.password_min > raw.password_max || raw.password_max > 1024 {
+        e.push(
+            "registration.password_min",
+            format!(
+                "{} / password_max {}: need 8 <= password_min <= password_max <= 1024",
+                raw.password_min, raw.password_max
+            ),
+        );
+    }
+    Some(RegistrationConfig {
+        password_min: raw.password_min,
+        password_max: raw.password_max,
+        insert: raw.insert,
+    })
 }
 
 fn tokens(raw: raw::RawTokens, e: &mut ConfigErrors) -> TokensConfig {

@@ -126,6 +126,20 @@ pub trait CredentialStore: Send + Sync {
     fn can_rehash(&self) -> bool {
         false
     }
+    /// Inserts a new user with `statement` (`registration.insert`, `?` bound
+    /// to username, email, hash); false when the name or email is taken.
+    async fn insert_user(
+        &self,
+        _statement: &str,
+        _username: &str,
+        _email: &str,
+        _password_hash: &str,
+    ) -> Result<bool, StoreError> {
+        Err(StoreError::Unavailable {
+            backend: "credentials",
+            message: "this credential backend cannot add users".into(),
+        })
+    }
     /// Rewrites a user's password hash after a login with an outdated one.
     async fn update_hash(&self, _user_id: &str, _hash: &str) -> Result<(), StoreError> {
         Ok(())

@@ -170,6 +170,32 @@ impl CredentialStore for MysqlCredentialStore {
         Ok(self.find(&identity.email).await?.filter(same_user))
     }
 
+    async fn insert_user(
+        &self,
+        statement: &str,
+        username: &str,
+        email: &str,
+        password_hash: &str,
+    ) -> Result<bool, StoreError> {
+        let statement = statement.to_string();
+        let params = vec![
+            Value::from(username),
+            Value::from(email),
+            Value::from(password_hash),
+        ];
+        let work = async {
+            let mut conn = self.pool.get_conn().await?;
+            conn.exec_drop(statement, params).await
+        };
+        match tokio::time::timeout(QUERY_TIMEOUT, work).await {
+            Err(_) => Err(unavailable("insert timed out")),
+            // 1062: duplicate entry (a unique username or email).
+            Ok(Err(mysql_async::Error::Server(e))) if e.code == 1062 => Ok(false),
+            Ok(Err(e)) => Err(unavailable(e)),
+            Ok(Ok(())) => Ok(true),
+        }
+    }
+
     fn can_rehash(&self) -> bool {
         self.rehash_update.is_some()
     }
