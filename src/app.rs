@@ -3,6 +3,8 @@
 //! once at start.
 
 use std::sync::Arc;
+
+use arc_swap::ArcSwap;
 use std::time::SystemTime;
 
 use crate::admin::metrics::Metrics;
@@ -15,6 +17,7 @@ use crate::auth::tokens::Tokens;
 use crate::auth::Auth;
 use crate::config::{Config, CredentialsConfig, SessionStoreKind};
 use crate::pages::Pages;
+use crate::policy::routes::RouteTable;
 use crate::proxy::forward::Upstream;
 use crate::proxy::headers::{python_name, FORWARDING_HEADERS};
 use crate::store::file::FileCredentialStore;
@@ -49,6 +52,10 @@ pub struct App {
     /// The PostgreSQL backend, when `session.store = "postgres"`.
     pub postgres: Option<Arc<Pg>>,
     pub metrics: Arc<Metrics>,
+    /// Route rules; replaced whole by a reload (SIGHUP).
+    pub routes: ArcSwap<RouteTable>,
+    /// The TLS certificate and key; replaced by a reload.
+    pub tls: Option<ArcSwap<rustls::ServerConfig>>,
 }
 
 /// The stores a config names, built without connecting to anything.
@@ -193,8 +200,43 @@ impl App {
             spoofable,
             postgres: stores.postgres,
             metrics,
+            routes: ArcSwap::new(config.routes.clone()),
+            tls: config
+                .server
+                .tls
+                .as_ref()
+                .map(|t| ArcSwap::new(t.server_config.clone())),
             config,
         }))
+    }
+}
+
+impl App {
+    /// Applies what can change without a restart (SIGHUP): route rules, SSO
+    /// partners, the users file and the TLS certificate. `new` is already
+    /// validated; if the users file does not load, nothing changes and the
+    /// error says why. Other settings take effect at the next restart.
+    pub fn reload(&self, new: &Config) -> Result<(), String> {
+        self.auth.credentials.reload()?;
+        self.routes.store(new.routes.clone());
+        self.auth.sso.set_partners(new.sso.clone());
+        match (&self.tls, &new.server.tls) {
+            (Some(current), Some(tls)) => current.store(tls.server_config.clone()),
+            (None, None) => {}
+            _ => tracing::warn!("server.tls was added or removed: that takes a restart"),
+        }
+        let old = &self.config;
+        if old.server.listen != new.server.listen
+            || old.admin.listen != new.admin.listen
+            || old.upstream.authority != new.upstream.authority
+            || old.session.store != new.session.store
+        {
+            tracing::warn!(
+                "listen addresses, upstream or session store changed: those take a restart"
+            );
+        }
+        tracing::info!(partners = new.sso.len(), "configuration reloaded");
+        Ok(())
     }
 }
 

@@ -121,8 +121,11 @@ fn serve(path: &std::path::Path) -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
+        // Caught from the start: an early SIGHUP must not kill the process.
+        let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
         let listeners = Listeners::bind(&config).await?;
         let app = App::build(config)?;
+        tokio::spawn(reload_on_sighup(app.clone(), path.to_path_buf(), hup));
         tracing::info!(
             listen = %listeners.main.local_addr()?,
             upstream = %app.config.upstream.authority,
@@ -144,20 +147,34 @@ fn serve(path: &std::path::Path) -> ExitCode {
     }
 }
 
-/// Resolves on SIGTERM or Ctrl-C. SIGHUP is caught so it never kills the
-/// process; live reload is not part of this version yet.
+/// Resolves on SIGTERM or Ctrl-C.
 async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut hup = signal(SignalKind::hangup()).expect("SIGHUP handler");
-    loop {
-        tokio::select! {
-            _ = term.recv() => break,
-            _ = tokio::signal::ctrl_c() => break,
-            _ = hup.recv() => tracing::warn!("SIGHUP received: live reload is not supported yet; the running config is unchanged"),
-        }
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
     }
     tracing::info!("shutdown requested");
+}
+
+/// On SIGHUP, re-reads the config and applies what can change live (routes,
+/// SSO partners, the users file, TLS certificates); a config that does not
+/// validate is refused and the running one kept.
+async fn reload_on_sighup(
+    app: std::sync::Arc<App>,
+    path: PathBuf,
+    mut hup: tokio::signal::unix::Signal,
+) {
+    while hup.recv().await.is_some() {
+        tracing::info!(config = %path.display(), "SIGHUP: reloading");
+        let outcome = Config::load(&path)
+            .map_err(|e| format!("{e:#}"))
+            .and_then(|config| app.reload(&config));
+        if let Err(e) = outcome {
+            tracing::error!(error = %e, "reload refused; the running configuration is unchanged");
+        }
+    }
 }
 
 /// Loads the config and runs an async command on a fresh runtime.

@@ -473,10 +473,8 @@ async fn verify(
         .map_err(|_| ProxyError::BadRequest("bad X-Forwarded-Method"))?;
     let path = uri.split(['?', '#']).next().unwrap_or("/");
     let path = crate::policy::path::normalize(if path.is_empty() { "/" } else { path })?;
-    let access = app
-        .config
-        .routes
-        .access(&method, &crate::policy::path::routing_path(&path));
+    let routes = app.routes.load();
+    let access = routes.access(&method, &crate::policy::path::routing_path(&path));
     let caller = match access {
         Access::Deny => return Err(ProxyError::Forbidden),
         Access::Public => None,

@@ -11,6 +11,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use arc_swap::ArcSwap;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use serde::Deserialize;
@@ -38,8 +39,8 @@ fn refused(reason: impl Into<String>) -> SsoError {
 
 /// A verified hand-off: which partner, and the user claim's value.
 #[derive(Debug)]
-pub struct Handoff<'a> {
-    pub partner: &'a SsoPartner,
+pub struct Handoff {
+    pub partner: SsoPartner,
     pub user: String,
     pub email: Option<String>,
 }
@@ -52,27 +53,34 @@ struct Registered {
 }
 
 pub struct Sso {
-    partners: Vec<SsoPartner>,
+    /// Swapped whole on reload (SIGHUP).
+    partners: ArcSwap<Vec<SsoPartner>>,
     replay: Arc<dyn ReplayStore>,
 }
 
 impl Sso {
     pub fn new(partners: Vec<SsoPartner>, replay: Arc<dyn ReplayStore>) -> Self {
-        Self { partners, replay }
+        Self {
+            partners: ArcSwap::from_pointee(partners),
+            replay,
+        }
     }
 
-    pub fn partner(&self, name: &str) -> Option<&SsoPartner> {
-        self.partners.iter().find(|p| p.name == name)
+    /// Replaces the partner list (SIGHUP reload).
+    pub fn set_partners(&self, partners: Vec<SsoPartner>) {
+        self.partners.store(Arc::new(partners));
     }
 
     /// Verifies a hand-off token and spends it.
-    pub async fn verify(&self, token: &str) -> Result<Handoff<'_>, SsoError> {
+    pub async fn verify(&self, token: &str) -> Result<Handoff, SsoError> {
         jwt::precheck(token).map_err(|e| refused(e.to_string()))?;
         let issuer = unverified_issuer(token).ok_or_else(|| refused("no iss claim"))?;
         let partner = self
             .partners
+            .load()
             .iter()
             .find(|p| p.issuer == issuer)
+            .cloned()
             .ok_or_else(|| refused("unknown issuer"))?;
         let skew = partner.clock_skew.as_secs();
         let mut validation = jwt::strict_validation(

@@ -102,7 +102,7 @@ async fn pipeline(
     headers::strip_spoofable(req.headers_mut(), &app.spoofable);
 
     // authorize
-    let identity = match app.config.routes.access(req.method(), &routing_path(&path)) {
+    let identity = match app.routes.load().access(req.method(), &routing_path(&path)) {
         Access::Deny => return Err(ProxyError::Forbidden),
         Access::Public => None,
         access => {

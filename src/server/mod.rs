@@ -37,10 +37,7 @@ pub async fn run(app: Arc<App>, listener: TcpListener, shutdown: impl Future<Out
         config.header_read_timeout,
         config.max_header_bytes,
     ));
-    let tls = config
-        .tls
-        .as_ref()
-        .map(|t| tokio_rustls::TlsAcceptor::from(t.server_config.clone()));
+
     let handshake_timeout = config.header_read_timeout;
     let permits = Arc::new(Semaphore::new(config.max_connections));
     let graceful = GracefulShutdown::new();
@@ -66,7 +63,11 @@ pub async fn run(app: Arc<App>, listener: TcpListener, shutdown: impl Future<Out
         let app = app.clone();
         let builder = builder.clone();
         let watcher = graceful.watcher();
-        let tls = tls.clone();
+        // The current certificate, as of this connection (reloads swap it).
+        let tls = app
+            .tls
+            .as_ref()
+            .map(|t| tokio_rustls::TlsAcceptor::from(t.load_full()));
         tokio::spawn(async move {
             let slot = Some(Arc::new(permit));
             let _open = OpenConnection::new(&app.metrics.connections_open);

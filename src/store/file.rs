@@ -1,7 +1,10 @@
 //! The users-file credential backend (`credentials.backend = "file"`): a
 //! TOML list of users with bcrypt or argon2id hashes, read at start.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
 
 use async_trait::async_trait;
 use serde::Deserialize;
@@ -34,20 +37,38 @@ fn active_default() -> bool {
 }
 
 pub struct FileCredentialStore {
-    users: Vec<UserRecord>,
+    /// Swapped whole on reload (SIGHUP), so a lookup sees the old or the new
+    /// file, never a mix.
+    users: ArcSwap<Vec<UserRecord>>,
+    path: Option<PathBuf>,
 }
 
 impl FileCredentialStore {
     /// Reads and checks the users file; errors name the file and the entry.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let users = Self::read(path)?;
+        Ok(Self {
+            users: ArcSwap::from_pointee(users),
+            path: Some(path.to_path_buf()),
+        })
+    }
+
+    fn read(path: &Path) -> anyhow::Result<Vec<UserRecord>> {
         let text = std::fs::read_to_string(path).map_err(|e| {
             anyhow::anyhow!("credentials.file.path: cannot read {}: {e}", path.display())
         })?;
-        Self::parse(&text)
+        Self::parse_users(&text)
             .map_err(|e| anyhow::anyhow!("credentials.file.path: {}: {e}", path.display()))
     }
 
     pub fn parse(text: &str) -> anyhow::Result<Self> {
+        Ok(Self {
+            users: ArcSwap::from_pointee(Self::parse_users(text)?),
+            path: None,
+        })
+    }
+
+    fn parse_users(text: &str) -> anyhow::Result<Vec<UserRecord>> {
         let file: UsersFile = toml::from_str(text)?;
         let mut users: Vec<UserRecord> = Vec::with_capacity(file.user.len());
         for (i, u) in file.user.into_iter().enumerate() {
@@ -79,7 +100,7 @@ impl FileCredentialStore {
                 active: u.active,
             });
         }
-        Ok(Self { users })
+        Ok(users)
     }
 }
 
@@ -88,6 +109,7 @@ impl CredentialStore for FileCredentialStore {
     async fn find_by_login(&self, login: &str) -> Result<Option<UserRecord>, StoreError> {
         Ok(self
             .users
+            .load()
             .iter()
             .find(|u| {
                 u.identity.username == login
@@ -100,9 +122,19 @@ impl CredentialStore for FileCredentialStore {
     async fn find_current(&self, identity: &Identity) -> Result<Option<UserRecord>, StoreError> {
         Ok(self
             .users
+            .load()
             .iter()
             .find(|u| u.identity.id == identity.id)
             .cloned())
+    }
+
+    fn reload(&self) -> Result<(), String> {
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        let users = Self::read(path).map_err(|e| format!("{e:#}"))?;
+        self.users.store(Arc::new(users));
+        Ok(())
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -145,6 +145,11 @@ pub trait CredentialStore: Send + Sync {
         Ok(())
     }
     async fn ping(&self) -> Result<(), StoreError>;
+    /// Re-reads what the backend loaded at start (the users file) on SIGHUP;
+    /// on error the old data stays in use.
+    fn reload(&self) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// Lockout and per-IP login rate state.
