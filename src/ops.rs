@@ -96,6 +96,27 @@ pub async fn sessions_revoke(config: &Config, username: Option<&str>) -> anyhow:
     let revoked = match username {
         Some(user) => store.remove_username(user).await,
         None => store.remove_all().await,
+    }
+    .map_err(|e| anyhow::anyhow!("postgres.url: {e}"))?;
+    // The operator's revocation is a security event like any other.
+    let event = if username.is_some() {
+        "sessions_revoked"
+    } else {
+        "sessions_revoked_all"
     };
-    revoked.map_err(|e| anyhow::anyhow!("postgres.url: {e}"))
+    let pg = Pg::new(&config.postgres).map_err(anyhow::Error::msg)?;
+    let client = pg
+        .pool
+        .get()
+        .await
+        .map_err(|e| anyhow::anyhow!("postgres.url: {e}"))?;
+    client
+        .execute(
+            "INSERT INTO audit_events (event, username, client_ip, request_id) VALUES ($1, $2, 'cli', '-')",
+            &[&event, &username.unwrap_or("*")],
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("postgres.url: {e}"))?;
+    tracing::info!(target: "portcullis::audit", event, user = username.unwrap_or("*"), revoked, "security event");
+    Ok(revoked)
 }

@@ -281,6 +281,14 @@ async fn sessions_revoke_command_ends_the_users_sessions_everywhere() {
     })
     .await;
     assert!(refused, "revoked session still accepted");
+    let audited: i64 = schema
+        .client()
+        .await
+        .query_one("SELECT count(*) FROM audit_events WHERE event = 'sessions_revoked' AND username = 'demo'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(audited, 1, "the revocation is an audit event");
     assert_eq!(
         get(&proxy.url("/x"), &[("cookie", &admin)]).await.status,
         StatusCode::OK

@@ -202,11 +202,13 @@ impl Auth {
             }
             _ => {
                 self.sessions.revoke(&session.token_hash).await?;
-                tracing::info!(
-                    target: "portcullis::audit",
-                    event = "session_revoked_inactive",
-                    user = %session.identity.username,
-                    "security event"
+                // Found by the re-check, not by a request of the user's own:
+                // no client address or request id to record.
+                self.audit(
+                    "session_revoked_inactive",
+                    &session.identity.username,
+                    IpAddr::from([0, 0, 0, 0]),
+                    "-",
                 );
                 Ok(None)
             }
