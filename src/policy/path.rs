@@ -32,6 +32,9 @@ pub fn normalize(raw: &str) -> Result<String, PathError> {
     if !raw.starts_with('/') {
         return Err(PathError::NotAbsolute);
     }
+    if is_plain(raw) {
+        return Ok(raw.to_string());
+    }
     let bytes = raw.as_bytes();
     let mut partly_decoded: Vec<u8> = Vec::with_capacity(raw.len());
     let mut fully_decoded: Vec<u8> = Vec::with_capacity(raw.len());
@@ -94,8 +97,24 @@ pub fn percent_decode(s: &str) -> Option<String> {
 /// The path as the app will route it (uvicorn decodes every escape): what
 /// route rules are matched against. Takes a [`normalize`]d path, in which no
 /// escape can decode to a separator.
-pub fn routing_path(normalized: &str) -> String {
-    percent_decode(normalized).unwrap_or_else(|| normalized.to_string())
+pub fn routing_path(normalized: &str) -> std::borrow::Cow<'_, str> {
+    if !normalized.contains('%') {
+        return std::borrow::Cow::Borrowed(normalized);
+    }
+    std::borrow::Cow::Owned(percent_decode(normalized).unwrap_or_else(|| normalized.to_string()))
+}
+
+/// The common case, already normal: no escapes, backslashes or controls,
+/// no empty segment and no segment starting with a dot (which covers `.`
+/// and `..`; `/.well-known` merely takes the full path).
+fn is_plain(path: &str) -> bool {
+    let bytes = path.as_bytes();
+    bytes
+        .iter()
+        .all(|&b| b > 0x20 && b < 0x7f && b != b'%' && b != b'\\')
+        && !bytes
+            .windows(2)
+            .any(|w| w[0] == b'/' && (w[1] == b'/' || w[1] == b'.'))
 }
 
 /// RFC 3986 unreserved: safe to decode because no server reads them differently.
@@ -212,6 +231,29 @@ mod tests {
     #[test]
     fn valid_utf8_escapes_are_kept_encoded() {
         assert_eq!(n("/caf%C3%A9").unwrap(), "/caf%C3%A9");
+    }
+
+    #[test]
+    fn fast_path_agrees_with_the_full_one() {
+        for p in [
+            "/",
+            "/a/b",
+            "/a/.b",
+            "/.well-known/x",
+            "/a//b",
+            "/a/./b",
+            "/a%41",
+            "/x/..",
+            "/a-b_c~d",
+        ] {
+            let full = resolve_dots(p).unwrap_or_default();
+            if is_plain(p) {
+                assert_eq!(full, p, "{p}");
+            }
+            if !p.contains('%') {
+                assert_eq!(n(p).unwrap(), full, "{p}");
+            }
+        }
     }
 
     #[test]

@@ -92,7 +92,10 @@ async fn pipeline(
 
     // own endpoints
     let prefix = &app.config.login.prefix;
-    if path == *prefix || path.starts_with(&format!("{prefix}/")) {
+    if path
+        .strip_prefix(prefix.as_str())
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    {
         return crate::auth::handle(app, req, &path, origin).await;
     }
 
