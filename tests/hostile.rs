@@ -349,3 +349,36 @@ async fn encoded_slash_or_backslash_path_is_refused() {
     }
     assert_eq!(recorder.connections(), 0, "{:?}", recorder.requests());
 }
+
+#[tokio::test]
+async fn connections_beyond_max_connections_wait_for_a_free_slot() {
+    let upstream = Upstream::start().await;
+    let proxy = Proxy::start_with(
+        &upstream,
+        "public_url = \"http://127.0.0.1\"\nmax_connections = 1\n",
+        "",
+    )
+    .await;
+    let request = b"GET /static/a HTTP/1.1\r\nHost: a\r\n\r\n";
+    let mut first = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    first.write_all(request).await.unwrap();
+    let mut buf = vec![0u8; 65536];
+    let n = first.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+
+    // The first connection stays open (keep-alive), holding the only slot.
+    let mut second = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    second.write_all(request).await.unwrap();
+    let waited = tokio::time::timeout(Duration::from_millis(500), second.read(&mut buf)).await;
+    assert!(
+        waited.is_err(),
+        "the second connection was served while the first held the slot"
+    );
+
+    drop(first);
+    let n = tokio::time::timeout(Duration::from_secs(10), second.read(&mut buf))
+        .await
+        .expect("served once the slot is free")
+        .unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+}

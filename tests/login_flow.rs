@@ -359,3 +359,27 @@ async fn session_token_is_read_from_the_cookie_only() {
     .await;
     assert_eq!(by_header.status, StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn custom_login_template_replaces_the_page() {
+    let upstream = Upstream::start().await;
+    let mut template = tempfile::NamedTempFile::new().unwrap();
+    std::io::Write::write_all(
+        &mut template,
+        br#"{% extends "layout.html" %}{% block content %}<h1>Welcome to Growbal</h1>
+<form method="post" action="{{ action }}"><input type="hidden" name="csrf_token" value="{{ csrf_token }}">
+<input type="hidden" name="next" value="{{ next }}"><input name="username"><input name="password" type="password">
+<button>Go</button></form>{% endblock %}"#,
+    )
+    .unwrap();
+    let proxy = Proxy::start(
+        &upstream,
+        &format!("[login]\ntemplate = \"{}\"\n", template.path().display()),
+    )
+    .await;
+    let page = get(&proxy.url("/auth/login?next=/chat/"), &[]).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.text().contains("Welcome to Growbal"));
+    let session = login(&proxy, "demo").await;
+    assert!(!session.is_empty(), "the custom form signs in");
+}
