@@ -16,6 +16,7 @@ use crate::proxy::error::ProxyError;
 use crate::proxy::forwarded::Origin;
 use crate::proxy::headers::set_identity;
 use crate::response::{self, Body};
+use crate::store::{AuthMethod, Identity};
 
 /// Login and logout bodies over this are refused before any hashing.
 pub const FORM_BODY_LIMIT: usize = 16 * 1024;
@@ -197,19 +198,26 @@ async fn login_submit(
         }
     };
 
-    // Any session the browser arrived with is discarded (no fixation).
-    for token in app.auth.cookies.session_tokens(&parts.headers) {
+    start_session(app, &parts.headers, identity, AuthMethod::Password, &next).await
+}
+
+/// Signs the browser in: any session it arrived with is discarded (no
+/// fixation), a new one is created, and it is sent on to `next`.
+async fn start_session(
+    app: &App,
+    headers: &HeaderMap,
+    identity: Identity,
+    method: AuthMethod,
+    next: &str,
+) -> Result<Response<Body>, ProxyError> {
+    for token in app.auth.cookies.session_tokens(headers) {
         app.auth
             .sessions
             .revoke(&super::session::hash_token(&token))
             .await?;
     }
-    let (token, _) = app
-        .auth
-        .sessions
-        .create(identity.clone(), crate::store::AuthMethod::Password)
-        .await?;
-    let mut response = response::redirect(StatusCode::SEE_OTHER, &next);
+    let (token, _) = app.auth.sessions.create(identity, method).await?;
+    let mut response = response::redirect(StatusCode::SEE_OTHER, next);
     super::cookies::append_set_cookie(response.headers_mut(), app.auth.cookies.session(&token));
     Ok(response)
 }
@@ -419,33 +427,20 @@ async fn sso(
             _ => return Err(refuse("not a known active user".into(), &handoff.user)),
         }
     } else {
-        crate::store::Identity {
+        Identity {
             id: handoff.user.clone(),
             username: handoff.user.clone(),
             email: handoff.email.clone().unwrap_or_default(),
             roles: Vec::new(),
         }
     };
-    for token in app.auth.cookies.session_tokens(req.headers()) {
-        app.auth
-            .sessions
-            .revoke(&super::session::hash_token(&token))
-            .await?;
-    }
-    let (token, _) = app
-        .auth
-        .sessions
-        .create(identity.clone(), crate::store::AuthMethod::Sso)
-        .await?;
     app.auth.audit(
         "sso_ok",
         &identity.username,
         origin.client_ip,
         &origin.request_id,
     );
-    let mut response = response::redirect(StatusCode::SEE_OTHER, &next);
-    super::cookies::append_set_cookie(response.headers_mut(), app.auth.cookies.session(&token));
-    Ok(response)
+    start_session(app, req.headers(), identity, AuthMethod::Sso, &next).await
 }
 
 /// `GET {prefix}/verify`: forward-auth for nginx `auth_request`, Traefik
