@@ -50,11 +50,26 @@ async fn a_new_user_can_register_then_sign_in() {
     let form = send(
         Method::POST,
         &proxy.url("/auth/register"),
-        &[("content-type", "application/x-www-form-urlencoded")],
+        &[
+            ("content-type", "application/x-www-form-urlencoded"),
+            ("origin", "http://127.0.0.1"),
+        ],
         "username=formuser&email=formuser%40example.com&password=another-long-phrase-77",
     )
     .await;
     assert_eq!(form.status, StatusCode::CREATED, "{}", form.text());
+
+    let cross_site = send(
+        Method::POST,
+        &proxy.url("/auth/register"),
+        &[
+            ("content-type", "application/x-www-form-urlencoded"),
+            ("origin", "https://evil.example"),
+        ],
+        "username=crosssite&email=crosssite%40example.com&password=another-long-phrase-77",
+    )
+    .await;
+    assert_eq!(cross_site.status, StatusCode::FORBIDDEN);
 }
 
 #[tokio::test]

@@ -185,7 +185,10 @@ async fn sso_token_command_mints_a_working_token() {
     assert_eq!(reply.status, StatusCode::SEE_OTHER);
     let session = reply.set_cookie("portcullis").unwrap();
     let app = get(&proxy.url("/x"), &[("cookie", &session)]).await;
-    assert_eq!(app.upstream_header("x-auth-user"), vec!["partner-user-7"]);
+    assert_eq!(
+        app.upstream_header("x-auth-user"),
+        vec!["partner-b:partner-user-7"]
+    );
 
     let needs_key = Command::new(bin)
         .args([
@@ -273,6 +276,10 @@ fn partner_config_mistakes_name_the_key() {
             "algorithms = [\"RS256\"]\nkey = \"/nonexistent.pem\"",
             "sso.partners[0].key",
         ),
+        (
+            "algorithms = [\"HS256\"]\nsecret = \"0123456789abcdef0123456789abcdef\"\nclock_skew = \"1h\"",
+            "sso.partners[0].clock_skew",
+        ),
     ];
     for (keys, expected) in cases {
         let toml = format!(
@@ -283,4 +290,16 @@ fn partner_config_mistakes_name_the_key() {
             .to_string();
         assert!(err.contains(expected), "{keys}: {err}");
     }
+}
+
+#[test]
+fn a_partner_secret_must_differ_from_the_token_secret() {
+    let secret = "0123456789abcdef0123456789abcdef";
+    let toml = format!(
+        "[tokens]\nsecret = \"{secret}\"\n[[sso.partners]]\nname = \"p\"\nissuer = \"https://p\"\naudience = \"a\"\nalgorithms = [\"HS256\"]\nsecret = \"{secret}\"\n"
+    );
+    let err = portcullis::Config::from_toml(&toml, std::path::Path::new("."))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("sso.partners[0].secret"), "{err}");
 }

@@ -147,7 +147,7 @@ async fn login_submit(
     if !csrf_ok {
         app.auth.audit(
             "login_csrf_refused",
-            &form.username,
+            "",
             origin.client_ip,
             &origin.request_id,
         );
@@ -249,7 +249,10 @@ async fn json_login(app: &App, body: &[u8], origin: &Origin) -> Result<Response<
         .await?;
     match outcome {
         LoginOutcome::Success(identity) => {
-            let issued = app.auth.tokens.issue(&identity, None).await?;
+            // A new family cannot have been revoked: `None` is impossible here.
+            let Some(issued) = app.auth.tokens.issue(&identity, None).await? else {
+                return Err(ProxyError::BadRequest("token family refused"));
+            };
             Ok(response::json(StatusCode::OK, &serde_json::json!(issued)))
         }
         LoginOutcome::Failed => Ok(response::json(
@@ -320,8 +323,11 @@ async fn register(
     let body = read_form_body(&parts.headers, body).await?;
     let form: Option<Registration> = if is_json(&parts.headers) {
         serde_json::from_slice(&body).ok()
-    } else {
+    } else if same_origin(app, &parts.headers, origin) {
+        // A form post must come from our own pages, not a cross-site form.
         serde_urlencoded::from_bytes(&body).ok()
+    } else {
+        return Err(ProxyError::Forbidden);
     };
     let Some(form) = form else {
         return Ok(response::json(
@@ -427,8 +433,9 @@ async fn sso(
             _ => return Err(refuse("not a known active user".into(), &handoff.user)),
         }
     } else {
+        // Namespaced by partner, so a partner's "1" is never local user 1.
         Identity {
-            id: handoff.user.clone(),
+            id: format!("{}:{}", handoff.partner.name, handoff.user),
             username: handoff.user.clone(),
             email: handoff.email.clone().unwrap_or_default(),
             roles: Vec::new(),

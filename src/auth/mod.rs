@@ -100,6 +100,14 @@ impl Auth {
         let Some(token) = bearer_token(headers) else {
             return Ok(None);
         };
+        if !self.tokens.ready() {
+            // The shared key is still loading: a 503, not a 401 that would
+            // make the client throw away a good token.
+            return Err(StoreError::Unavailable {
+                backend: "postgres",
+                message: "shared token key not loaded yet".into(),
+            });
+        }
         Ok(self.tokens.verify_access(token).map(|access| Caller {
             identity: access.identity,
             auth_method: "bearer",
@@ -119,8 +127,8 @@ impl Auth {
         client_ip: IpAddr,
         request_id: &str,
     ) -> Result<Option<IssuedTokens>, StoreError> {
-        let record = match self.tokens.spend(refresh_token).await? {
-            Ok(record) => record,
+        let spent = match self.tokens.spend(refresh_token).await? {
+            Ok(spent) => spent,
             Err(RefreshRefusal::Reused) => {
                 self.audit("refresh_reuse", "", client_ip, request_id);
                 return Ok(None);
@@ -130,7 +138,16 @@ impl Auth {
                 return Ok(None);
             }
         };
-        let user = self.credentials.find_current(&record.identity).await?;
+        let record = &spent.record;
+        // If the rest fails (a backend outage), the token is given back so a
+        // later retry is not taken for a replay.
+        let user = match self.credentials.find_current(&record.identity).await {
+            Ok(user) => user,
+            Err(e) => {
+                self.tokens.unspend(&spent).await;
+                return Err(e);
+            }
+        };
         let Some(user) = user.filter(|u| u.active) else {
             self.tokens.revoke_family(&record.family).await?;
             self.audit(
@@ -141,10 +158,26 @@ impl Auth {
             );
             return Ok(None);
         };
-        let issued = self
+        let issued = match self
             .tokens
-            .issue(&user.identity, Some(record.family))
-            .await?;
+            .issue(&user.identity, Some(record.family.clone()))
+            .await
+        {
+            Ok(Some(issued)) => issued,
+            Ok(None) => {
+                self.audit(
+                    "refresh_refused",
+                    &user.identity.username,
+                    client_ip,
+                    request_id,
+                );
+                return Ok(None);
+            }
+            Err(e) => {
+                self.tokens.unspend(&spent).await;
+                return Err(e);
+            }
+        };
         self.audit(
             "token_refresh",
             &user.identity.username,
@@ -230,7 +263,12 @@ impl Auth {
             .login_attempt(&rate_key(client_ip), self.login.ip_rate)
             .await?
         {
-            self.audit("login_rate_limited", login, client_ip, request_id);
+            self.audit(
+                "login_rate_limited",
+                &account_key(None, login),
+                client_ip,
+                request_id,
+            );
             return Ok(LoginOutcome::RateLimited(wait));
         }
         let plausible = !login.is_empty()
@@ -248,6 +286,11 @@ impl Auth {
             .await?;
         let hash = user.as_ref().map(|u| u.password_hash.as_str());
         let password_ok = self.verifier.verify(password, hash).await;
+        // Unknown names are logged by their hash: people type passwords into
+        // the username field, and logs never hold passwords.
+        let logged = user
+            .as_ref()
+            .map_or_else(|| account.clone(), |u| u.identity.username.clone());
         match (user, gate) {
             (Some(u), Gate::Allowed { .. }) if password_ok && u.active => {
                 self.throttle.clear_failures(&account).await?;
@@ -257,15 +300,15 @@ impl Auth {
                 Ok(LoginOutcome::Success(u.identity))
             }
             (_, Gate::Allowed { attempt }) => {
-                self.audit("login_failed", login, client_ip, request_id);
+                self.audit("login_failed", &logged, client_ip, request_id);
                 if attempt >= self.login.max_failures {
                     self.throttle.lock(&account, self.login.lockout).await?;
-                    self.audit("lockout", login, client_ip, request_id);
+                    self.audit("lockout", &logged, client_ip, request_id);
                 }
                 Ok(LoginOutcome::Failed)
             }
             (_, Gate::Refused) => {
-                self.audit("login_refused_locked", login, client_ip, request_id);
+                self.audit("login_refused_locked", &logged, client_ip, request_id);
                 Ok(LoginOutcome::Failed)
             }
         }

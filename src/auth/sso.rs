@@ -46,9 +46,9 @@ pub struct Handoff {
 }
 
 #[derive(Deserialize)]
+/// Claims checked here beyond what jsonwebtoken checks (`exp` there).
 struct Registered {
     iat: u64,
-    exp: u64,
     jti: String,
 }
 
@@ -96,7 +96,7 @@ impl Sso {
             return Err(refused("typ is not sso"));
         }
         let registered: Registered = serde_json::from_value(Value::Object(claims.clone()))
-            .map_err(|_| refused("iat, exp and jti (a string) are required"))?;
+            .map_err(|_| refused("iat and jti (a string) are required"))?;
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
@@ -116,7 +116,10 @@ impl Sso {
             .filter(|u| !u.is_empty())
             .ok_or_else(|| refused(format!("no {} claim", partner.user_claim)))?
             .to_string();
-        let keep_until = UNIX_EPOCH + Duration::from_secs(registered.exp + skew);
+        // Remember the jti as long as the token could still pass the age
+        // check (never from the token's own `exp`, which it controls).
+        let keep_until =
+            SystemTime::now() + partner.max_age + partner.clock_skew * 2 + Duration::from_secs(1);
         if !self
             .replay
             .first_use(&partner.issuer, &registered.jti, keep_until)

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::jwt;
 use super::session::{hash_token, new_token};
 use crate::config::TokensConfig;
-use crate::store::{Identity, RefreshRecord, RefreshStore, StoreError};
+use crate::store::{Identity, RefreshRecord, RefreshStore, Spend, StoreError, TokenHash};
 
 /// `iss` and `aud` of access tokens: portcullis issues them for itself.
 const ISSUER: &str = "portcullis";
@@ -57,6 +57,14 @@ pub struct AccessToken {
     pub identity: Identity,
     pub expires_at: SystemTime,
     pub family: String,
+}
+
+/// A refresh token that may be rotated.
+#[derive(Debug)]
+pub struct Spent {
+    pub hash: TokenHash,
+    pub record: RefreshRecord,
+    pub first_use: bool,
 }
 
 /// Why a refresh was refused (all answer `invalid_grant`).
@@ -117,26 +125,31 @@ impl Tokens {
     }
 
     /// Mints an access token and a new refresh token for `identity`, in
-    /// `family` (a new family for a login).
+    /// `family` (a new family for a login). `None` when the family was
+    /// revoked meanwhile.
     pub async fn issue(
         &self,
         identity: &Identity,
         family: Option<String>,
-    ) -> Result<IssuedTokens, StoreError> {
+    ) -> Result<Option<IssuedTokens>, StoreError> {
+        let key = self.key()?.to_vec();
         let family = family.unwrap_or_else(new_token);
         let refresh_token = new_token();
         let now = SystemTime::now();
-        self.store
+        let stored = self
+            .store
             .insert(
                 &hash_token(&refresh_token),
                 &RefreshRecord {
                     family: family.clone(),
                     identity: identity.clone(),
                     expires_at: now + self.config.refresh_ttl,
-                    spent_at: None,
                 },
             )
             .await?;
+        if !stored {
+            return Ok(None);
+        }
         let claims = AccessClaims {
             iss: ISSUER.into(),
             aud: AUDIENCE.into(),
@@ -152,18 +165,22 @@ impl Tokens {
             roles: identity.roles.clone(),
         };
         let header = Header::new(self.config.algorithm);
-        let access_token =
-            jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(self.key()?))
-                .map_err(|e| StoreError::Unavailable {
-                    backend: "tokens",
-                    message: e.to_string(),
-                })?;
-        Ok(IssuedTokens {
+        let access_token = jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(&key))
+            .map_err(|e| StoreError::Unavailable {
+                backend: "tokens",
+                message: e.to_string(),
+            })?;
+        Ok(Some(IssuedTokens {
             access_token,
             refresh_token,
             token_type: "Bearer",
             expires_in: self.config.access_ttl.as_secs(),
-        })
+        }))
+    }
+
+    /// Whether bearer tokens can be checked yet (the shared key is loaded).
+    pub fn ready(&self) -> bool {
+        self.key.get().is_some()
     }
 
     /// Verifies a bearer access token; `None` for anything else (expired,
@@ -187,28 +204,43 @@ impl Tokens {
         })
     }
 
-    /// Spends a refresh token; returns its record when it may be rotated.
+    /// Spends a refresh token; returns it (hash, record, whether this was
+    /// its first use) when it may be rotated. A replay after the grace
+    /// period revokes the family.
     pub async fn spend(
         &self,
         refresh_token: &str,
-    ) -> Result<Result<RefreshRecord, RefreshRefusal>, StoreError> {
+    ) -> Result<Result<Spent, RefreshRefusal>, StoreError> {
         if refresh_token.is_empty() || refresh_token.len() > 128 {
             return Ok(Err(RefreshRefusal::Unknown));
         }
-        let Some(record) = self.store.spend(&hash_token(refresh_token)).await? else {
-            return Ok(Err(RefreshRefusal::Unknown));
-        };
-        let now = SystemTime::now();
-        if record.expires_at <= now {
-            return Ok(Err(RefreshRefusal::Expired));
-        }
-        if let Some(first_use) = record.spent_at {
-            if now.duration_since(first_use).unwrap_or_default() > REUSE_GRACE {
-                self.store.revoke_family(&record.family).await?;
+        let hash = hash_token(refresh_token);
+        let (record, first_use) = match self.store.spend(&hash, REUSE_GRACE).await? {
+            Spend::Unknown => return Ok(Err(RefreshRefusal::Unknown)),
+            Spend::Reused { family } => {
+                self.store.revoke_family(&family).await?;
                 return Ok(Err(RefreshRefusal::Reused));
             }
+            Spend::Fresh(record) => (record, true),
+            Spend::InGrace(record) => (record, false),
+        };
+        if record.expires_at <= SystemTime::now() {
+            return Ok(Err(RefreshRefusal::Expired));
         }
-        Ok(Ok(record))
+        Ok(Ok(Spent {
+            hash,
+            record,
+            first_use,
+        }))
+    }
+
+    /// Gives a freshly spent token back (its rotation failed on the way).
+    pub async fn unspend(&self, spent: &Spent) {
+        if spent.first_use {
+            if let Err(e) = self.store.unspend(&spent.hash).await {
+                tracing::warn!(error = %e, "could not restore a refresh token after a failed rotation");
+            }
+        }
     }
 
     pub async fn revoke_family(&self, family: &str) -> Result<u64, StoreError> {
@@ -243,7 +275,7 @@ mod tests {
     #[tokio::test]
     async fn issued_access_token_verifies_as_its_user() {
         let t = tokens();
-        let issued = t.issue(&demo(), None).await.unwrap();
+        let issued = t.issue(&demo(), None).await.unwrap().unwrap();
         let access = t.verify_access(&issued.access_token).unwrap();
         assert_eq!(access.identity, demo());
         assert_eq!(issued.token_type, "Bearer");
@@ -253,7 +285,7 @@ mod tests {
     #[tokio::test]
     async fn a_refresh_token_is_not_an_access_token() {
         let t = tokens();
-        let issued = t.issue(&demo(), None).await.unwrap();
+        let issued = t.issue(&demo(), None).await.unwrap().unwrap();
         assert!(t.verify_access(&issued.refresh_token).is_none());
     }
 
@@ -277,32 +309,48 @@ mod tests {
     #[tokio::test]
     async fn spent_refresh_token_within_grace_is_honoured_then_reuse_revokes_family() {
         let t = tokens();
-        let issued = t.issue(&demo(), None).await.unwrap();
+        let issued = t.issue(&demo(), None).await.unwrap().unwrap();
         let first = t.spend(&issued.refresh_token).await.unwrap().unwrap();
-        let again = t.spend(&issued.refresh_token).await.unwrap();
-        assert!(again.is_ok(), "second use inside the grace period");
-        let next = t.issue(&demo(), Some(first.family.clone())).await.unwrap();
-        // Pretend the first use was long ago: reuse now revokes the family.
-        t.store.revoke_family("unrelated").await.unwrap();
-        let mut old = t
-            .store
-            .spend(&hash_token(&issued.refresh_token))
+        assert!(first.first_use);
+        let again = t.spend(&issued.refresh_token).await.unwrap().unwrap();
+        assert!(!again.first_use, "second use inside the grace period");
+        let next = t
+            .issue(&demo(), Some(first.record.family.clone()))
             .await
             .unwrap()
             .unwrap();
-        old.spent_at = Some(SystemTime::now() - Duration::from_secs(60));
-        t.store
-            .insert(&hash_token(&issued.refresh_token), &old)
-            .await
-            .unwrap();
-        assert_eq!(
-            t.spend(&issued.refresh_token).await.unwrap().unwrap_err(),
-            RefreshRefusal::Reused
-        );
+        // With no grace at all, the next use is a replay: the family goes.
+        let hash = hash_token(&issued.refresh_token);
+        assert!(matches!(
+            t.store.spend(&hash, Duration::ZERO).await.unwrap(),
+            Spend::Reused { .. }
+        ));
+        t.store.revoke_family(&first.record.family).await.unwrap();
         assert_eq!(
             t.spend(&next.refresh_token).await.unwrap().unwrap_err(),
-            RefreshRefusal::Unknown,
-            "the whole family is gone"
+            RefreshRefusal::Unknown
+        );
+        assert!(
+            t.issue(&demo(), Some(first.record.family.clone()))
+                .await
+                .unwrap()
+                .is_none(),
+            "a revoked family takes no new tokens"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unspent_token_can_be_used_again() {
+        let t = tokens();
+        let issued = t.issue(&demo(), None).await.unwrap().unwrap();
+        let spent = t.spend(&issued.refresh_token).await.unwrap().unwrap();
+        t.unspend(&spent).await;
+        assert!(
+            t.spend(&issued.refresh_token)
+                .await
+                .unwrap()
+                .unwrap()
+                .first_use
         );
     }
 }

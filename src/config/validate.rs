@@ -103,6 +103,28 @@ pub(crate) fn validate(raw: RawConfig) -> Result<Config, ConfigErrors> {
         }
     }
     let registration = registration(raw.registration, &credentials, &mut e);
+    if registration.is_some() {
+        // Sign-up does not verify email addresses: someone could register a
+        // victim's address and be handed the victim's SSO log-in later.
+        for (i, p) in sso.iter().enumerate() {
+            if p.require_known_user && p.user_claim == "email" {
+                e.push(
+                    &format!("sso.partners[{i}].user_claim"),
+                    "\"email\" with require_known_user cannot be combined with registration.enabled (addresses are not verified at sign-up)",
+                );
+            }
+        }
+    }
+    if let Some(secret) = &tokens.secret {
+        for (i, p) in sso.iter().enumerate() {
+            if p.secret.as_ref() == Some(secret) {
+                e.push(
+                    &format!("sso.partners[{i}].secret"),
+                    "must differ from tokens.secret (the partner could mint bearer tokens)",
+                );
+            }
+        }
+    }
     let routes = routes(raw.route, &mut e);
     let log = LogConfig {
         format: match raw.log.format.as_str() {
@@ -685,6 +707,15 @@ fn partner(i: usize, raw: raw::RawPartner, e: &mut ConfigErrors) -> Option<SsoPa
     };
     let max_age = duration(e, &key_path("max_age"), &raw.max_age, true);
     let clock_skew = duration(e, &key_path("clock_skew"), &raw.clock_skew, false);
+    if clock_skew > Duration::from_secs(300) || clock_skew > max_age {
+        e.push(
+            &key_path("clock_skew"),
+            format!(
+                "{:?} must be at most 5m and at most max_age",
+                raw.clock_skew
+            ),
+        );
+    }
     if e.problems.len() > before {
         return None;
     }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 use async_trait::async_trait;
 
 use super::{
-    Gate, Identity, RefreshRecord, RefreshStore, ReplayStore, SessionRecord, SessionStore,
+    Gate, Identity, RefreshRecord, RefreshStore, ReplayStore, SessionRecord, SessionStore, Spend,
     StoreError, ThrottleStore, TokenHash,
 };
 use crate::config::Rate;
@@ -121,12 +121,23 @@ impl SessionStore for MemorySessionStore {
 /// In-process refresh tokens (single instance).
 #[derive(Default)]
 pub struct MemoryRefreshStore {
-    tokens: Mutex<HashMap<TokenHash, RefreshRecord>>,
+    state: Mutex<RefreshState>,
 }
 
+#[derive(Default)]
+struct RefreshState {
+    /// token -> (record, first use)
+    tokens: HashMap<TokenHash, (RefreshRecord, Option<SystemTime>)>,
+    revoked: std::collections::HashSet<String>,
+}
+
+/// Revoked families remembered; beyond this the oldest knowledge is dropped
+/// (their tokens are gone already; only a racing rotation could return).
+const MAX_REVOKED_FAMILIES: usize = 100_000;
+
 impl MemoryRefreshStore {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TokenHash, RefreshRecord>> {
-        self.tokens.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, RefreshState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -136,32 +147,56 @@ impl RefreshStore for MemoryRefreshStore {
         &self,
         token_hash: &TokenHash,
         record: &RefreshRecord,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let now = SystemTime::now();
-        let mut tokens = self.lock();
-        // Expired tokens are dropped as new ones arrive, so memory stays bounded.
-        if tokens.len() % 1024 == 1023 {
-            tokens.retain(|_, r| r.expires_at > now);
+        let mut state = self.lock();
+        if state.revoked.contains(&record.family) {
+            return Ok(false);
         }
-        tokens.insert(*token_hash, record.clone());
+        // Expired tokens are dropped as new ones arrive, so memory stays bounded.
+        if state.tokens.len() % 1024 == 1023 {
+            state.tokens.retain(|_, (r, _)| r.expires_at > now);
+        }
+        state.tokens.insert(*token_hash, (record.clone(), None));
+        Ok(true)
+    }
+
+    async fn spend(&self, token_hash: &TokenHash, grace: Duration) -> Result<Spend, StoreError> {
+        let now = SystemTime::now();
+        let mut state = self.lock();
+        let Some((record, first_use)) = state.tokens.get_mut(token_hash) else {
+            return Ok(Spend::Unknown);
+        };
+        Ok(match first_use {
+            None => {
+                *first_use = Some(now);
+                Spend::Fresh(record.clone())
+            }
+            Some(t) if now.duration_since(*t).unwrap_or_default() <= grace => {
+                Spend::InGrace(record.clone())
+            }
+            Some(_) => Spend::Reused {
+                family: record.family.clone(),
+            },
+        })
+    }
+
+    async fn unspend(&self, token_hash: &TokenHash) -> Result<(), StoreError> {
+        if let Some((_, first_use)) = self.lock().tokens.get_mut(token_hash) {
+            *first_use = None;
+        }
         Ok(())
     }
 
-    async fn spend(&self, token_hash: &TokenHash) -> Result<Option<RefreshRecord>, StoreError> {
-        let mut tokens = self.lock();
-        let Some(record) = tokens.get_mut(token_hash) else {
-            return Ok(None);
-        };
-        let before = record.clone();
-        record.spent_at.get_or_insert_with(SystemTime::now);
-        Ok(Some(before))
-    }
-
     async fn revoke_family(&self, family: &str) -> Result<u64, StoreError> {
-        let mut tokens = self.lock();
-        let before = tokens.len();
-        tokens.retain(|_, r| r.family != family);
-        Ok((before - tokens.len()) as u64)
+        let mut state = self.lock();
+        if state.revoked.len() >= MAX_REVOKED_FAMILIES {
+            state.revoked.clear();
+        }
+        state.revoked.insert(family.to_string());
+        let before = state.tokens.len();
+        state.tokens.retain(|_, (r, _)| r.family != family);
+        Ok((before - state.tokens.len()) as u64)
     }
 }
 

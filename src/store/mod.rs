@@ -196,22 +196,38 @@ pub struct RefreshRecord {
     pub family: String,
     pub identity: Identity,
     pub expires_at: SystemTime,
-    /// When it was first used; `None` while unspent.
-    pub spent_at: Option<SystemTime>,
+}
+
+/// What spending a refresh token found (times on the store's own clock).
+#[derive(Debug)]
+pub enum Spend {
+    Unknown,
+    /// Its first use.
+    Fresh(RefreshRecord),
+    /// Used before, but within the grace period of its first use.
+    InGrace(RefreshRecord),
+    /// Used before, longer ago than the grace period: a replay.
+    Reused {
+        family: String,
+    },
 }
 
 /// Refresh tokens for API clients (rotation with reuse detection).
 #[async_trait]
 pub trait RefreshStore: Send + Sync {
+    /// Stores a new token; false (nothing stored) when its family has been
+    /// revoked meanwhile, so a rotation racing a revocation cannot survive it.
     async fn insert(
         &self,
         token_hash: &TokenHash,
         record: &RefreshRecord,
-    ) -> Result<(), StoreError>;
-    /// Marks a token spent (on its first use only) and returns it as it was
-    /// before this call: `spent_at` is `Some` when it had been used already.
-    async fn spend(&self, token_hash: &TokenHash) -> Result<Option<RefreshRecord>, StoreError>;
-    /// Deletes every token of a family; returns how many.
+    ) -> Result<bool, StoreError>;
+    /// Marks a token spent (on its first use only) and says what it was.
+    async fn spend(&self, token_hash: &TokenHash, grace: Duration) -> Result<Spend, StoreError>;
+    /// Makes a freshly spent token unspent again (its rotation failed on the
+    /// way, and the client will retry).
+    async fn unspend(&self, token_hash: &TokenHash) -> Result<(), StoreError>;
+    /// Deletes every token of a family and refuses new ones; returns how many.
     async fn revoke_family(&self, family: &str) -> Result<u64, StoreError>;
 }
 

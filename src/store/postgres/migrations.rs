@@ -86,6 +86,16 @@ ALTER TABLE refresh_tokens
 CREATE INDEX refresh_tokens_expires_at ON refresh_tokens (expires_at);
 "#,
     ),
+    (
+        3,
+        r#"
+-- Families revoked by a logout or a detected replay: no new token joins them.
+CREATE TABLE revoked_refresh_families (
+    family     text PRIMARY KEY,
+    revoked_at timestamptz NOT NULL DEFAULT now()
+);
+"#,
+    ),
 ];
 
 /// Arbitrary constant naming portcullis' migration lock.

@@ -456,6 +456,7 @@ async fn flush_and_sweep(store: Weak<PgSessionStore>, idle_timeout: Duration) {
                     .batch_execute(
                         "DELETE FROM sso_replay WHERE expires_at < now();
                          DELETE FROM refresh_tokens WHERE expires_at < now();
+                         DELETE FROM revoked_refresh_families WHERE revoked_at < now() - interval '30 days';
                          DELETE FROM login_rate WHERE window_start < now() - interval '1 day';
                          DELETE FROM login_failures WHERE updated_at < now() - interval '1 day'
                              AND (locked_until IS NULL OR locked_until < now());",
