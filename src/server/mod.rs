@@ -17,13 +17,17 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::app::App;
 use crate::proxy::{self, Connection};
 use crate::response::{self, Body};
+
+/// The answer to a first request that carries both `Content-Length` and
+/// `Transfer-Encoding` (before hyper, which would read it as chunked).
+const AMBIGUOUS_FRAMING_RESPONSE: &[u8] = b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: 23\r\nconnection: close\r\n\r\n{\"error\":\"bad_request\"}";
 
 /// Pause after a failed `accept` (e.g. out of file descriptors) so the loop
 /// does not spin.
@@ -39,6 +43,7 @@ pub async fn run(app: Arc<App>, listener: TcpListener, shutdown: impl Future<Out
     ));
 
     let handshake_timeout = config.header_read_timeout;
+    let limits = (config.header_read_timeout, config.max_header_bytes);
     let permits = Arc::new(Semaphore::new(config.max_connections));
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
@@ -78,7 +83,7 @@ pub async fn run(app: Arc<App>, listener: TcpListener, shutdown: impl Future<Out
                         tls: false,
                         slot,
                     };
-                    serve(&builder, handshake_timeout, watcher, stream, app, conn).await;
+                    serve(&builder, limits, watcher, stream, app, conn).await;
                 }
                 Some(acceptor) => {
                     match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
@@ -88,7 +93,7 @@ pub async fn run(app: Arc<App>, listener: TcpListener, shutdown: impl Future<Out
                                 tls: true,
                                 slot,
                             };
-                            serve(&builder, handshake_timeout, watcher, stream, app, conn).await;
+                            serve(&builder, limits, watcher, stream, app, conn).await;
                         }
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
@@ -148,7 +153,7 @@ fn http_builder(
 
 async fn serve<S>(
     builder: &auto::Builder<TokioExecutor>,
-    header_read_timeout: Duration,
+    (header_read_timeout, max_header_bytes): (Duration, usize),
     watcher: hyper_util::server::graceful::Watcher,
     stream: S,
     app: Arc<App>,
@@ -160,10 +165,15 @@ async fn serve<S>(
     // and hyper's header timer only starts after it: read the opening bytes
     // ourselves, under `header_read_timeout`, and replay them.
     let mut stream = stream;
-    let opening = match tokio::time::timeout(header_read_timeout, rewind::read_opening(&mut stream))
-        .await
-    {
-        Ok(Ok(Some(opening))) => opening,
+    let reading = rewind::read_opening(&mut stream, max_header_bytes);
+    let opening = match tokio::time::timeout(header_read_timeout, reading).await {
+        Ok(Ok(Some(opening))) if opening.ambiguous_framing => {
+            tracing::debug!(peer = %conn.peer, "Content-Length with Transfer-Encoding refused");
+            let _ = stream.write_all(AMBIGUOUS_FRAMING_RESPONSE).await;
+            let _ = stream.shutdown().await;
+            return;
+        }
+        Ok(Ok(Some(opening))) => opening.bytes,
         Ok(Ok(None)) | Ok(Err(_)) => return,
         Err(_) => {
             tracing::debug!(peer = %conn.peer, "no request within header_read_timeout; connection closed");

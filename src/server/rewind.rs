@@ -10,24 +10,78 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 /// What an HTTP/2 client sends first (RFC 9113 §3.4).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
-/// Reads until the bytes decide between HTTP/1 (anything that is not the
-/// start of the HTTP/2 preface) and HTTP/2 (the whole preface). `None` when
-/// the peer closes first.
-pub async fn read_opening<S: AsyncRead + Unpin>(stream: &mut S) -> io::Result<Option<Vec<u8>>> {
-    let mut opening = Vec::with_capacity(H2_PREFACE.len());
-    let mut chunk = [0u8; H2_PREFACE.len()];
+/// The first bytes of a connection, and what they say.
+pub struct Opening {
+    pub bytes: Vec<u8>,
+    /// The first HTTP/1 request carries both `Content-Length` and
+    /// `Transfer-Encoding`: a request-smuggling shape, refused with 400.
+    pub ambiguous_framing: bool,
+}
+
+/// Reads until the bytes decide between HTTP/2 (the whole preface) and
+/// HTTP/1 (anything else), and for HTTP/1 the whole header block of the
+/// first request (up to `max_header_bytes`; hyper answers 431 beyond).
+/// `None` when the peer closes first.
+pub async fn read_opening<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    max_header_bytes: usize,
+) -> io::Result<Option<Opening>> {
+    let mut bytes = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 4096];
     loop {
-        let n = stream
-            .read(&mut chunk[..H2_PREFACE.len() - opening.len()])
-            .await?;
+        let want = if H2_PREFACE.starts_with(&bytes) {
+            H2_PREFACE.len() - bytes.len()
+        } else {
+            chunk.len()
+        };
+        let n = stream.read(&mut chunk[..want]).await?;
         if n == 0 {
             return Ok(None);
         }
-        opening.extend_from_slice(&chunk[..n]);
-        if opening.len() == H2_PREFACE.len() || !H2_PREFACE.starts_with(&opening) {
-            return Ok(Some(opening));
+        bytes.extend_from_slice(&chunk[..n]);
+        if bytes == H2_PREFACE {
+            return Ok(Some(Opening {
+                bytes,
+                ambiguous_framing: false,
+            }));
+        }
+        if H2_PREFACE.starts_with(&bytes) {
+            continue;
+        }
+        if let Some(end) = find(&bytes, b"\r\n\r\n") {
+            let ambiguous_framing = has_both_framings(&bytes[..end]);
+            return Ok(Some(Opening {
+                bytes,
+                ambiguous_framing,
+            }));
+        }
+        if bytes.len() > max_header_bytes {
+            return Ok(Some(Opening {
+                bytes,
+                ambiguous_framing: false,
+            }));
         }
     }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Whether a header block names both `Content-Length` and
+/// `Transfer-Encoding` (RFC 9112 §6.3: a server may reject such a message).
+fn has_both_framings(head: &[u8]) -> bool {
+    let mut content_length = false;
+    let mut transfer_encoding = false;
+    for line in head.split(|&b| b == b'\n').skip(1) {
+        let name = line.split(|&b| b == b':').next().unwrap_or(&[]);
+        if name.eq_ignore_ascii_case(b"content-length") {
+            content_length = true;
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            transfer_encoding = true;
+        }
+    }
+    content_length && transfer_encoding
 }
 
 /// A stream that yields `prefix` before reading from `inner`.
@@ -98,34 +152,33 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::AsyncReadExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     #[tokio::test]
-    async fn http1_opening_is_decided_by_its_first_bytes_and_replayed() {
-        let (mut client, mut server) = tokio::io::duplex(64);
-        tokio::io::AsyncWriteExt::write_all(&mut client, b"GET / HTTP/1.1\r\n")
+    async fn http1_opening_is_the_first_header_block_replayed_in_full() {
+        let (mut client, mut server) = tokio::io::duplex(256);
+        client
+            .write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
             .await
             .unwrap();
-        let opening = read_opening(&mut server).await.unwrap().unwrap();
-        assert!(!opening.is_empty());
+        let opening = read_opening(&mut server, 8192).await.unwrap().unwrap();
+        assert!(!opening.ambiguous_framing);
         drop(client);
         let mut all = Vec::new();
-        Rewind::new(opening, server)
+        Rewind::new(opening.bytes, server)
             .read_to_end(&mut all)
             .await
             .unwrap();
-        assert_eq!(all, b"GET / HTTP/1.1\r\n");
+        assert_eq!(all, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
     }
 
     #[tokio::test]
     async fn http2_opening_waits_for_the_whole_preface() {
         let (mut client, mut server) = tokio::io::duplex(64);
-        tokio::io::AsyncWriteExt::write_all(&mut client, &H2_PREFACE[..10])
-            .await
-            .unwrap();
+        client.write_all(&H2_PREFACE[..10]).await.unwrap();
         let partial = tokio::time::timeout(
             std::time::Duration::from_millis(100),
-            read_opening(&mut server),
+            read_opening(&mut server, 8192),
         )
         .await;
         assert!(partial.is_err(), "a partial preface is not enough");
@@ -135,6 +188,20 @@ mod tests {
     async fn closed_connection_has_no_opening() {
         let (client, mut server) = tokio::io::duplex(64);
         drop(client);
-        assert!(read_opening(&mut server).await.unwrap().is_none());
+        assert!(read_opening(&mut server, 8192).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn content_length_with_transfer_encoding_is_flagged() {
+        let (mut client, mut server) = tokio::io::duplex(256);
+        let head = b"POST / HTTP/1.1\r\nHost: a\r\ncontent-length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+        client.write_all(head).await.unwrap();
+        assert!(
+            read_opening(&mut server, 8192)
+                .await
+                .unwrap()
+                .unwrap()
+                .ambiguous_framing
+        );
     }
 }
