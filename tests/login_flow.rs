@@ -198,6 +198,13 @@ async fn logout_needs_csrf_or_same_origin_and_get_never_signs_out() {
 
     let page = get(&proxy.url("/auth/logout"), &[("cookie", &session)]).await;
     assert_eq!(page.status, StatusCode::OK);
+    assert_eq!(page.header("cache-control"), Some("no-store"));
+    let anonymous = get(&proxy.url("/auth/logout"), &[]).await;
+    assert_eq!(
+        anonymous.status,
+        StatusCode::OK,
+        "the page, even without a session"
+    );
     assert_eq!(
         get(&proxy.url("/x"), &[("cookie", &session)]).await.status,
         StatusCode::OK

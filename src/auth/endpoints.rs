@@ -503,15 +503,19 @@ async fn verify(
     Ok(response)
 }
 
+/// The sign-out page: a button, never a sign-out by GET. Without a session
+/// the button just clears the cookie and leads to the sign-in page.
 async fn logout_form(app: &App, req: &Request<Incoming>) -> Result<Response<Body>, ProxyError> {
-    let Some(session) = app.auth.session_of(req.headers()).await? else {
-        return Ok(response::redirect(StatusCode::SEE_OTHER, &login_path(app)));
+    let session = app.auth.session_of(req.headers()).await?;
+    let token = match &session {
+        Some(session) => app.auth.csrf.logout_token(&session.token_hash)?,
+        None => String::new(),
     };
-    let token = app.auth.csrf.logout_token(&session.token_hash)?;
+    let username = session
+        .as_ref()
+        .map_or("", |s| s.identity.username.as_str());
     let action = format!("{}/logout", app.config.login.prefix);
-    let page = app
-        .pages
-        .logout(&action, &token, &session.identity.username);
+    let page = app.pages.logout(&action, &token, username);
     Ok(response::html(StatusCode::OK, page))
 }
 
