@@ -11,7 +11,6 @@ use super::{Caller, LoginOutcome};
 use crate::app::App;
 use crate::pages::LoginView;
 use crate::policy::next::validate_next;
-use crate::policy::routes::Access;
 use crate::proxy::error::ProxyError;
 use crate::proxy::forwarded::Origin;
 use crate::proxy::headers::set_identity;
@@ -475,22 +474,12 @@ async fn verify(
         .map_err(|_| ProxyError::BadRequest("bad X-Forwarded-Method"))?;
     let path = uri.split(['?', '#']).next().unwrap_or("/");
     let path = crate::policy::path::normalize(if path.is_empty() { "/" } else { path })?;
-    let routes = app.routes.load();
+    let routes = app.routes.load_full();
     let access = routes.access(&method, &crate::policy::path::routing_path(&path));
-    let caller = match access {
-        Access::Deny => return Err(ProxyError::Forbidden),
-        Access::Public => None,
-        Access::Authenticated | Access::Roles(_) => {
-            let Some(caller) = app.auth.caller(headers).await? else {
-                return Ok(unauthenticated_json());
-            };
-            if let Access::Roles(required) = access {
-                if !required.iter().any(|r| caller.identity.roles.contains(r)) {
-                    return Err(ProxyError::Forbidden);
-                }
-            }
-            Some(caller)
-        }
+    let caller = match app.auth.authorize(access, headers).await? {
+        Ok(caller) => caller,
+        Err(super::Refusal::Unauthenticated) => return Ok(unauthenticated_json()),
+        Err(super::Refusal::Forbidden) => return Err(ProxyError::Forbidden),
     };
     let mut response = response::json(StatusCode::OK, &serde_json::json!({"status": "ok"}));
     if let Some(caller) = caller {

@@ -19,9 +19,9 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use crate::app::App;
 use crate::auth::Caller;
+use crate::auth::Refusal;
 use crate::auth::{login_url, unauthenticated_json};
 use crate::policy::path::{normalize, routing_path};
-use crate::policy::routes::Access;
 use crate::response::{self, Body};
 use error::ProxyError;
 use forwarded::Origin;
@@ -105,20 +105,12 @@ async fn pipeline(
     headers::strip_spoofable(req.headers_mut(), &app.spoofable);
 
     // authorize
-    let identity = match app.routes.load().access(req.method(), &routing_path(&path)) {
-        Access::Deny => return Err(ProxyError::Forbidden),
-        Access::Public => None,
-        access => {
-            let Some(caller) = app.auth.caller(req.headers()).await? else {
-                return Ok(unauthenticated(app, &req));
-            };
-            if let Access::Roles(required) = access {
-                if !required.iter().any(|r| caller.identity.roles.contains(r)) {
-                    return Err(ProxyError::Forbidden);
-                }
-            }
-            Some(caller)
-        }
+    let routes = app.routes.load_full();
+    let access = routes.access(req.method(), &routing_path(&path));
+    let identity = match app.auth.authorize(access, req.headers()).await? {
+        Ok(caller) => caller,
+        Err(Refusal::Unauthenticated) => return Ok(unauthenticated(app, &req)),
+        Err(Refusal::Forbidden) => return Err(ProxyError::Forbidden),
     };
 
     // rewrite

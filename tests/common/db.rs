@@ -76,23 +76,28 @@ impl PgSchema {
 impl Drop for PgSchema {
     fn drop(&mut self) {
         let (base, name) = (self.base.clone(), self.name.clone());
-        // Dropped from inside a runtime: clean up on a thread of our own.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                if let Ok((client, conn)) = tokio_postgres::connect(&base, NoTls).await {
-                    tokio::spawn(conn);
-                    let _ = client
-                        .batch_execute(&format!("DROP SCHEMA {name} CASCADE"))
-                        .await;
-                }
-            });
-        })
-        .join();
+        cleanup(async move {
+            if let Ok((client, conn)) = tokio_postgres::connect(&base, NoTls).await {
+                tokio::spawn(conn);
+                let _ = client
+                    .batch_execute(&format!("DROP SCHEMA {name} CASCADE"))
+                    .await;
+            }
+        });
     }
+}
+
+/// Runs a clean-up on a runtime of its own: guards are dropped from inside
+/// the test's runtime, which cannot be blocked on.
+fn cleanup(work: impl std::future::Future<Output = ()> + Send + 'static) {
+    let _ = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(work);
+    })
+    .join();
 }
 
 /// A database of its own with the reference app's `users` table.
@@ -172,20 +177,13 @@ impl MysqlDb {
 impl Drop for MysqlDb {
     fn drop(&mut self) {
         let (base, name) = (self.base.clone(), self.name.clone());
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                if let Ok(mut conn) = mysql_async::Conn::from_url(&base).await {
-                    let _ = conn
-                        .query_drop(format!("DROP DATABASE IF EXISTS {name}"))
-                        .await;
-                    let _ = conn.disconnect().await;
-                }
-            });
-        })
-        .join();
+        cleanup(async move {
+            if let Ok(mut conn) = mysql_async::Conn::from_url(&base).await {
+                let _ = conn
+                    .query_drop(format!("DROP DATABASE IF EXISTS {name}"))
+                    .await;
+                let _ = conn.disconnect().await;
+            }
+        });
     }
 }
