@@ -33,6 +33,8 @@ pub struct Config {
     pub credentials: CredentialsConfig,
     pub login: LoginConfig,
     pub tokens: TokensConfig,
+    pub forward_auth: ForwardAuthConfig,
+    pub audit: AuditConfig,
     pub sso: Vec<SsoPartner>,
     /// `None` unless `registration.enabled`.
     pub registration: Option<RegistrationConfig>,
@@ -50,6 +52,16 @@ pub struct ServerConfig {
     pub max_header_bytes: usize,
     pub max_connections: usize,
     pub shutdown_grace: Duration,
+    /// Longest wait for the next bytes of a request body: 408 for our own
+    /// endpoints, the upstream request aborted for proxied ones.
+    pub body_read_timeout: Duration,
+    /// An h1 or h2 connection with no request in flight is closed after this.
+    pub keepalive_timeout: Duration,
+    /// Concurrent streams per HTTP/2 connection.
+    pub h2_max_streams: u32,
+    /// Origins besides `public_url`'s allowed to open WebSockets
+    /// (`scheme://host[:port]`, lower case).
+    pub websocket_origins: Vec<String>,
     pub tls: Option<TlsConfig>,
 }
 
@@ -94,6 +106,11 @@ pub struct UpstreamConfig {
     pub response_header_timeout: Duration,
     pub pool_idle_timeout: Duration,
     pub pass_session_cookie: bool,
+    /// Open upstream connections at most; a request waits `connect_timeout`
+    /// for one, then gets 503.
+    pub max_connections: usize,
+    /// A WebSocket tunnel with no byte either way for this long is closed.
+    pub tunnel_idle_timeout: Duration,
     pub headers: IdentityHeaders,
     pub assertion: Option<AssertionConfig>,
 }
@@ -156,6 +173,9 @@ pub struct SessionConfig {
 pub struct PostgresConfig {
     pub url: String,
     pub pool_size: u32,
+    /// Bounds each connection attempt, and the start-up work done before
+    /// the listener opens.
+    pub connect_timeout: Duration,
     pub migrate: bool,
 }
 
@@ -204,6 +224,23 @@ pub struct LoginConfig {
     pub ip_rate: Rate,
     /// Threads for password hashing; resolved from 0 to the core count.
     pub hash_workers: usize,
+    /// Longest wait for a hashing slot before a login gets 503.
+    pub hash_wait: Duration,
+}
+
+/// `[forward_auth]`: the only headers `/auth/verify` reads the original
+/// request from (and only from `server.trusted_proxies`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForwardAuthConfig {
+    pub uri_header: HeaderName,
+    pub method_header: HeaderName,
+}
+
+/// `[audit]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditConfig {
+    /// `audit_events` rows older than this are deleted.
+    pub retention: Duration,
 }
 
 /// Self-service sign-up (`[registration]`), into the MySQL users table.

@@ -16,6 +16,8 @@ pub(crate) struct RawConfig {
     pub login: RawLogin,
     pub registration: RawRegistration,
     pub tokens: RawTokens,
+    pub forward_auth: RawForwardAuth,
+    pub audit: RawAudit,
     pub sso: RawSso,
     pub route: Vec<RawRoute>,
     pub log: RawLog,
@@ -31,6 +33,10 @@ pub(crate) struct RawServer {
     pub max_header_bytes: u64,
     pub max_connections: u64,
     pub shutdown_grace: String,
+    pub body_read_timeout: String,
+    pub keepalive_timeout: String,
+    pub h2_max_streams: u32,
+    pub websocket_origins: Vec<String>,
     pub tls: Option<RawTls>,
 }
 
@@ -44,6 +50,10 @@ impl Default for RawServer {
             max_header_bytes: 65536,
             max_connections: 10000,
             shutdown_grace: "30s".into(),
+            body_read_timeout: "30s".into(),
+            keepalive_timeout: "75s".into(),
+            h2_max_streams: 100,
+            websocket_origins: Vec::new(),
             tls: None,
         }
     }
@@ -80,6 +90,8 @@ pub(crate) struct RawUpstream {
     pub response_header_timeout: String,
     pub pool_idle_timeout: String,
     pub pass_session_cookie: bool,
+    pub max_connections: u32,
+    pub tunnel_idle_timeout: String,
     pub headers: RawIdentityHeaders,
     pub assertion: Option<RawAssertion>,
 }
@@ -92,6 +104,8 @@ impl Default for RawUpstream {
             response_header_timeout: "60s".into(),
             pool_idle_timeout: "4s".into(),
             pass_session_cookie: false,
+            max_connections: 1024,
+            tunnel_idle_timeout: "10m".into(),
             headers: RawIdentityHeaders::default(),
             assertion: None,
         }
@@ -123,7 +137,10 @@ pub(crate) struct RawAssertion {
     pub header: String,
     #[serde(default = "default_assertion_algorithm")]
     pub algorithm: String,
+    #[serde(default)]
     pub key: String,
+    #[serde(default)]
+    pub secret: String,
     pub audience: String,
 }
 
@@ -168,6 +185,7 @@ impl Default for RawSession {
 pub(crate) struct RawPostgres {
     pub url: String,
     pub pool_size: u32,
+    pub connect_timeout: String,
     pub migrate: bool,
 }
 
@@ -176,6 +194,7 @@ impl Default for RawPostgres {
         Self {
             url: "postgres://portcullis@127.0.0.1/portcullis".into(),
             pool_size: 16,
+            connect_timeout: "10s".into(),
             migrate: true,
         }
     }
@@ -245,6 +264,7 @@ pub(crate) struct RawLogin {
     pub lockout: String,
     pub ip_rate: String,
     pub hash_workers: usize,
+    pub hash_wait: String,
 }
 
 impl Default for RawLogin {
@@ -257,6 +277,7 @@ impl Default for RawLogin {
             lockout: "30m".into(),
             ip_rate: "20/min".into(),
             hash_workers: 0,
+            hash_wait: "5s".into(),
         }
     }
 }
@@ -297,6 +318,36 @@ impl Default for RawTokens {
             refresh_ttl: "7d".into(),
             algorithm: "HS256".into(),
             secret: String::new(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct RawForwardAuth {
+    pub uri_header: String,
+    pub method_header: String,
+}
+
+impl Default for RawForwardAuth {
+    fn default() -> Self {
+        Self {
+            uri_header: "X-Forwarded-Uri".into(),
+            method_header: "X-Forwarded-Method".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct RawAudit {
+    pub retention: String,
+}
+
+impl Default for RawAudit {
+    fn default() -> Self {
+        Self {
+            retention: "90d".into(),
         }
     }
 }

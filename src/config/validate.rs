@@ -66,11 +66,17 @@ pub(crate) fn validate(raw: RawConfig) -> Result<Config, ConfigErrors> {
             socket_addr(&mut e, "admin.listen", &raw.admin.listen)
         },
     };
-    let upstream = upstream(raw.upstream, &mut e);
+    let (upstream, assertion_secret) = upstream(raw.upstream, &mut e);
     let session = session(raw.session, &mut e);
     let postgres = PostgresConfig {
         url: raw.postgres.url,
         pool_size: raw.postgres.pool_size,
+        connect_timeout: duration(
+            &mut e,
+            "postgres.connect_timeout",
+            &raw.postgres.connect_timeout,
+            true,
+        ),
         migrate: raw.postgres.migrate,
     };
     if postgres.pool_size == 0 {
@@ -125,6 +131,35 @@ pub(crate) fn validate(raw: RawConfig) -> Result<Config, ConfigErrors> {
             }
         }
     }
+    if let Some(assertion_secret) = &assertion_secret {
+        // The app holds this secret: with it, it could mint our bearer
+        // tokens or a partner's hand-offs.
+        let reused = tokens.secret.as_ref() == Some(assertion_secret)
+            || sso
+                .iter()
+                .any(|p| p.secret.as_ref() == Some(assertion_secret));
+        if reused {
+            e.push(
+                "upstream.assertion.secret",
+                "must differ from tokens.secret and every sso partner secret (the app could mint tokens)",
+            );
+        }
+    }
+    let forward_auth = ForwardAuthConfig {
+        uri_header: header_name(
+            &mut e,
+            "forward_auth.uri_header",
+            &raw.forward_auth.uri_header,
+        ),
+        method_header: header_name(
+            &mut e,
+            "forward_auth.method_header",
+            &raw.forward_auth.method_header,
+        ),
+    };
+    let audit = AuditConfig {
+        retention: duration(&mut e, "audit.retention", &raw.audit.retention, true),
+    };
     let routes = routes(raw.route, &mut e);
     let log = LogConfig {
         format: match raw.log.format.as_str() {
@@ -149,6 +184,8 @@ pub(crate) fn validate(raw: RawConfig) -> Result<Config, ConfigErrors> {
         credentials,
         login,
         tokens,
+        forward_auth,
+        audit,
         sso,
         registration,
         routes: Arc::new(routes),
@@ -196,6 +233,27 @@ fn server(raw: raw::RawServer, e: &mut ConfigErrors) -> ServerConfig {
         e.push("server.max_connections", "must be at least 1");
     }
     let tls = raw.tls.and_then(|t| tls(t, e));
+    if !(1..=10_000).contains(&raw.h2_max_streams) {
+        e.push(
+            "server.h2_max_streams",
+            format!("must be between 1 and 10000, not {}", raw.h2_max_streams),
+        );
+    }
+    let websocket_origins = raw
+        .websocket_origins
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| {
+            let origin = origin_of(s);
+            if origin.is_none() {
+                e.push(
+                    &format!("server.websocket_origins[{i}]"),
+                    format!("{s:?} is not an origin like \"https://app.example.com\""),
+                );
+            }
+            origin
+        })
+        .collect();
     ServerConfig {
         listen,
         public_url,
@@ -209,6 +267,10 @@ fn server(raw: raw::RawServer, e: &mut ConfigErrors) -> ServerConfig {
         max_header_bytes: max_header_bytes.clamp(8192, 1 << 20) as usize,
         max_connections: raw.max_connections.clamp(1, u32::MAX as u64) as usize,
         shutdown_grace: duration(e, "server.shutdown_grace", &raw.shutdown_grace, false),
+        body_read_timeout: duration(e, "server.body_read_timeout", &raw.body_read_timeout, true),
+        keepalive_timeout: duration(e, "server.keepalive_timeout", &raw.keepalive_timeout, true),
+        h2_max_streams: raw.h2_max_streams.clamp(1, 10_000),
+        websocket_origins,
         tls,
     }
 }
@@ -247,6 +309,23 @@ fn public_url(s: &str, e: &mut ConfigErrors) -> Option<PublicUrl> {
     })
 }
 
+/// `scheme://host[:port]` in lower case, as browsers send it in `Origin`,
+/// for an http(s) URL without a path; `None` for anything else.
+fn origin_of(s: &str) -> Option<String> {
+    let uri = s.parse::<http::Uri>().ok()?;
+    let scheme = uri
+        .scheme_str()
+        .filter(|s| matches!(*s, "http" | "https"))?;
+    let authority = uri.authority()?;
+    if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+        return None;
+    }
+    Some(format!(
+        "{scheme}://{}",
+        authority.as_str().to_ascii_lowercase()
+    ))
+}
+
 fn tls(raw: raw::RawTls, e: &mut ConfigErrors) -> Option<TlsConfig> {
     let redirect_http_from = if raw.redirect_http_from.is_empty() {
         None
@@ -269,7 +348,7 @@ fn tls(raw: raw::RawTls, e: &mut ConfigErrors) -> Option<TlsConfig> {
     }
 }
 
-fn upstream(raw: raw::RawUpstream, e: &mut ConfigErrors) -> UpstreamConfig {
+fn upstream(raw: raw::RawUpstream, e: &mut ConfigErrors) -> (UpstreamConfig, Option<Vec<u8>>) {
     let key = "upstream.url";
     let (scheme, authority) = match raw.url.parse::<http::Uri>() {
         Ok(uri) if uri.scheme() == Some(&http::uri::Scheme::HTTP) && uri.authority().is_some() => {
@@ -299,13 +378,19 @@ fn upstream(raw: raw::RawUpstream, e: &mut ConfigErrors) -> UpstreamConfig {
             (http::uri::Scheme::HTTP, "127.0.0.1:8000".parse().unwrap())
         }
     };
-    let assertion = raw.assertion.and_then(|a| assertion(a, e));
+    let (assertion, assertion_secret) = match raw.assertion.map(|a| assertion(a, e)) {
+        Some(Some((config, secret))) => (Some(config), secret),
+        _ => (None, None),
+    };
+    if raw.max_connections == 0 {
+        e.push("upstream.max_connections", "must be at least 1");
+    }
     let headers = IdentityHeaders {
         user: header_name(e, "upstream.headers.user", &raw.headers.user),
         email: header_name(e, "upstream.headers.email", &raw.headers.email),
         roles: header_name(e, "upstream.headers.roles", &raw.headers.roles),
     };
-    UpstreamConfig {
+    let config = UpstreamConfig {
         scheme,
         authority,
         connect_timeout: duration(e, "upstream.connect_timeout", &raw.connect_timeout, true),
@@ -322,12 +407,24 @@ fn upstream(raw: raw::RawUpstream, e: &mut ConfigErrors) -> UpstreamConfig {
             true,
         ),
         pass_session_cookie: raw.pass_session_cookie,
+        max_connections: raw.max_connections.max(1) as usize,
+        tunnel_idle_timeout: duration(
+            e,
+            "upstream.tunnel_idle_timeout",
+            &raw.tunnel_idle_timeout,
+            true,
+        ),
         headers,
         assertion,
-    }
+    };
+    (config, assertion_secret)
 }
 
-fn assertion(raw: raw::RawAssertion, e: &mut ConfigErrors) -> Option<AssertionConfig> {
+/// The assertion settings, and the HS256 secret (to check it is not reused).
+fn assertion(
+    raw: raw::RawAssertion,
+    e: &mut ConfigErrors,
+) -> Option<(AssertionConfig, Option<Vec<u8>>)> {
     use jsonwebtoken::{Algorithm, EncodingKey};
     let header = header_name(e, "upstream.assertion.header", &raw.header);
     let algorithm = match raw.algorithm.as_str() {
@@ -349,38 +446,73 @@ fn assertion(raw: raw::RawAssertion, e: &mut ConfigErrors) -> Option<AssertionCo
             "must name the app, e.g. \"growbal\"",
         );
     }
+    if algorithm == Algorithm::HS256 {
+        let secret = if !raw.secret.is_empty() {
+            raw.secret.into_bytes()
+        } else if !raw.key.is_empty() {
+            // A file holding the secret, as earlier versions read it.
+            match std::fs::read(&raw.key) {
+                Ok(bytes) => String::from_utf8_lossy(&bytes).trim().as_bytes().to_vec(),
+                Err(err) => {
+                    e.push(
+                        "upstream.assertion.key",
+                        format!("cannot read {}: {err}", raw.key),
+                    );
+                    return None;
+                }
+            }
+        } else {
+            e.push(
+                "upstream.assertion.secret",
+                "HS256 needs a secret of at least 32 bytes (e.g. \"${ASSERTION_SECRET}\")",
+            );
+            return None;
+        };
+        if secret.len() < 32 {
+            e.push(
+                "upstream.assertion.secret",
+                "an HS256 secret must be at least 32 bytes",
+            );
+        }
+        let config = AssertionConfig {
+            header,
+            algorithm,
+            key: EncodingKey::from_secret(&secret),
+            audience: raw.audience,
+        };
+        return Some((config, Some(secret)));
+    }
+    if !raw.secret.is_empty() {
+        e.push(
+            "upstream.assertion.secret",
+            format!("is for HS256; {algorithm:?} signs with a PEM private key in upstream.assertion.key"),
+        );
+    }
     let bytes = match std::fs::read(&raw.key) {
         Ok(bytes) => bytes,
         Err(err) => {
             e.push(
                 "upstream.assertion.key",
-                format!("cannot read {}: {err}", raw.key),
+                format!("cannot read {:?}: {err}", raw.key),
             );
             return None;
         }
     };
     let key = match algorithm {
-        Algorithm::HS256 => {
-            let secret = String::from_utf8_lossy(&bytes).trim().as_bytes().to_vec();
-            if secret.len() < 32 {
-                e.push(
-                    "upstream.assertion.key",
-                    format!("{}: an HS256 secret must be at least 32 bytes", raw.key),
-                );
-            }
-            Ok(EncodingKey::from_secret(&secret))
-        }
         Algorithm::RS256 => EncodingKey::from_rsa_pem(&bytes),
         Algorithm::ES256 => EncodingKey::from_ec_pem(&bytes),
         _ => EncodingKey::from_ed_pem(&bytes),
     };
     match key {
-        Ok(key) => Some(AssertionConfig {
-            header,
-            algorithm,
-            key,
-            audience: raw.audience,
-        }),
+        Ok(key) => Some((
+            AssertionConfig {
+                header,
+                algorithm,
+                key,
+                audience: raw.audience,
+            },
+            None,
+        )),
         Err(err) => {
             e.push(
                 "upstream.assertion.key",
@@ -541,6 +673,7 @@ fn login(raw: raw::RawLogin, e: &mut ConfigErrors) -> LoginConfig {
         lockout: duration(e, "login.lockout", &raw.lockout, true),
         ip_rate,
         hash_workers,
+        hash_wait: duration(e, "login.hash_wait", &raw.hash_wait, true),
     }
 }
 
@@ -871,6 +1004,35 @@ mod tests {
         assert_eq!(super::rate("10/30s").unwrap().per.as_secs(), 30);
         assert!(super::rate("0/min").is_none());
         assert!(super::rate("fast").is_none());
+    }
+
+    #[test]
+    fn assertion_secret_equal_to_token_secret_is_refused() {
+        let secret = "s".repeat(40);
+        let err = errors(&format!(
+            "[tokens]\nsecret = \"{secret}\"\n[upstream.assertion]\nalgorithm = \"HS256\"\nsecret = \"{secret}\"\naudience = \"app\"\n"
+        ));
+        assert!(err.contains("upstream.assertion.secret"), "{err}");
+    }
+
+    #[test]
+    fn hardening_limits_have_safe_defaults() {
+        let c = Config::from_toml("", Path::new(".")).unwrap();
+        assert_eq!(c.server.body_read_timeout.as_secs(), 30);
+        assert_eq!(c.server.keepalive_timeout.as_secs(), 75);
+        assert_eq!(c.server.h2_max_streams, 100);
+        assert_eq!(c.upstream.max_connections, 1024);
+        assert_eq!(c.upstream.tunnel_idle_timeout.as_secs(), 600);
+        assert_eq!(c.login.hash_wait.as_secs(), 5);
+        assert_eq!(c.postgres.connect_timeout.as_secs(), 10);
+        assert_eq!(c.forward_auth.uri_header, "x-forwarded-uri");
+        assert_eq!(c.audit.retention.as_secs(), 90 * 86400);
+    }
+
+    #[test]
+    fn websocket_origin_must_be_an_origin() {
+        let err = errors("[server]\nwebsocket_origins = [\"https://ok.example\", \"nope\"]\n");
+        assert!(err.contains("server.websocket_origins[1]"), "{err}");
     }
 
     #[test]
