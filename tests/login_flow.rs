@@ -390,3 +390,39 @@ async fn custom_login_template_replaces_the_page() {
     let session = login(&proxy, "demo").await;
     assert!(!session.is_empty(), "the custom form signs in");
 }
+
+/// Regression: a cross-site POST carries no `SameSite=Lax` cookie, yet the
+/// browser applies the answer's `Set-Cookie`; answering 303 with a clearing
+/// cookie let any site sign users out.
+#[tokio::test]
+async fn cross_site_logout_without_cookie_is_refused_and_clears_nothing() {
+    let upstream = Upstream::start().await;
+    let proxy = Proxy::start(&upstream, "").await;
+    let cross_site = send(
+        Method::POST,
+        &proxy.url("/auth/logout"),
+        &[("origin", "https://evil.example")],
+        "",
+    )
+    .await;
+    assert_eq!(cross_site.status, StatusCode::FORBIDDEN);
+    assert!(cross_site.headers.get("set-cookie").is_none());
+
+    // Our own sign-out page still works without a session.
+    let page = get(&proxy.url("/auth/logout"), &[]).await;
+    let nonce = page
+        .set_cookie("portcullis-csrf")
+        .expect("the page sets a CSRF nonce");
+    let token = csrf_token_in(&page.text());
+    let out = send(
+        Method::POST,
+        &proxy.url("/auth/logout"),
+        &[
+            ("content-type", "application/x-www-form-urlencoded"),
+            ("cookie", nonce.as_str()),
+        ],
+        format!("csrf_token={token}"),
+    )
+    .await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER);
+}

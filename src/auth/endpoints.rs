@@ -88,14 +88,7 @@ fn render_login(
     username: &str,
     error: Option<&str>,
 ) -> Result<Response<Body>, ProxyError> {
-    let existing = app.auth.cookies.csrf_nonce(headers).filter(|n| {
-        n.len() == 22
-            && n.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    });
-    let nonce = existing
-        .clone()
-        .unwrap_or_else(super::csrf::Csrf::new_nonce);
+    let (nonce, fresh) = csrf_nonce_or_new(app, headers);
     let token = app.auth.csrf.login_token(&nonce)?;
     let action = login_path(app);
     let page = app.pages.login(&LoginView {
@@ -106,7 +99,7 @@ fn render_login(
         error,
     });
     let mut response = response::html(status, page);
-    if existing.is_none() {
+    if fresh {
         super::cookies::append_set_cookie(response.headers_mut(), app.auth.cookies.csrf(&nonce));
     }
     Ok(response)
@@ -493,19 +486,41 @@ async fn verify(
 }
 
 /// The sign-out page: a button, never a sign-out by GET. Without a session
-/// the button just clears the cookie and leads to the sign-in page.
+/// the button just clears the cookie and leads to the sign-in page; its
+/// token is then bound to the browser's CSRF nonce, as the sign-in form's.
 async fn logout_form(app: &App, req: &Request<Incoming>) -> Result<Response<Body>, ProxyError> {
     let session = app.auth.session_of(req.headers()).await?;
-    let token = match &session {
-        Some(session) => app.auth.csrf.logout_token(&session.token_hash)?,
-        None => String::new(),
-    };
     let username = session
         .as_ref()
         .map_or("", |s| s.identity.username.as_str());
     let action = format!("{}/logout", app.config.login.prefix);
+    let (token, new_nonce) = match &session {
+        Some(session) => (app.auth.csrf.logout_token(&session.token_hash)?, None),
+        None => {
+            let (nonce, fresh) = csrf_nonce_or_new(app, req.headers());
+            (app.auth.csrf.login_token(&nonce)?, fresh.then_some(nonce))
+        }
+    };
     let page = app.pages.logout(&action, &token, username);
-    Ok(response::html(StatusCode::OK, page))
+    let mut response = response::html(StatusCode::OK, page);
+    if let Some(nonce) = new_nonce {
+        super::cookies::append_set_cookie(response.headers_mut(), app.auth.cookies.csrf(&nonce));
+    }
+    Ok(response)
+}
+
+/// The browser's CSRF nonce when it sent a well-formed one, else a new one
+/// (`true`: it still has to be set as a cookie).
+fn csrf_nonce_or_new(app: &App, headers: &HeaderMap) -> (String, bool) {
+    let existing = app.auth.cookies.csrf_nonce(headers).filter(|n| {
+        n.len() == 22
+            && n.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    });
+    match existing {
+        Some(nonce) => (nonce, false),
+        None => (super::csrf::Csrf::new_nonce(), true),
+    }
 }
 
 #[derive(Deserialize)]
@@ -514,6 +529,12 @@ struct LogoutForm {
     csrf_token: String,
 }
 
+/// `POST {prefix}/logout`. A browser must show the page's CSRF token or a
+/// same-origin `Origin`, with or without a session: a cross-site POST
+/// carries no `SameSite=Lax` cookie but its response's `Set-Cookie` would
+/// still apply, so answering it would let any site sign users out. A
+/// bearer client's `Authorization` header is proof enough (no browser
+/// sends one cross-site on its own).
 async fn logout_submit(
     app: &App,
     req: Request<Incoming>,
@@ -522,32 +543,42 @@ async fn logout_submit(
     let (parts, body) = req.into_parts();
     let body = read_form_body(&parts.headers, body).await?;
     let caller = app.auth.caller(&parts.headers).await?;
+    let bearer = caller.as_ref().is_some_and(|c| c.bearer);
+    if !bearer && !same_origin(app, &parts.headers, origin) {
+        let token = serde_urlencoded::from_bytes::<LogoutForm>(&body)
+            .map(|f| f.csrf_token)
+            .unwrap_or_default();
+        let token_ok = match caller.as_ref().and_then(|c| c.session.as_ref()) {
+            Some(session) => app.auth.csrf.check_logout(session, &token)?,
+            None => match app.auth.cookies.csrf_nonce(&parts.headers) {
+                Some(nonce) => app.auth.csrf.check_login(&nonce, &token)?,
+                None => false,
+            },
+        };
+        if !token_ok {
+            let user = caller.as_ref().map_or("", |c| c.identity.username.as_str());
+            app.auth.audit(
+                "logout_csrf_refused",
+                user,
+                origin.client_ip,
+                &origin.request_id,
+            );
+            return Err(ProxyError::Forbidden);
+        }
+    }
     if let Some(caller) = &caller {
-        let user = caller.identity.username.as_str();
         if let Some(family) = &caller.family {
-            // A bearer client: its Authorization header is proof enough (no
-            // browser sends one cross-site on its own).
             app.auth.tokens.revoke_family(family).await?;
         }
         if let Some(session) = &caller.session {
-            let form: Option<LogoutForm> = serde_urlencoded::from_bytes(&body).ok();
-            let token_ok = match form {
-                Some(f) => app.auth.csrf.check_logout(session, &f.csrf_token)?,
-                None => false,
-            };
-            if !token_ok && !same_origin(app, &parts.headers, origin) {
-                app.auth.audit(
-                    "logout_csrf_refused",
-                    user,
-                    origin.client_ip,
-                    &origin.request_id,
-                );
-                return Err(ProxyError::Forbidden);
-            }
             app.auth.sessions.revoke(session).await?;
         }
-        app.auth
-            .audit("logout", user, origin.client_ip, &origin.request_id);
+        app.auth.audit(
+            "logout",
+            &caller.identity.username,
+            origin.client_ip,
+            &origin.request_id,
+        );
     }
     let mut response = response::redirect(StatusCode::SEE_OTHER, &login_path(app));
     super::cookies::append_set_cookie(response.headers_mut(), app.auth.cookies.clear_session());
