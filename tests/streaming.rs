@@ -415,3 +415,43 @@ async fn graceful_shutdown_finishes_the_in_flight_request() {
         "a new connection after shutdown is refused"
     );
 }
+
+/// WebSockets are exempt from CORS: a foreign page could otherwise open one
+/// with the user's cookie (cross-site WebSocket hijacking).
+#[tokio::test]
+async fn websocket_from_a_foreign_origin_is_refused() {
+    let upstream = Upstream::start().await;
+    let proxy = Proxy::start_with(
+        &upstream,
+        "public_url = \"http://127.0.0.1\"\nwebsocket_origins = [\"https://partner.example\"]\n",
+        "",
+    )
+    .await;
+    let session = login(&proxy, "demo").await;
+    let open = |origin: &'static str| {
+        let session = session.clone();
+        async move {
+            let mut request = format!("ws://{}/ws", proxy.addr)
+                .into_client_request()
+                .unwrap();
+            request
+                .headers_mut()
+                .insert("cookie", session.parse().unwrap());
+            request
+                .headers_mut()
+                .insert("origin", origin.parse().unwrap());
+            let stream = TcpStream::connect(proxy.addr).await.unwrap();
+            tokio_tungstenite::client_async(request, stream).await
+        }
+    };
+    match open("https://evil.example").await {
+        Err(WsError::Http(resp)) => assert_eq!(resp.status(), StatusCode::FORBIDDEN),
+        Ok(_) => panic!("a foreign Origin's WebSocket was tunnelled"),
+        Err(e) => panic!("expected an HTTP 403, got {e}"),
+    }
+    assert!(open("http://127.0.0.1").await.is_ok(), "our own origin");
+    assert!(
+        open("https://partner.example").await.is_ok(),
+        "an origin listed in server.websocket_origins"
+    );
+}

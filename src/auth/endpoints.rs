@@ -587,17 +587,7 @@ async fn logout_submit(
 
 /// True when the browser says the request comes from our own origin.
 fn same_origin(app: &App, headers: &HeaderMap, origin: &Origin) -> bool {
-    let Some(sent) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
-        return false;
-    };
-    let ours = match &app.config.server.public_url {
-        Some(url) => url.origin.clone(),
-        None => match &origin.host {
-            Some(host) => format!("{}://{}", origin.proto, host.to_ascii_lowercase()),
-            None => return false,
-        },
-    };
-    sent.eq_ignore_ascii_case(&ours)
+    origin.is_same_origin(headers, app.config.server.public_url.as_ref())
 }
 
 async fn me(app: &App, req: &Request<Incoming>) -> Result<Response<Body>, ProxyError> {

@@ -34,6 +34,34 @@ fn canonical(ip: IpAddr) -> IpAddr {
 }
 
 impl Origin {
+    /// Our own origin as a browser names it: `server.public_url`'s, else
+    /// the scheme and host this request arrived with.
+    pub fn own_origin(&self, public_url: Option<&crate::config::PublicUrl>) -> Option<String> {
+        match public_url {
+            Some(url) => Some(url.origin.clone()),
+            None => self
+                .host
+                .as_ref()
+                .map(|host| format!("{}://{}", self.proto, host.to_ascii_lowercase())),
+        }
+    }
+
+    /// True when the request's `Origin` header names our own origin.
+    pub fn is_same_origin(
+        &self,
+        headers: &http::HeaderMap,
+        public_url: Option<&crate::config::PublicUrl>,
+    ) -> bool {
+        let Some(sent) = headers
+            .get(http::header::ORIGIN)
+            .and_then(|v| v.to_str().ok())
+        else {
+            return false;
+        };
+        self.own_origin(public_url)
+            .is_some_and(|ours| sent.eq_ignore_ascii_case(&ours))
+    }
+
     pub fn from_request(
         peer: SocketAddr,
         tls: bool,
