@@ -30,12 +30,14 @@ struct Claims<'a> {
     typ: &'static str,
 }
 
-/// Signs the assertion for `identity`; `None` only if signing fails (logged).
+/// Signs the assertion for `identity`. An error must fail the request
+/// (503): forwarding without the assertion would fail open for an app that
+/// relies on it.
 pub fn sign(
     config: &AssertionConfig,
     identity: &Identity,
     request_id: &str,
-) -> Option<HeaderValue> {
+) -> Result<HeaderValue, jsonwebtoken::errors::Error> {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -53,11 +55,29 @@ pub fn sign(
         typ: "assertion",
     };
     let header = jsonwebtoken::Header::new(config.algorithm);
-    match jsonwebtoken::encode(&header, &claims, &config.key) {
-        Ok(token) => HeaderValue::from_str(&token).ok(),
-        Err(e) => {
-            tracing::error!(error = %e, request_id, "could not sign the upstream assertion");
-            None
-        }
+    let token = jsonwebtoken::encode(&header, &claims, &config.key)?;
+    // A JWT is base64url and dots: always a valid header value.
+    Ok(HeaderValue::from_str(&token).expect("a JWT is a valid header value"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_that_cannot_sign_is_an_error_not_a_missing_header() {
+        let config = AssertionConfig {
+            header: http::HeaderName::from_static("x-auth-assertion"),
+            algorithm: jsonwebtoken::Algorithm::RS256,
+            key: jsonwebtoken::EncodingKey::from_secret(b"not an RSA key"),
+            audience: "app".into(),
+        };
+        let identity = Identity {
+            id: "1".into(),
+            username: "demo".into(),
+            email: "demo@example.com".into(),
+            roles: vec![],
+        };
+        assert!(sign(&config, &identity, "req-1").is_err());
     }
 }

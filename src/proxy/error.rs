@@ -31,6 +31,8 @@ pub enum ProxyError {
     UpstreamUnreachable(BoxError),
     #[error("upstream sent no response headers within {0:?}")]
     UpstreamTimeout(Duration),
+    #[error("could not sign the upstream assertion: {0}")]
+    AssertionUnsigned(jsonwebtoken::errors::Error),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -46,7 +48,9 @@ impl From<&ProxyError> for StatusCode {
             ProxyError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::UpstreamUnreachable(_) => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
-            ProxyError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::Store(_) | ProxyError::AssertionUnsigned(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         }
     }
 }
@@ -94,6 +98,11 @@ impl ProxyError {
                 "gateway_timeout",
                 "Service timed out",
                 "The application took too long to respond. Please try again in a moment.",
+            ),
+            ProxyError::AssertionUnsigned(_) => (
+                "service_unavailable",
+                "Temporarily unavailable",
+                "The application is not available right now. Please try again in a moment.",
             ),
             ProxyError::Store(_) => (
                 "service_unavailable",

@@ -187,9 +187,9 @@ fn rewrite(
         }
         headers::set_identity(headers, names, &caller.identity);
         if let Some(config) = &app.config.upstream.assertion {
-            if let Some(signed) = assertion::sign(config, &caller.identity, &origin.request_id) {
-                headers.insert(config.header.clone(), signed);
-            }
+            let signed = assertion::sign(config, &caller.identity, &origin.request_id)
+                .map_err(ProxyError::AssertionUnsigned)?;
+            headers.insert(config.header.clone(), signed);
         }
     }
     let set = |headers: &mut http::HeaderMap, name: &'static str, value: &str| {
@@ -224,7 +224,7 @@ fn error_response(app: &App, e: &ProxyError, wants_html: bool, origin: &Origin) 
     } else {
         response::json(status, &serde_json::json!({ "error": code }))
     };
-    if matches!(e, ProxyError::Store(_)) {
+    if matches!(e, ProxyError::Store(_) | ProxyError::AssertionUnsigned(_)) {
         response
             .headers_mut()
             .insert(http::header::RETRY_AFTER, HeaderValue::from_static("5"));
