@@ -303,3 +303,37 @@ fn a_partner_secret_must_differ_from_the_token_secret() {
         .to_string();
     assert!(err.contains("sso.partners[0].secret"), "{err}");
 }
+
+fn partner_b_token(sub: &str) -> String {
+    let jti: u64 = rand::random();
+    let claims = json!({
+        "iss": "https://partner-b.example", "aud": "growbal", "iat": now(), "exp": now() + 60,
+        "jti": format!("{jti:x}"), "sub": sub
+    });
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+/// Regression: a partner's own user (`require_known_user = false`) is not
+/// in the credential backend, and the first re-check signed them out.
+#[tokio::test]
+async fn partner_vouched_users_survive_the_recheck() {
+    let upstream = Upstream::start().await;
+    let extra = format!("{}\n[session]\nrecheck_interval = \"1s\"\n", partners());
+    let proxy = Proxy::start(&upstream, &extra).await;
+    let reply = handoff(&proxy, &partner_b_token("partner-user-9"), "/").await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.text());
+    let session = reply.set_cookie("portcullis").expect("session cookie");
+    let me = get(&proxy.url("/auth/me"), &[("cookie", &session)]).await;
+    assert_eq!(me.json()["id"], "partner-b:partner-user-9");
+    // Let the re-check come due, then ask twice (the first request runs it).
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    for _ in 0..2 {
+        let me = get(&proxy.url("/auth/me"), &[("cookie", &session)]).await;
+        assert_eq!(me.status, StatusCode::OK, "signed out by the re-check");
+    }
+}

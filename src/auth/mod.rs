@@ -24,7 +24,7 @@ pub use endpoints::{handle, login_url, unauthenticated_json};
 use crate::config::LoginConfig;
 use crate::policy::routes::Access;
 use crate::store::{
-    AuditEvent, AuditSink, CredentialStore, Gate, Identity, SessionRecord, StoreError,
+    AuthMethod, AuditEvent, AuditSink, CredentialStore, Gate, Identity, SessionRecord, StoreError,
     ThrottleStore, TokenHash,
 };
 use cookies::CookieSettings;
@@ -241,6 +241,18 @@ impl Auth {
         let now = SystemTime::now();
         let due = session.checked_at + self.recheck_interval <= now;
         if !due {
+            return Ok(Some(session));
+        }
+        if session.auth_method == AuthMethod::Sso
+            && self.sso.vouching_partner(&session.identity.id).is_some()
+        {
+            // A partner's own user (not in our credentials): it stays as
+            // long as the partner is configured.
+            self.sessions
+                .store()
+                .update_identity(&session.token_hash, &session.identity, now)
+                .await?;
+            session.checked_at = now;
             return Ok(Some(session));
         }
         let current = match self.credentials.find_current(&session.identity).await {

@@ -71,6 +71,19 @@ impl Sso {
         self.partners.store(Arc::new(partners));
     }
 
+    /// The configured partner that vouches on its own for `user_id`: an id
+    /// namespaced `partner:user` by a partner with `require_known_user =
+    /// false`. Such users are not in the credential backend, so the
+    /// re-check asks whether that partner is still configured instead.
+    pub fn vouching_partner(&self, user_id: &str) -> Option<String> {
+        let (name, _) = user_id.split_once(':')?;
+        self.partners
+            .load()
+            .iter()
+            .find(|p| p.name == name && !p.require_known_user)
+            .map(|p| p.name.clone())
+    }
+
     /// Verifies a hand-off token and spends it.
     pub async fn verify(&self, token: &str) -> Result<Handoff, SsoError> {
         jwt::precheck(token).map_err(|e| refused(e.to_string()))?;
