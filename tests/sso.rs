@@ -337,3 +337,81 @@ async fn partner_vouched_users_survive_the_recheck() {
         assert_eq!(me.status, StatusCode::OK, "signed out by the re-check");
     }
 }
+
+/// Regression: a planted `GET /auth/sso?token=<attacker's token>` replaced
+/// the victim's live session with the attacker's account.
+#[tokio::test]
+async fn handoff_never_silently_replaces_another_users_session() {
+    let upstream = Upstream::start().await;
+    let proxy = Proxy::start(&upstream, &partners()).await;
+    let victim = login(&proxy, "demo").await;
+    let query = serde_urlencoded::to_string([
+        ("token", partner_b_token("attacker").as_str()),
+        ("next", "/chat/"),
+    ])
+    .unwrap();
+    let url = proxy.url(&format!("/auth/sso?{query}"));
+    let page = get(&url, &[("cookie", &victim), ("accept", "text/html")]).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text());
+    assert!(page.set_cookie("portcullis").is_none(), "session kept");
+    let text = page.text();
+    assert!(text.contains("demo") && text.contains("attacker"), "{text}");
+    let me = get(&proxy.url("/auth/me"), &[("cookie", &victim)]).await;
+    assert_eq!(me.json()["username"], "demo");
+
+    let marker = "name=\"handoff\" value=\"";
+    let start = text.find(marker).unwrap() + marker.len();
+    let handoff = text[start..].split('"').next().unwrap().to_string();
+    let csrf = csrf_token_in(&text);
+    let post = |cookie: String, token: String| {
+        let body =
+            serde_urlencoded::to_string([("handoff", &handoff), ("csrf_token", &token)]).unwrap();
+        let url = proxy.url("/auth/sso");
+        async move {
+            send(
+                http::Method::POST,
+                &url,
+                &[
+                    ("cookie", cookie.as_str()),
+                    ("content-type", "application/x-www-form-urlencoded"),
+                ],
+                body,
+            )
+            .await
+        }
+    };
+    let forged = post(victim.clone(), "forged".into()).await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    let other_session = login(&proxy, "demo").await;
+    let replayed = post(other_session, csrf.clone()).await;
+    assert_eq!(
+        replayed.status,
+        StatusCode::FORBIDDEN,
+        "bound to the session it was shown to"
+    );
+
+    let confirmed = post(victim.clone(), csrf).await;
+    assert_eq!(confirmed.status, StatusCode::SEE_OTHER);
+    assert_eq!(confirmed.header("location"), Some("/chat/"));
+    let switched = confirmed.set_cookie("portcullis").expect("new session");
+    let me = get(&proxy.url("/auth/me"), &[("cookie", &switched)]).await;
+    assert_eq!(me.json()["id"], "partner-b:attacker");
+}
+
+#[tokio::test]
+async fn handoff_for_the_signed_in_user_goes_straight_on() {
+    let upstream = Upstream::start().await;
+    let proxy = Proxy::start(&upstream, &partners()).await;
+    let session = login(&proxy, "demo").await;
+    let query = serde_urlencoded::to_string([(
+        "token",
+        partner_a_token(&partner_a_claims("demo@example.com")).as_str(),
+    )])
+    .unwrap();
+    let reply = get(
+        &proxy.url(&format!("/auth/sso?{query}")),
+        &[("cookie", &session), ("accept", "text/html")],
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER);
+}

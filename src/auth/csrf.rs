@@ -75,6 +75,28 @@ impl Csrf {
         self.verify(b"logout", &session.0, token)
     }
 
+    /// Binds a pending SSO switch (`payload`) to the session it was
+    /// offered to, so only that browser, from our page, can confirm it.
+    pub fn switch_token(&self, session: &TokenHash, payload: &str) -> Result<String, StoreError> {
+        self.sign(
+            b"sso-switch",
+            &[&session.0[..], payload.as_bytes()].concat(),
+        )
+    }
+
+    pub fn check_switch(
+        &self,
+        session: &TokenHash,
+        payload: &str,
+        token: &str,
+    ) -> Result<bool, StoreError> {
+        self.verify(
+            b"sso-switch",
+            &[&session.0[..], payload.as_bytes()].concat(),
+            token,
+        )
+    }
+
     fn mac(&self, purpose: &[u8], data: &[u8]) -> Result<HmacSha256, StoreError> {
         let mut mac = HmacSha256::new_from_slice(self.key()?).expect("HMAC takes any key length");
         mac.update(purpose);

@@ -42,6 +42,7 @@ pub async fn handle(
         ("/refresh", Method::POST) => refresh(app, req, origin).await,
         ("/verify", Method::GET | Method::HEAD) => verify(app, &req, origin).await,
         ("/sso", Method::GET) => sso(app, &req, origin).await,
+        ("/sso", Method::POST) => sso_switch(app, req, origin).await,
         ("/register", Method::POST) if app.config.registration.is_some() => {
             register(app, req, origin).await
         }
@@ -439,7 +440,125 @@ async fn sso(
         origin.client_ip,
         &origin.request_id,
     );
+    if let Some(current) = app.auth.session_of(req.headers()).await? {
+        if current.identity.id != identity.id {
+            // A link can be planted by anyone: never swap a live session
+            // for another account without the user saying so.
+            return switch_page(app, &current, &identity, &next);
+        }
+    }
     start_session(app, req.headers(), identity, AuthMethod::Sso, &next).await
+}
+
+/// How long the account-switch page of an SSO hand-off stays usable.
+const SWITCH_TTL_SECS: u64 = 300;
+
+/// An SSO hand-off waiting for the signed-in user to confirm the switch,
+/// carried in the switch page's form and bound to that session by a MAC.
+#[derive(serde::Serialize, Deserialize)]
+struct PendingSwitch {
+    id: String,
+    username: String,
+    email: String,
+    roles: Vec<String>,
+    next: String,
+    exp: u64,
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn switch_page(
+    app: &App,
+    current: &crate::store::SessionRecord,
+    incoming: &Identity,
+    next: &str,
+) -> Result<Response<Body>, ProxyError> {
+    use base64::Engine as _;
+    let pending = PendingSwitch {
+        id: incoming.id.clone(),
+        username: incoming.username.clone(),
+        email: incoming.email.clone(),
+        roles: incoming.roles.clone(),
+        next: next.to_string(),
+        exp: unix_now() + SWITCH_TTL_SECS,
+    };
+    let json = serde_json::to_vec(&pending).expect("plain struct serializes");
+    let handoff = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json);
+    let csrf_token = app.auth.csrf.switch_token(&current.token_hash, &handoff)?;
+    let action = format!("{}/sso", app.config.login.prefix);
+    let page = app.pages.sso_switch(&crate::pages::SsoSwitchView {
+        action: &action,
+        current: &current.identity.username,
+        incoming: &incoming.username,
+        handoff: &handoff,
+        csrf_token: &csrf_token,
+        stay: next,
+    });
+    Ok(response::html(StatusCode::OK, page))
+}
+
+#[derive(Deserialize)]
+struct SwitchForm {
+    #[serde(default)]
+    handoff: String,
+    #[serde(default)]
+    csrf_token: String,
+}
+
+/// `POST {prefix}/sso`: the signed-in user confirms an SSO account switch
+/// from the page [`switch_page`] showed them.
+async fn sso_switch(
+    app: &App,
+    req: Request<Incoming>,
+    origin: &Origin,
+) -> Result<Response<Body>, ProxyError> {
+    use base64::Engine as _;
+    let (parts, body) = req.into_parts();
+    let body = read_form_body(&parts.headers, body).await?;
+    let form: SwitchForm = serde_urlencoded::from_bytes(&body)
+        .map_err(|_| ProxyError::BadRequest("switch form is not form-encoded"))?;
+    let Some(current) = app.auth.session_of(&parts.headers).await? else {
+        return Err(ProxyError::SsoRefused("no session to switch from".into()));
+    };
+    if !app
+        .auth
+        .csrf
+        .check_switch(&current.token_hash, &form.handoff, &form.csrf_token)?
+    {
+        app.auth.audit(
+            "sso_switch_csrf_refused",
+            &current.identity.username,
+            origin.client_ip,
+            &origin.request_id,
+        );
+        return Err(ProxyError::Forbidden);
+    }
+    let pending: PendingSwitch = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(&form.handoff)
+        .ok()
+        .and_then(|json| serde_json::from_slice(&json).ok())
+        .ok_or(ProxyError::BadRequest("malformed switch form"))?;
+    if pending.exp < unix_now() {
+        return Err(ProxyError::SsoRefused("account switch page expired".into()));
+    }
+    let identity = Identity {
+        id: pending.id,
+        username: pending.username,
+        email: pending.email,
+        roles: pending.roles,
+    };
+    app.auth.audit(
+        "sso_switch",
+        &identity.username,
+        origin.client_ip,
+        &origin.request_id,
+    );
+    let next = validate_next(&pending.next);
+    start_session(app, &parts.headers, identity, AuthMethod::Sso, &next).await
 }
 
 /// `GET {prefix}/verify`: forward-auth for nginx `auth_request`, Traefik

@@ -24,7 +24,7 @@ pub use endpoints::{handle, login_url, unauthenticated_json};
 use crate::config::LoginConfig;
 use crate::policy::routes::Access;
 use crate::store::{
-    AuthMethod, AuditEvent, AuditSink, CredentialStore, Gate, Identity, SessionRecord, StoreError,
+    AuditEvent, AuditSink, AuthMethod, CredentialStore, Gate, Identity, SessionRecord, StoreError,
     ThrottleStore, TokenHash,
 };
 use cookies::CookieSettings;

@@ -11,6 +11,7 @@ use serde::Serialize;
 const LAYOUT: &str = include_str!("templates/layout.html");
 const LOGIN: &str = include_str!("templates/login.html");
 const LOGOUT: &str = include_str!("templates/logout.html");
+const SSO_SWITCH: &str = include_str!("templates/sso_switch.html");
 const ERROR: &str = include_str!("templates/error.html");
 
 /// What the sign-in form shows.
@@ -21,6 +22,18 @@ pub struct LoginView<'a> {
     pub next: &'a str,
     pub username: &'a str,
     pub error: Option<&'a str>,
+}
+
+/// What the SSO account-switch page shows.
+#[derive(Debug, Serialize)]
+pub struct SsoSwitchView<'a> {
+    pub action: &'a str,
+    pub current: &'a str,
+    pub incoming: &'a str,
+    pub handoff: &'a str,
+    pub csrf_token: &'a str,
+    /// Where "stay signed in" leads: the validated `next`.
+    pub stay: &'a str,
 }
 
 pub struct Pages {
@@ -36,6 +49,7 @@ impl Pages {
         env.add_template("layout.html", LAYOUT)?;
         env.add_template("logout.html", LOGOUT)?;
         env.add_template("error.html", ERROR)?;
+        env.add_template("sso_switch.html", SSO_SWITCH)?;
         match custom_login {
             Some(path) => {
                 let text = std::fs::read_to_string(path).map_err(|e| {
@@ -63,6 +77,15 @@ impl Pages {
         self.render(
             "logout.html",
             context! { title => "Sign out", action, csrf_token, username },
+        )
+    }
+
+    /// The page an SSO hand-off shows instead of silently replacing the
+    /// live session of another user.
+    pub fn sso_switch(&self, view: &SsoSwitchView<'_>) -> String {
+        self.render(
+            "sso_switch.html",
+            context! { title => "Switch account", ..minijinja::Value::from_serialize(view) },
         )
     }
 
