@@ -56,6 +56,8 @@ pub struct App {
     pub routes: ArcSwap<RouteTable>,
     /// The TLS certificate and key; replaced by a reload.
     pub tls: Option<ArcSwap<rustls::ServerConfig>>,
+    /// True once start-up work (PostgreSQL schema and shared keys) is done.
+    started: tokio::sync::watch::Receiver<bool>,
 }
 
 /// The stores a config names, built without connecting to anything.
@@ -122,6 +124,7 @@ impl App {
     pub fn build(config: Config) -> anyhow::Result<Arc<App>> {
         let stores = Stores::build(&config)?;
         let tokens = Arc::new(Tokens::new(config.tokens.clone(), stores.refresh.clone()));
+        let (started_tx, started) = tokio::sync::watch::channel(false);
         let csrf = match &stores.postgres {
             Some(pg) => {
                 let csrf = Arc::new(Csrf::pending());
@@ -131,17 +134,37 @@ impl App {
                     csrf.clone(),
                     tokens.clone(),
                 );
-                tokio::spawn(init);
+                tokio::spawn(async move {
+                    init.await;
+                    let _ = started_tx.send(true);
+                });
                 csrf
             }
             None => {
                 if !tokens.has_key() {
                     tokens.set_key(&rand::random::<[u8; 32]>());
                 }
+                let _ = started_tx.send(true);
                 Arc::new(Csrf::random())
             }
         };
-        Self::assemble(config, stores, csrf, tokens)
+        Self::assemble(config, stores, csrf, tokens, started)
+    }
+
+    /// Waits until start-up work is done, at most `postgres.connect_timeout`:
+    /// with the database up, sign-in works from the first request accepted.
+    /// If it does not answer by then, serving starts without it (503s and
+    /// `/readyz` 503) while the work goes on being retried.
+    pub async fn wait_started(&self) {
+        let mut started = self.started.clone();
+        let limit = self.config.postgres.connect_timeout;
+        let waited = tokio::time::timeout(limit, started.wait_for(|done| *done)).await;
+        if waited.is_err() {
+            tracing::error!(
+                ?limit,
+                "PostgreSQL did not answer within postgres.connect_timeout; serving without it (503 until it does)"
+            );
+        }
     }
 
     fn assemble(
@@ -149,6 +172,7 @@ impl App {
         stores: Stores,
         csrf: Arc<Csrf>,
         tokens: Arc<Tokens>,
+        started: tokio::sync::watch::Receiver<bool>,
     ) -> anyhow::Result<Arc<App>> {
         let pages = Pages::new(&config.login.title, config.login.template.as_deref())?;
         let metrics = Arc::new(Metrics::new());
@@ -206,6 +230,7 @@ impl App {
                 .tls
                 .as_ref()
                 .map(|t| ArcSwap::new(t.server_config.clone())),
+            started,
             config,
         }))
     }

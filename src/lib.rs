@@ -79,7 +79,11 @@ impl Listeners {
 
 /// Runs the proxy and its side listeners until `shutdown` resolves, then
 /// drains in-flight requests (up to `server.shutdown_grace`) and returns.
+///
+/// Start-up work ([`App::wait_started`]) is finished before the first
+/// connection is accepted.
 pub async fn run(app: Arc<App>, listeners: Listeners, shutdown: impl Future<Output = ()>) {
+    app.wait_started().await;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = move || {
         let mut rx = stop_rx.clone();

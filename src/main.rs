@@ -123,8 +123,10 @@ fn serve(path: &std::path::Path) -> ExitCode {
     let result = runtime.block_on(async {
         // Caught from the start: an early SIGHUP must not kill the process.
         let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
-        let listeners = Listeners::bind(&config).await?;
+        // Start-up work (schema, shared keys) finishes before the port opens.
         let app = App::build(config)?;
+        app.wait_started().await;
+        let listeners = Listeners::bind(&app.config).await?;
         tokio::spawn(reload_on_sighup(app.clone(), path.to_path_buf(), hup));
         tracing::info!(
             listen = %listeners.main.local_addr()?,

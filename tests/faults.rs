@@ -232,7 +232,7 @@ fn free_port() -> u16 {
 /// TOML selecting the PostgreSQL session store on `cluster`.
 fn pg_toml(cluster: &TempCluster, session_keys: &str) -> String {
     format!(
-        "[session]\nstore = \"postgres\"\n{session_keys}\n[postgres]\nurl = \"{}\"\n",
+        "[session]\nstore = \"postgres\"\n{session_keys}\n[postgres]\nurl = \"{}\"\nconnect_timeout = \"1s\"\n",
         cluster.url()
     )
 }

@@ -312,3 +312,17 @@ async fn max_per_user_revokes_the_oldest_session() {
     .await;
     assert!(refused);
 }
+
+/// Regression: the schema and shared keys loaded in the background, so the
+/// first requests after a start on a fresh database got 503.
+#[tokio::test]
+async fn sign_in_works_from_the_first_request_on_a_fresh_database() {
+    let upstream = Upstream::start().await;
+    let schema = PgSchema::create().await;
+    let proxy = Proxy::start(&upstream, &schema.toml_with("")).await;
+    let form = get(&proxy.url("/auth/login"), &[("accept", "text/html")]).await;
+    assert_eq!(form.status, StatusCode::OK, "{}", form.text());
+    let session = login(&proxy, "demo").await;
+    let reply = get(&proxy.url("/x"), &[("cookie", &session)]).await;
+    assert_eq!(reply.status, StatusCode::OK);
+}
