@@ -105,7 +105,7 @@ impl Stores {
                     ),
                     credentials,
                     throttle: Arc::new(PgThrottle::new(pg.clone())),
-                    audit: Arc::new(PgAudit::start(pg.clone())),
+                    audit: Arc::new(PgAudit::start(pg.clone(), config.audit.retention)),
                     refresh: Arc::new(PgRefreshStore::new(pg.clone())),
                     replay: Arc::new(PgReplayStore::new(pg.clone())),
                     postgres: Some(pg),

@@ -326,3 +326,78 @@ async fn sign_in_works_from_the_first_request_on_a_fresh_database() {
     let reply = get(&proxy.url("/x"), &[("cookie", &session)]).await;
     assert_eq!(reply.status, StatusCode::OK);
 }
+
+/// Regression: anonymous refusals were queued one row each, so a flood of
+/// them filled the audit queue and real events were dropped.
+#[tokio::test]
+async fn anonymous_refusals_are_aggregated_and_real_events_still_written() {
+    let upstream = Upstream::start().await;
+    let schema = PgSchema::create().await;
+    let proxy = pg_proxy(&upstream, &schema, "").await;
+    for _ in 0..40 {
+        let refused = send(
+            Method::POST,
+            &proxy.url("/auth/logout"),
+            &[("origin", "https://evil.example")],
+            "",
+        )
+        .await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    }
+    login(&proxy, "demo").await;
+    let client = schema.client().await;
+    let written = eventually(Duration::from_secs(20), || async {
+        let row = client
+            .query_one(
+                "SELECT count(*), coalesce(sum(count), 0)::bigint FROM audit_events WHERE event = 'logout_csrf_refused'",
+                &[],
+            )
+            .await
+            .unwrap();
+        let (rows, total): (i64, i64) = (row.get(0), row.get(1));
+        assert!(rows <= 1, "{rows} rows for one client's refusals");
+        total == 40
+    })
+    .await;
+    assert!(written, "the 40 refusals were never counted");
+    let ok: i64 = client
+        .query_one(
+            "SELECT count(*) FROM audit_events WHERE event = 'login_ok'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(ok, 1);
+}
+
+#[tokio::test]
+async fn audit_rows_past_retention_are_deleted() {
+    let upstream = Upstream::start().await;
+    let schema = PgSchema::create().await;
+    let first = pg_proxy(&upstream, &schema, "").await;
+    let client = schema.client().await;
+    client
+        .batch_execute(
+            "INSERT INTO audit_events (at, event, username, client_ip, request_id) VALUES
+               (now() - interval '40 days', 'login_ok', 'old', '127.0.0.1', 'r1'),
+               (now() - interval '1 day', 'login_ok', 'recent', '127.0.0.1', 'r2')",
+        )
+        .await
+        .unwrap();
+    drop(first);
+    // A new instance prunes once its schema is in place.
+    let _second = pg_proxy(&upstream, &schema, "[audit]\nretention = \"30d\"\n").await;
+    let pruned = eventually(Duration::from_secs(10), || async {
+        let users: Vec<String> = client
+            .query("SELECT username FROM audit_events ORDER BY id", &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        users == ["recent"]
+    })
+    .await;
+    assert!(pruned, "the 40-day-old row outlived a 30-day retention");
+}

@@ -96,6 +96,13 @@ CREATE TABLE revoked_refresh_families (
 );
 "#,
     ),
+    (
+        4,
+        r#"
+-- Refusals anyone can provoke are written as one row per window with a count.
+ALTER TABLE audit_events ADD COLUMN count integer NOT NULL DEFAULT 1;
+"#,
+    ),
 ];
 
 /// Arbitrary constant naming portcullis' migration lock.

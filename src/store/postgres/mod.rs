@@ -84,6 +84,11 @@ impl Pg {
         self.migrated.store(true, Ordering::Release);
     }
 
+    /// True once the schema is known to be in place.
+    pub(crate) fn is_migrated(&self) -> bool {
+        self.migrated.load(Ordering::Acquire)
+    }
+
     pub async fn ping(&self) -> Result<(), StoreError> {
         if !self.migrated.load(Ordering::Acquire) {
             return Err(unavailable("schema not applied yet"));
