@@ -130,7 +130,21 @@ impl Front {
 }
 
 impl Drop for Front {
+    /// SIGTERM first, polled until it exits: nginx's master then stops its
+    /// workers, which a SIGKILL of the master would leave running (and
+    /// listening). SIGKILL only if it is still there after 10 s.
     fn drop(&mut self) {
+        let _ = Command::new("sh")
+            .arg("-c")
+            .arg(format!("kill -TERM {}", self.child.id()))
+            .status();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
