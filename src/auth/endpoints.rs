@@ -562,32 +562,29 @@ async fn sso_switch(
 }
 
 /// `GET {prefix}/verify`: forward-auth for nginx `auth_request`, Traefik
-/// ForwardAuth and Caddy `forward_auth`. The original method and URI are
-/// taken from `X-Forwarded-Method` / `X-Forwarded-Uri` (or `X-Original-URI`)
-/// only when the caller is a trusted proxy; otherwise the request is judged
-/// as `GET /`. The same route rules apply; 200 carries the identity headers.
+/// ForwardAuth and Caddy `forward_auth`. The original method and URI come
+/// from `forward_auth.method_header` / `uri_header` of a trusted proxy only
+/// (see [`super::forward`]); anyone else is judged as `GET /`. The same
+/// route rules apply; 200 carries the identity headers.
 async fn verify(
     app: &App,
     req: &Request<Incoming>,
     origin: &Origin,
 ) -> Result<Response<Body>, ProxyError> {
     let headers = req.headers();
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let (method, uri) = if origin.from_trusted_proxy {
-        let method = header("x-forwarded-method").unwrap_or("GET");
-        let uri = header("x-forwarded-uri")
-            .or_else(|| header("x-original-uri"))
-            .unwrap_or("/");
-        (method, uri)
-    } else {
-        ("GET", "/")
-    };
-    let method = Method::from_bytes(method.as_bytes())
-        .map_err(|_| ProxyError::BadRequest("bad X-Forwarded-Method"))?;
-    let path = uri.split(['?', '#']).next().unwrap_or("/");
-    let path = crate::policy::path::normalize(if path.is_empty() { "/" } else { path })?;
+    let original = super::forward::original_request(
+        headers,
+        &app.config.forward_auth,
+        origin.from_trusted_proxy,
+    )
+    .map_err(|e| {
+        // A trusted proxy sending these wrong is a proxy config to fix.
+        tracing::warn!(request_id = %origin.request_id, client = %origin.client_ip, error = %e, "forward-auth request refused");
+        ProxyError::BadRequest("forward-auth headers missing, duplicated or malformed")
+    })?;
+    let path = crate::policy::path::normalize(&original.path)?;
     let routes = app.routes.load_full();
-    let access = routes.access(&method, &crate::policy::path::routing_path(&path));
+    let access = routes.access(&original.method, &crate::policy::path::routing_path(&path));
     let caller = match app.auth.authorize(access, headers).await? {
         Ok(caller) => caller,
         Err(super::Refusal::Unauthenticated) => return Ok(unauthenticated_json()),

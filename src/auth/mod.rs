@@ -5,6 +5,7 @@
 pub mod cookies;
 pub mod csrf;
 mod endpoints;
+mod forward;
 pub mod jwt;
 pub mod password;
 pub mod register;

@@ -1,5 +1,6 @@
 //! Route rules: `[[route]]` entries compiled into matchers. First match wins;
-//! a path no rule matches requires an authenticated user.
+//! a path no rule matches requires an authenticated user. A rule that lists
+//! `GET` also applies to `HEAD`.
 //!
 //! Globs work on whole `/` segments of the normalized path (never the query):
 //! `*` matches within one segment, `**` matches any number of segments,
@@ -112,7 +113,7 @@ impl Route {
                 segments.push(Segment::Pattern(segment.to_string()));
             }
         }
-        let methods = spec
+        let mut methods = spec
             .methods
             .iter()
             .map(|m| {
@@ -120,6 +121,12 @@ impl Route {
                     .map_err(|_| ("methods", format!("{m:?} is not an HTTP method")))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        // HEAD is GET without the body (RFC 9110 §9.3.2): a rule written for
+        // GET must judge HEAD too, or a HEAD to a `deny` or role-restricted
+        // GET route would fall through to a weaker rule below it.
+        if methods.contains(&Method::GET) && !methods.contains(&Method::HEAD) {
+            methods.push(Method::HEAD);
+        }
         let access = match (spec.access.as_deref(), spec.roles.is_empty()) {
             (Some("public"), true) => Access::Public,
             (Some("deny"), true) => Access::Deny,
@@ -244,6 +251,29 @@ mod tests {
         assert_eq!(t.access(&Method::HEAD, "/static/app.css"), &Access::Public);
         assert_eq!(
             t.access(&Method::POST, "/static/app.css"),
+            &Access::Authenticated
+        );
+    }
+
+    #[test]
+    fn a_get_rule_also_judges_head() {
+        let t = table(&[
+            ("/reports/**", &["GET"], None, &["admin"]),
+            ("/reports/**", &["POST"], Some("deny"), &[]),
+            ("/**", &[], Some("public"), &[]),
+        ]);
+        let admin = Access::Roles(vec!["admin".into()]);
+        assert_eq!(t.access(&Method::GET, "/reports/q1"), &admin);
+        assert_eq!(t.access(&Method::HEAD, "/reports/q1"), &admin);
+        assert_eq!(t.access(&Method::POST, "/reports/q1"), &Access::Deny);
+        assert_eq!(
+            t.access(&Method::OPTIONS, "/reports/q1"),
+            &Access::Public,
+            "only HEAD rides along with GET"
+        );
+        let post_only = table(&[("/form", &["post"], Some("deny"), &[])]);
+        assert_eq!(
+            post_only.access(&Method::HEAD, "/form"),
             &Access::Authenticated
         );
     }
