@@ -255,6 +255,44 @@ async fn a_refresh_repeated_within_the_grace_returns_the_identical_pair() {
 }
 
 #[tokio::test]
+async fn refresh_counts_against_the_login_ip_rate() {
+    let upstream = Upstream::start().await;
+    let proxy = Proxy::start(&upstream, "[login]\nip_rate = \"3/min\"\n").await;
+    // One JSON login and two refreshes use up the budget of three.
+    let tokens = token_login(&proxy, "demo").await;
+    let refreshed = json_post(
+        &proxy,
+        "/auth/refresh",
+        json!({"refresh_token": tokens["refresh_token"]}),
+    )
+    .await;
+    assert_eq!(refreshed.status, StatusCode::OK);
+    let unknown = json_post(&proxy, "/auth/refresh", json!({"refresh_token": "guess"})).await;
+    assert_eq!(unknown.status, StatusCode::UNAUTHORIZED);
+    let limited = json_post(
+        &proxy,
+        "/auth/refresh",
+        json!({"refresh_token": refreshed.json()["refresh_token"]}),
+    )
+    .await;
+    assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(limited.json(), json!({"error": "rate_limited"}));
+    let retry: u64 = limited.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    let login = json_post(
+        &proxy,
+        "/auth/login",
+        json!({"username": "demo", "password": PASSWORD}),
+    )
+    .await;
+    assert_eq!(
+        login.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "one shared budget"
+    );
+}
+
+#[tokio::test]
 async fn forged_and_foreign_tokens_are_refused() {
     let upstream = Upstream::start().await;
     let proxy = Proxy::start(&upstream, &secret_toml()).await;
