@@ -13,7 +13,7 @@ use crate::auth::csrf::Csrf;
 use crate::auth::password::PasswordVerifier;
 use crate::auth::session::Sessions;
 use crate::auth::sso::Sso;
-use crate::auth::tokens::Tokens;
+use crate::auth::tokens::{revocation_window, Tokens};
 use crate::auth::Auth;
 use crate::config::{Config, CredentialsConfig, SessionStoreKind};
 use crate::pages::Pages;
@@ -90,7 +90,7 @@ impl Stores {
                     credentials,
                     throttle: Arc::new(MemoryThrottle::default()),
                     audit: Arc::new(LogOnlyAudit),
-                    refresh: Arc::new(MemoryRefreshStore::default()),
+                    refresh: Arc::new(MemoryRefreshStore::new(revocation_window(&config.tokens))),
                     replay: Arc::new(MemoryReplayStore::default()),
                     postgres: None,
                 }
@@ -106,7 +106,11 @@ impl Stores {
                     credentials,
                     throttle: Arc::new(PgThrottle::new(pg.clone())),
                     audit: Arc::new(PgAudit::start(pg.clone(), config.audit.retention)),
-                    refresh: Arc::new(PgRefreshStore::new(pg.clone())),
+                    refresh: PgRefreshStore::start(
+                        pg.clone(),
+                        revocation_window(&config.tokens),
+                        session.cache_ttl,
+                    ),
                     replay: Arc::new(PgReplayStore::new(pg.clone())),
                     postgres: Some(pg),
                 }
@@ -194,6 +198,7 @@ impl App {
             login: config.login.clone(),
             recheck_interval: config.session.recheck_interval,
             tokens,
+            bearer_rechecks: Auth::bearer_recheck_cache(config.session.recheck_interval),
             sso: Sso::new(config.sso.clone(), stores.replay),
             metrics: metrics.clone(),
         };

@@ -37,7 +37,8 @@ enum Command {
     },
     /// Apply the PostgreSQL schema.
     Migrate,
-    /// List or revoke live sessions.
+    /// List or revoke live sessions (revoking also ends the bearer token
+    /// families, so their access and refresh tokens are refused).
     Sessions {
         #[command(subcommand)]
         action: SessionsAction,
@@ -245,7 +246,12 @@ async fn sessions(config: Config, action: SessionsAction) -> ExitCode {
                 let user = if all { None } else { user };
                 portcullis::ops::sessions_revoke(&config, user.as_deref())
                     .await
-                    .map(|n| println!("revoked {n} session(s)"))
+                    .map(|n| {
+                        println!(
+                            "revoked {} session(s) and {} token family(ies)",
+                            n.sessions, n.families
+                        )
+                    })
             }
         };
     match result {

@@ -1,13 +1,15 @@
 //! Operator commands behind the CLI: `check` (config plus a live try of
-//! every backend), `migrate`, and `sessions list / revoke`. Each prints what
-//! it did or what is wrong, naming the config key to fix.
+//! every backend), `migrate`, and `sessions list / revoke` (revoke also ends
+//! bearer token families). Each prints what it did or what is wrong, naming
+//! the config key to fix.
 
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::app::Stores;
+use crate::auth::tokens::revocation_window;
 use crate::config::{Config, CredentialsConfig, SessionStoreKind};
-use crate::store::postgres::{Pg, PgSessionStore};
+use crate::store::postgres::{Pg, PgRefreshStore, PgSessionStore};
 use crate::store::SessionRecord;
 
 /// Tries every backend the config names; returns the problems found, each
@@ -88,14 +90,29 @@ fn describe(s: &SessionRecord) -> String {
     )
 }
 
-/// Revokes the sessions of `username`, or all of them; every instance
-/// drops them within a second. Returns how many.
-pub async fn sessions_revoke(config: &Config, username: Option<&str>) -> anyhow::Result<u64> {
-    use crate::store::SessionStore as _;
+/// What `sessions revoke` ended.
+#[derive(Debug, Clone, Copy)]
+pub struct Revoked {
+    pub sessions: u64,
+    /// Refresh token families, whose access tokens are refused too.
+    pub families: u64,
+}
+
+/// Revokes the sessions and bearer token families of `username`, or all of
+/// them; every instance refuses them within a second.
+pub async fn sessions_revoke(config: &Config, username: Option<&str>) -> anyhow::Result<Revoked> {
+    use crate::store::{RefreshStore as _, SessionStore as _};
     let store = session_store(config)?;
-    let revoked = match username {
+    let sessions = match username {
         Some(user) => store.remove_username(user).await,
         None => store.remove_all().await,
+    }
+    .map_err(|e| anyhow::anyhow!("postgres.url: {e}"))?;
+    let pg = Pg::new(&config.postgres).map_err(anyhow::Error::msg)?;
+    let refresh = PgRefreshStore::new(pg.clone(), revocation_window(&config.tokens));
+    let families = match username {
+        Some(user) => refresh.revoke_username(user).await,
+        None => refresh.revoke_all().await,
     }
     .map_err(|e| anyhow::anyhow!("postgres.url: {e}"))?;
     // The operator's revocation is a security event like any other.
@@ -104,7 +121,6 @@ pub async fn sessions_revoke(config: &Config, username: Option<&str>) -> anyhow:
     } else {
         "sessions_revoked_all"
     };
-    let pg = Pg::new(&config.postgres).map_err(anyhow::Error::msg)?;
     let client = pg
         .pool
         .get()
@@ -117,6 +133,6 @@ pub async fn sessions_revoke(config: &Config, username: Option<&str>) -> anyhow:
         )
         .await
         .map_err(|e| anyhow::anyhow!("postgres.url: {e}"))?;
-    tracing::info!(target: "portcullis::audit", event, user = username.unwrap_or("*"), revoked, "security event");
-    Ok(revoked)
+    tracing::info!(target: "portcullis::audit", event, user = username.unwrap_or("*"), sessions, families, "security event");
+    Ok(Revoked { sessions, families })
 }

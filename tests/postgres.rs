@@ -401,3 +401,116 @@ async fn audit_rows_past_retention_are_deleted() {
     .await;
     assert!(pruned, "the 40-day-old row outlived a 30-day retention");
 }
+
+/// Runs `portcullis sessions revoke ARGS --config` on `schema`; its stdout.
+fn sessions_revoke(schema: &PgSchema, args: &[&str]) -> String {
+    let mut config = tempfile::NamedTempFile::new().unwrap();
+    std::io::Write::write_all(&mut config, schema.toml().as_bytes()).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["sessions", "revoke"])
+        .args(args)
+        .arg("--config")
+        .arg(config.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// Bearer tokens of `user` from a JSON login: (access header, refresh token).
+async fn bearer_login(proxy: &Proxy, user: &str) -> (String, String) {
+    let reply = send(
+        Method::POST,
+        &proxy.url("/auth/login"),
+        &[("content-type", "application/json")],
+        serde_json::json!({"username": user, "password": PASSWORD}).to_string(),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    let tokens = reply.json();
+    (
+        format!("Bearer {}", tokens["access_token"].as_str().unwrap()),
+        tokens["refresh_token"].as_str().unwrap().to_string(),
+    )
+}
+
+async fn refresh_status(proxy: &Proxy, refresh_token: &str) -> StatusCode {
+    send(
+        Method::POST,
+        &proxy.url("/auth/refresh"),
+        &[("content-type", "application/json")],
+        serde_json::json!({"refresh_token": refresh_token}).to_string(),
+    )
+    .await
+    .status
+}
+
+/// SPEC: revocation reaches every instance within 1 second; the margin
+/// covers the test's own requests, not the proxy.
+const PROPAGATION: Duration = Duration::from_millis(1250);
+
+#[tokio::test]
+async fn sessions_revoke_command_ends_the_users_bearer_tokens_on_every_instance() {
+    let upstream = Upstream::start().await;
+    let schema = PgSchema::create().await;
+    let a = pg_proxy(&upstream, &schema, "").await;
+    let b = pg_proxy(&upstream, &schema, "").await;
+    let (demo_access, demo_refresh) = bearer_login(&a, "demo").await;
+    let (admin_access, admin_refresh) = bearer_login(&a, "admin").await;
+    let on_b = |access: String| {
+        let url = b.url("/x");
+        async move { get(&url, &[("authorization", &access)]).await.status }
+    };
+    assert_eq!(on_b(demo_access.clone()).await, StatusCode::OK);
+
+    let printed = sessions_revoke(&schema, &["--user", "demo"]);
+    assert!(printed.contains("1 token family"), "{printed}");
+    // Regression: access tokens stayed good until `exp`, refresh tokens for ever.
+    let refused = eventually(PROPAGATION, || async {
+        on_b(demo_access.clone()).await == StatusCode::UNAUTHORIZED
+    })
+    .await;
+    assert!(
+        refused,
+        "instance B still accepts a revoked user's access token"
+    );
+    assert_eq!(
+        get(&a.url("/x"), &[("authorization", &demo_access)])
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        refresh_status(&b, &demo_refresh).await,
+        StatusCode::UNAUTHORIZED
+    );
+    // Another user is untouched.
+    assert_eq!(on_b(admin_access.clone()).await, StatusCode::OK);
+    assert_eq!(refresh_status(&a, &admin_refresh).await, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn sessions_revoke_all_ends_every_bearer_token_on_every_instance() {
+    let upstream = Upstream::start().await;
+    let schema = PgSchema::create().await;
+    let a = pg_proxy(&upstream, &schema, "").await;
+    let b = pg_proxy(&upstream, &schema, "").await;
+    let (demo_access, demo_refresh) = bearer_login(&a, "demo").await;
+    let (admin_access, _) = bearer_login(&b, "admin").await;
+    sessions_revoke(&schema, &["--all"]);
+    for access in [&demo_access, &admin_access] {
+        let refused = eventually(PROPAGATION, || async {
+            get(&b.url("/x"), &[("authorization", access)]).await.status == StatusCode::UNAUTHORIZED
+        })
+        .await;
+        assert!(refused, "an access token survived sessions revoke --all");
+    }
+    assert_eq!(
+        refresh_status(&a, &demo_refresh).await,
+        StatusCode::UNAUTHORIZED
+    );
+}

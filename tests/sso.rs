@@ -415,3 +415,35 @@ async fn handoff_for_the_signed_in_user_goes_straight_on() {
     .await;
     assert_eq!(reply.status, StatusCode::SEE_OTHER);
 }
+
+#[tokio::test]
+async fn sso_hand_offs_count_against_the_login_ip_rate() {
+    let upstream = Upstream::start().await;
+    let extra = format!("{}[login]\nip_rate = \"2/min\"\n", partners());
+    let proxy = Proxy::start(&upstream, &extra).await;
+    let first = handoff(
+        &proxy,
+        &partner_a_token(&partner_a_claims("demo@example.com")),
+        "/",
+    )
+    .await;
+    assert_eq!(first.status, StatusCode::SEE_OTHER, "{}", first.text());
+    let forged = handoff(&proxy, "not-a-token", "/").await;
+    assert_eq!(forged.status, StatusCode::UNAUTHORIZED);
+    // Over the rate: refused before the token is looked at, so a good one
+    // is not spent by the refused attempt.
+    let good = partner_a_token(&partner_a_claims("demo@example.com"));
+    let page = handoff(&proxy, &good, "/").await;
+    assert_eq!(page.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(page.header("retry-after").is_some());
+    assert!(page
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/html"));
+    assert!(page.set_cookie("portcullis").is_none());
+    let query = serde_urlencoded::to_string([("token", good.as_str())]).unwrap();
+    let api = get(&proxy.url(&format!("/auth/sso?{query}")), &[]).await;
+    assert_eq!(api.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(api.json(), json!({"error": "rate_limited"}));
+    assert!(api.header("retry-after").is_some());
+}

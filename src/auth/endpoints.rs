@@ -276,6 +276,11 @@ async fn refresh(
 ) -> Result<Response<Body>, ProxyError> {
     let (parts, body) = req.into_parts();
     let body = read_form_body(&parts.headers, body).await?;
+    // Refreshes share the sign-in rate limit: a refresh token is a
+    // credential too, and guessing one must cost like guessing a password.
+    if let Some(wait) = over_ip_rate(app, origin, "refresh_rate_limited").await? {
+        return Ok(rate_limited_json(wait));
+    }
     let token = serde_json::from_slice::<RefreshRequest>(&body)
         .map(|r| r.refresh_token)
         .unwrap_or_default();
@@ -410,6 +415,24 @@ async fn sso(
     let query: SsoQuery =
         serde_urlencoded::from_str(req.uri().query().unwrap_or("")).unwrap_or_default();
     let next = validate_next(&query.next);
+    // Counted before the token is looked at, so a limited attempt does not
+    // spend a good hand-off.
+    if let Some(wait) = over_ip_rate(app, origin, "sso_rate_limited").await? {
+        let mut response = if crate::response::wants_html(req.headers()) {
+            let page = app.pages.error(
+                StatusCode::TOO_MANY_REQUESTS.as_u16(),
+                "Too many sign-in attempts",
+                TOO_MANY,
+                &origin.request_id,
+                None,
+            );
+            response::html(StatusCode::TOO_MANY_REQUESTS, page)
+        } else {
+            rate_limited_json(wait)
+        };
+        set_retry_after(&mut response, wait);
+        return Ok(response);
+    }
     let refuse = |reason: String, user: &str| {
         app.auth
             .audit("sso_refused", user, origin.client_ip, &origin.request_id);
@@ -723,6 +746,35 @@ fn me_json(caller: &Caller) -> serde_json::Value {
         "auth_method": caller.auth_method,
         "expires_at": expires_at,
     })
+}
+
+/// Counts an attempt against `login.ip_rate` (shared with form and JSON
+/// logins); `Some(wait)` when the client is over it, recorded as `event`.
+async fn over_ip_rate(
+    app: &App,
+    origin: &Origin,
+    event: &'static str,
+) -> Result<Option<std::time::Duration>, ProxyError> {
+    let wait = app
+        .auth
+        .throttle
+        .login_attempt(&super::rate_key(origin.client_ip), app.config.login.ip_rate)
+        .await?;
+    if wait.is_some() {
+        app.auth
+            .audit(event, "", origin.client_ip, &origin.request_id);
+    }
+    Ok(wait)
+}
+
+/// 429 `{"error":"rate_limited"}` with `Retry-After`.
+fn rate_limited_json(wait: std::time::Duration) -> Response<Body> {
+    let mut response = response::json(
+        StatusCode::TOO_MANY_REQUESTS,
+        &serde_json::json!({"error": "rate_limited"}),
+    );
+    set_retry_after(&mut response, wait);
+    response
 }
 
 /// `Retry-After` in whole seconds, at least one.

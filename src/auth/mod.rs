@@ -32,7 +32,7 @@ use cookies::CookieSettings;
 use csrf::Csrf;
 use password::PasswordVerifier;
 use session::Sessions;
-use tokens::{IssuedTokens, RefreshRefusal, Tokens};
+use tokens::{AccessToken, IssuedTokens, RefreshRefusal, Spent, Tokens};
 
 /// Longest username or password considered; longer input fails like a wrong
 /// password (after the same dummy hash), never with a different answer.
@@ -51,6 +51,9 @@ pub struct Auth {
     /// How often a live session's user is re-read (`session.recheck_interval`).
     pub recheck_interval: Duration,
     pub tokens: Arc<Tokens>,
+    /// Users of bearer families re-read within `recheck_interval`, by
+    /// family (see [`Auth::bearer_recheck_cache`]).
+    pub bearer_rechecks: moka::future::Cache<String, Identity>,
     pub sso: sso::Sso,
     pub metrics: Arc<crate::admin::metrics::Metrics>,
 }
@@ -134,15 +137,22 @@ impl Auth {
             return Ok(None);
         };
         if !self.tokens.ready() {
-            // The shared key is still loading: a 503, not a 401 that would
-            // make the client throw away a good token.
+            // The shared key or the revoked families are still loading: a
+            // 503, not a 401 that would make the client throw away a good
+            // token (nor a 200 for a token that may be revoked).
             return Err(StoreError::Unavailable {
                 backend: "postgres",
-                message: "shared token key not loaded yet".into(),
+                message: self.tokens.not_ready_reason().into(),
             });
         }
-        Ok(self.tokens.verify_access(token).map(|access| Caller {
-            identity: access.identity,
+        let Some(access) = self.tokens.verify_access(token) else {
+            return Ok(None);
+        };
+        let Some(identity) = self.recheck_bearer(&access).await else {
+            return Ok(None);
+        };
+        Ok(Some(Caller {
+            identity,
             auth_method: "bearer",
             expires_at: access.expires_at,
             session: None,
@@ -151,17 +161,93 @@ impl Auth {
         }))
     }
 
+    /// The cache behind [`Auth::recheck_bearer`]: an entry lives
+    /// `recheck_interval`, so a family's user is re-read at most that often
+    /// per instance; bounded like the session cache.
+    pub fn bearer_recheck_cache(
+        recheck_interval: Duration,
+    ) -> moka::future::Cache<String, Identity> {
+        moka::future::Cache::builder()
+            .time_to_live(recheck_interval)
+            .max_capacity(100_000)
+            .build()
+    }
+
+    /// Bearer callers are re-checked like sessions: once a token is older
+    /// than `recheck_interval` (its identity was read when it was minted),
+    /// its user is re-read at most every `recheck_interval` per family. An
+    /// inactive or deleted user's family is revoked (`None`: refused
+    /// everywhere); otherwise the current identity applies (changed roles).
+    /// A credential outage postpones the check, as for sessions.
+    async fn recheck_bearer(&self, access: &AccessToken) -> Option<Identity> {
+        if access.issued_at + self.recheck_interval > SystemTime::now() {
+            return Some(access.identity.clone());
+        }
+        // A live entry was read less than `recheck_interval` ago, hence after
+        // this (due) token was minted: it is never older than the token.
+        let read = self
+            .bearer_rechecks
+            .try_get_with(access.family.clone(), async {
+                match self.credentials.find_current(&access.identity).await {
+                    Ok(Some(user)) if user.active => Ok(user.identity),
+                    Ok(_) => Err(None),
+                    Err(e) => Err(Some(e)),
+                }
+            })
+            .await;
+        match read {
+            Ok(identity) => {
+                if identity != access.identity {
+                    tracing::debug!(user = %identity.username, "user details changed; bearer caller updated");
+                }
+                Some(identity)
+            }
+            Err(e) => match e.as_ref() {
+                Some(e) => {
+                    tracing::warn!(error = %e, "bearer re-check postponed: credential backend unavailable");
+                    Some(access.identity.clone())
+                }
+                None => {
+                    if let Err(e) = self.tokens.revoke_family(&access.family).await {
+                        // Refused anyway; the next request re-reads and retries.
+                        tracing::warn!(error = %e, "could not revoke the token family of an inactive user");
+                    }
+                    // Found by the re-check, not by a request of the user's
+                    // own: no client address or request id to record.
+                    self.audit(
+                        "tokens_revoked_inactive",
+                        &access.identity.username,
+                        IpAddr::from([0, 0, 0, 0]),
+                        "-",
+                    );
+                    None
+                }
+            },
+        }
+    }
+
     /// Rotates a refresh token: a new access and refresh token in the same
     /// family, for a user who is still active (re-read from the credential
-    /// backend, so changed roles apply). `None` answers `invalid_grant`.
+    /// backend, so changed roles apply); within the grace, the pair the
+    /// first use got. `None` answers `invalid_grant`.
     pub async fn refresh(
         &self,
         refresh_token: &str,
         client_ip: IpAddr,
         request_id: &str,
     ) -> Result<Option<IssuedTokens>, StoreError> {
-        let spent = match self.tokens.spend(refresh_token).await? {
-            Ok(spent) => spent,
+        let rotation = match self.tokens.spend(refresh_token).await? {
+            Ok(Spent::Fresh(rotation)) => rotation,
+            Ok(Spent::Again { record, issued }) => {
+                // Within the grace: the pair the first use got, re-sent.
+                self.audit(
+                    "token_refresh_repeated",
+                    &record.identity.username,
+                    client_ip,
+                    request_id,
+                );
+                return Ok(Some(issued));
+            }
             Err(RefreshRefusal::Reused) => {
                 self.audit("refresh_reuse", "", client_ip, request_id);
                 return Ok(None);
@@ -171,13 +257,13 @@ impl Auth {
                 return Ok(None);
             }
         };
-        let record = &spent.record;
+        let record = &rotation.record;
         // If the rest fails (a backend outage), the token is given back so a
         // later retry is not taken for a replay.
         let user = match self.credentials.find_current(&record.identity).await {
             Ok(user) => user,
             Err(e) => {
-                self.tokens.unspend(&spent).await;
+                self.tokens.unspend(&rotation).await;
                 return Err(e);
             }
         };
@@ -207,10 +293,11 @@ impl Auth {
                 return Ok(None);
             }
             Err(e) => {
-                self.tokens.unspend(&spent).await;
+                self.tokens.unspend(&rotation).await;
                 return Err(e);
             }
         };
+        self.tokens.rotated(&rotation, &issued).await;
         self.audit(
             "token_refresh",
             &user.identity.username,

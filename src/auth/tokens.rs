@@ -3,10 +3,23 @@
 //! every use, with reuse detection per family (a spent token presented again
 //! revokes the family, except within [`REUSE_GRACE`] of its first use, so two
 //! tabs refreshing at once both succeed).
+//!
+//! Every access token names its refresh family (`sid`). Revoking a family
+//! (logout, `sessions revoke`, a replay, the user turning inactive) makes
+//! every instance refuse its access tokens at once, from an in-memory set the
+//! refresh store keeps current (see `store::revoked`), not only at `exp`.
+//!
+//! Within the grace, a spent token is answered with the very pair its first
+//! use got, never a new one. That pair is kept server-side for the grace
+//! only, sealed (AES-256-GCM) under a key derived from the spent refresh
+//! token itself, which the server never stores: a copy of the database
+//! alone opens nothing.
 
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use aws_lc_rs::aead::{Aad, Nonce, RandomizedNonceKey, AES_256_GCM, NONCE_LEN};
+use hmac::{Hmac, Mac};
 use jsonwebtoken::{DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
@@ -24,6 +37,21 @@ const ACCESS_TYPE: &str = "access";
 pub const REUSE_GRACE: Duration = Duration::from_secs(10);
 /// Clock skew allowed when checking our own tokens.
 const LEEWAY_SECS: u64 = 5;
+/// Extra time a revoked family is remembered beyond the access-token
+/// lifetime and leeway, for clocks that differ between instances.
+const CLOCK_MARGIN: Duration = Duration::from_secs(60);
+/// Longest a use inside the grace waits for the concurrent first use to
+/// store its pair; then 503, and the client retries.
+const SUCCESSOR_WAIT: Duration = Duration::from_secs(5);
+/// Label of the key that seals a successor pair (HMAC-SHA256 keyed by the
+/// spent refresh token), distinct from the token's lookup hash.
+const SUCCESSOR_LABEL: &[u8] = b"portcullis refresh successor v1";
+
+/// How long a revoked family must be remembered: no access token of it can
+/// verify after this (lifetime, leeway, and a margin for clock differences).
+pub(crate) fn revocation_window(config: &TokensConfig) -> Duration {
+    config.access_ttl + Duration::from_secs(LEEWAY_SECS) + CLOCK_MARGIN
+}
 
 #[derive(Debug, Serialize, Deserialize)]
 struct AccessClaims {
@@ -35,7 +63,7 @@ struct AccessClaims {
     nbf: u64,
     jti: String,
     typ: String,
-    /// Refresh family, so logout can name what to revoke.
+    /// Refresh family, so a revocation can name what to refuse.
     sid: String,
     name: String,
     email: String,
@@ -43,7 +71,7 @@ struct AccessClaims {
 }
 
 /// What a client receives from a JSON login or a refresh.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct IssuedTokens {
     pub access_token: String,
     pub refresh_token: String,
@@ -51,20 +79,43 @@ pub struct IssuedTokens {
     pub expires_in: u64,
 }
 
+/// The sealed form of an [`IssuedTokens`].
+#[derive(Serialize, Deserialize)]
+struct SealedPair {
+    access_token: String,
+    refresh_token: String,
+    expires_in: u64,
+}
+
 /// A verified access token.
 #[derive(Debug, Clone)]
 pub struct AccessToken {
     pub identity: Identity,
     pub expires_at: SystemTime,
+    /// When it was minted, which is when its identity was read.
+    pub issued_at: SystemTime,
     pub family: String,
 }
 
-/// A refresh token that may be rotated.
+/// A refresh token spent by its first use: rotate it, then
+/// [`Tokens::rotated`] (or [`Tokens::unspend`] when the rotation failed).
 #[derive(Debug)]
-pub struct Spent {
+pub struct Rotation {
     pub hash: TokenHash,
     pub record: RefreshRecord,
-    pub first_use: bool,
+    successor_key: [u8; 32],
+}
+
+/// What presenting a refresh token allows.
+#[derive(Debug)]
+pub enum Spent {
+    /// Its first use: mint a successor pair.
+    Fresh(Rotation),
+    /// A use within the grace: the pair the first use was answered with.
+    Again {
+        record: RefreshRecord,
+        issued: IssuedTokens,
+    },
 }
 
 /// Why a refresh was refused (all answer `invalid_grant`).
@@ -87,6 +138,50 @@ pub struct Tokens {
 
 fn unix(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+fn successor_key(refresh_token: &str) -> [u8; 32] {
+    let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(refresh_token.as_bytes())
+        .expect("HMAC takes a key of any length");
+    mac.update(SUCCESSOR_LABEL);
+    mac.finalize().into_bytes().into()
+}
+
+/// `nonce || ciphertext || tag`, bound to the spent token's row by `aad`.
+fn seal(key: &[u8; 32], aad: &TokenHash, pair: &IssuedTokens) -> Option<Vec<u8>> {
+    let key = RandomizedNonceKey::new(&AES_256_GCM, key).ok()?;
+    let mut data = serde_json::to_vec(&SealedPair {
+        access_token: pair.access_token.clone(),
+        refresh_token: pair.refresh_token.clone(),
+        expires_in: pair.expires_in,
+    })
+    .ok()?;
+    let nonce = key
+        .seal_in_place_append_tag(Aad::from(&aad.0[..]), &mut data)
+        .ok()?;
+    let mut sealed = nonce.as_ref().to_vec();
+    sealed.extend_from_slice(&data);
+    Some(sealed)
+}
+
+fn open(key: &[u8; 32], aad: &TokenHash, sealed: &[u8]) -> Option<IssuedTokens> {
+    if sealed.len() < NONCE_LEN {
+        return None;
+    }
+    let key = RandomizedNonceKey::new(&AES_256_GCM, key).ok()?;
+    let (nonce, data) = sealed.split_at(NONCE_LEN);
+    let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
+    let mut data = data.to_vec();
+    let plain = key
+        .open_in_place(nonce, Aad::from(&aad.0[..]), &mut data)
+        .ok()?;
+    let pair: SealedPair = serde_json::from_slice(plain).ok()?;
+    Some(IssuedTokens {
+        access_token: pair.access_token,
+        refresh_token: pair.refresh_token,
+        token_type: "Bearer",
+        expires_in: pair.expires_in,
+    })
 }
 
 impl Tokens {
@@ -178,18 +273,28 @@ impl Tokens {
         }))
     }
 
-    /// Whether bearer tokens can be checked yet (the shared key is loaded).
+    /// Whether bearer tokens can be checked yet: the shared key is loaded
+    /// and the revoked families are known.
     pub fn ready(&self) -> bool {
-        self.key.get().is_some()
+        self.key.get().is_some() && self.store.revocations_current()
+    }
+
+    /// Why [`Tokens::ready`] is false, for the 503's log line.
+    pub fn not_ready_reason(&self) -> &'static str {
+        if self.key.get().is_none() {
+            "shared token key not loaded yet"
+        } else {
+            "revoked refresh families not loaded (revocation listener down)"
+        }
     }
 
     /// Verifies a bearer access token; `None` for anything else (expired,
-    /// forged, another kind of token, oversized, ...).
+    /// forged, another kind of token, oversized, of a revoked family, ...).
     pub fn verify_access(&self, token: &str) -> Option<AccessToken> {
         let key = self.key.get()?;
         let claims: AccessClaims =
             jwt::verify(token, &DecodingKey::from_secret(key), &self.validation).ok()?;
-        if claims.typ != ACCESS_TYPE {
+        if claims.typ != ACCESS_TYPE || self.store.family_revoked(&claims.sid) {
             return None;
         }
         Some(AccessToken {
@@ -200,13 +305,15 @@ impl Tokens {
                 roles: claims.roles,
             },
             expires_at: UNIX_EPOCH + Duration::from_secs(claims.exp),
+            issued_at: UNIX_EPOCH + Duration::from_secs(claims.iat),
             family: claims.sid,
         })
     }
 
-    /// Spends a refresh token; returns it (hash, record, whether this was
-    /// its first use) when it may be rotated. A replay after the grace
-    /// period revokes the family.
+    /// Spends a refresh token. Its first use may be rotated; a use within
+    /// the grace gets the pair the first use was answered with (waiting up
+    /// to [`SUCCESSOR_WAIT`] for a concurrent first use to finish); a replay
+    /// after the grace revokes the family.
     pub async fn spend(
         &self,
         refresh_token: &str,
@@ -215,36 +322,76 @@ impl Tokens {
             return Ok(Err(RefreshRefusal::Unknown));
         }
         let hash = hash_token(refresh_token);
-        let (record, first_use) = match self.store.spend(&hash, REUSE_GRACE).await? {
-            Spend::Unknown => return Ok(Err(RefreshRefusal::Unknown)),
-            Spend::Reused { family } => {
-                self.store.revoke_family(&family).await?;
-                return Ok(Err(RefreshRefusal::Reused));
+        let started = tokio::time::Instant::now();
+        let mut pause = Duration::from_millis(20);
+        loop {
+            let (record, successor) = match self.store.spend(&hash, REUSE_GRACE).await? {
+                Spend::Unknown => return Ok(Err(RefreshRefusal::Unknown)),
+                Spend::Reused { family } => {
+                    self.store.revoke_family(&family).await?;
+                    return Ok(Err(RefreshRefusal::Reused));
+                }
+                Spend::Fresh(record) => {
+                    if record.expires_at <= SystemTime::now() {
+                        return Ok(Err(RefreshRefusal::Expired));
+                    }
+                    return Ok(Ok(Spent::Fresh(Rotation {
+                        hash,
+                        record,
+                        successor_key: successor_key(refresh_token),
+                    })));
+                }
+                Spend::InGrace { record, successor } => (record, successor),
+            };
+            if let Some(sealed) = successor {
+                // Only the holder of the spent token can open it; anything
+                // else is refused like an unknown token.
+                return Ok(match open(&successor_key(refresh_token), &hash, &sealed) {
+                    Some(issued) => Ok(Spent::Again { record, issued }),
+                    None => Err(RefreshRefusal::Unknown),
+                });
             }
-            Spend::Fresh(record) => (record, true),
-            Spend::InGrace(record) => (record, false),
-        };
-        if record.expires_at <= SystemTime::now() {
-            return Ok(Err(RefreshRefusal::Expired));
+            if started.elapsed() >= SUCCESSOR_WAIT {
+                return Err(StoreError::Unavailable {
+                    backend: "tokens",
+                    message: "a concurrent refresh of this token has not finished".into(),
+                });
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(200));
         }
-        Ok(Ok(Spent {
-            hash,
-            record,
-            first_use,
-        }))
+    }
+
+    /// Keeps the pair a rotation was answered with for the rest of the
+    /// grace, so a concurrent use gets the same. Failure only logs: the
+    /// concurrent use then gets a 503 and retries.
+    pub async fn rotated(&self, rotation: &Rotation, issued: &IssuedTokens) {
+        let Some(sealed) = seal(&rotation.successor_key, &rotation.hash, issued) else {
+            tracing::warn!("could not seal a successor pair; a concurrent refresh will be retried");
+            return;
+        };
+        if let Err(e) = self.store.set_successor(&rotation.hash, &sealed).await {
+            tracing::warn!(error = %e, "could not keep a successor pair; a concurrent refresh will be retried");
+        }
     }
 
     /// Gives a freshly spent token back (its rotation failed on the way).
-    pub async fn unspend(&self, spent: &Spent) {
-        if spent.first_use {
-            if let Err(e) = self.store.unspend(&spent.hash).await {
-                tracing::warn!(error = %e, "could not restore a refresh token after a failed rotation");
-            }
+    pub async fn unspend(&self, rotation: &Rotation) {
+        if let Err(e) = self.store.unspend(&rotation.hash).await {
+            tracing::warn!(error = %e, "could not restore a refresh token after a failed rotation");
         }
     }
 
+    /// Revokes a family: its refresh tokens are deleted and its access
+    /// tokens refused by every instance.
     pub async fn revoke_family(&self, family: &str) -> Result<u64, StoreError> {
         self.store.revoke_family(family).await
+    }
+
+    /// Revokes every family of a username (`sessions revoke --user`, a
+    /// password change or reset); returns how many families.
+    pub async fn revoke_username(&self, username: &str) -> Result<u64, StoreError> {
+        self.store.revoke_username(username).await
     }
 }
 
@@ -260,7 +407,8 @@ mod tests {
             algorithm: jsonwebtoken::Algorithm::HS256,
             secret: Some(b"0123456789abcdef0123456789abcdef".to_vec()),
         };
-        Tokens::new(config, Arc::new(MemoryRefreshStore::default()))
+        let window = revocation_window(&config);
+        Tokens::new(config, Arc::new(MemoryRefreshStore::new(window)))
     }
 
     fn demo() -> Identity {
@@ -306,19 +454,28 @@ mod tests {
         assert!(t.verify_access(&forged).is_none());
     }
 
+    fn fresh(spent: Spent) -> Rotation {
+        match spent {
+            Spent::Fresh(rotation) => rotation,
+            Spent::Again { .. } => panic!("expected a first use"),
+        }
+    }
+
     #[tokio::test]
-    async fn spent_refresh_token_within_grace_is_honoured_then_reuse_revokes_family() {
+    async fn a_use_within_the_grace_gets_the_first_uses_pair_then_reuse_revokes_family() {
         let t = tokens();
         let issued = t.issue(&demo(), None).await.unwrap().unwrap();
-        let first = t.spend(&issued.refresh_token).await.unwrap().unwrap();
-        assert!(first.first_use);
-        let again = t.spend(&issued.refresh_token).await.unwrap().unwrap();
-        assert!(!again.first_use, "second use inside the grace period");
+        let first = fresh(t.spend(&issued.refresh_token).await.unwrap().unwrap());
         let next = t
             .issue(&demo(), Some(first.record.family.clone()))
             .await
             .unwrap()
             .unwrap();
+        t.rotated(&first, &next).await;
+        match t.spend(&issued.refresh_token).await.unwrap().unwrap() {
+            Spent::Again { issued: again, .. } => assert_eq!(again, next, "the same pair"),
+            Spent::Fresh(_) => panic!("second use inside the grace period rotated again"),
+        }
         // With no grace at all, the next use is a replay: the family goes.
         let hash = hash_token(&issued.refresh_token);
         assert!(matches!(
@@ -340,17 +497,48 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn access_tokens_of_a_revoked_family_are_refused() {
+        let t = tokens();
+        let issued = t.issue(&demo(), None).await.unwrap().unwrap();
+        let other = t.issue(&demo(), None).await.unwrap().unwrap();
+        let family = t.verify_access(&issued.access_token).unwrap().family;
+        t.revoke_family(&family).await.unwrap();
+        assert!(t.verify_access(&issued.access_token).is_none());
+        assert!(t.verify_access(&other.access_token).is_some());
+        t.revoke_username("demo").await.unwrap();
+        assert!(t.verify_access(&other.access_token).is_none());
+    }
+
+    #[test]
+    fn a_sealed_pair_opens_only_with_the_spent_token_and_its_row() {
+        let pair = IssuedTokens {
+            access_token: "a".into(),
+            refresh_token: "r".into(),
+            token_type: "Bearer",
+            expires_in: 60,
+        };
+        let spent = new_token();
+        let row = hash_token(&spent);
+        let sealed = seal(&successor_key(&spent), &row, &pair).unwrap();
+        assert_eq!(open(&successor_key(&spent), &row, &sealed), Some(pair));
+        assert!(open(&successor_key(&new_token()), &row, &sealed).is_none());
+        assert!(open(&successor_key(&spent), &hash_token("other"), &sealed).is_none());
+        let text = String::from_utf8_lossy(&sealed);
+        assert!(
+            !text.contains("\"access_token\""),
+            "sealed, not stored as is"
+        );
+    }
+
+    #[tokio::test]
     async fn an_unspent_token_can_be_used_again() {
         let t = tokens();
         let issued = t.issue(&demo(), None).await.unwrap().unwrap();
-        let spent = t.spend(&issued.refresh_token).await.unwrap().unwrap();
+        let spent = fresh(t.spend(&issued.refresh_token).await.unwrap().unwrap());
         t.unspend(&spent).await;
-        assert!(
-            t.spend(&issued.refresh_token)
-                .await
-                .unwrap()
-                .unwrap()
-                .first_use
-        );
+        assert!(matches!(
+            t.spend(&issued.refresh_token).await.unwrap().unwrap(),
+            Spent::Fresh(_)
+        ));
     }
 }

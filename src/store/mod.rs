@@ -7,6 +7,7 @@ pub mod file;
 pub mod memory;
 pub mod mysql;
 pub mod postgres;
+pub(crate) mod revoked;
 
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
@@ -204,15 +205,21 @@ pub enum Spend {
     Unknown,
     /// Its first use.
     Fresh(RefreshRecord),
-    /// Used before, but within the grace period of its first use.
-    InGrace(RefreshRecord),
+    /// Used before, but within the grace period of its first use, with the
+    /// successor pair that use was answered with once it is stored (sealed,
+    /// see `auth::tokens`).
+    InGrace {
+        record: RefreshRecord,
+        successor: Option<Vec<u8>>,
+    },
     /// Used before, longer ago than the grace period: a replay.
     Reused {
         family: String,
     },
 }
 
-/// Refresh tokens for API clients (rotation with reuse detection).
+/// Refresh tokens for API clients (rotation with reuse detection), and the
+/// revoked families every bearer request is checked against.
 #[async_trait]
 pub trait RefreshStore: Send + Sync {
     /// Stores a new token; false (nothing stored) when its family has been
@@ -227,8 +234,25 @@ pub trait RefreshStore: Send + Sync {
     /// Makes a freshly spent token unspent again (its rotation failed on the
     /// way, and the client will retry).
     async fn unspend(&self, token_hash: &TokenHash) -> Result<(), StoreError>;
-    /// Deletes every token of a family and refuses new ones; returns how many.
+    /// Keeps the sealed successor pair of a spent token for the rest of its
+    /// grace period (then it is wiped), for a concurrent use to be given.
+    async fn set_successor(&self, token_hash: &TokenHash, sealed: &[u8]) -> Result<(), StoreError>;
+    /// Deletes every token of a family and refuses new ones, and makes every
+    /// instance refuse the family's access tokens; returns how many tokens.
     async fn revoke_family(&self, family: &str) -> Result<u64, StoreError>;
+    /// [`RefreshStore::revoke_family`] for every family of a username
+    /// (operators know names, not ids); returns how many families.
+    async fn revoke_username(&self, username: &str) -> Result<u64, StoreError>;
+    /// [`RefreshStore::revoke_family`] for every family; returns how many.
+    async fn revoke_all(&self) -> Result<u64, StoreError>;
+    /// Whether the family was revoked, from memory (the bearer hot path).
+    fn family_revoked(&self, family: &str) -> bool;
+    /// Whether [`RefreshStore::family_revoked`] can be trusted: false until
+    /// a shared store has loaded the revoked families, and again once its
+    /// notices have been missing for longer than `session.cache_ttl`.
+    fn revocations_current(&self) -> bool {
+        true
+    }
 }
 
 /// Single use of SSO hand-off tokens, keyed on (`iss`, `jti`).

@@ -99,6 +99,19 @@ CREATE TABLE revoked_refresh_families (
     (
         4,
         r#"
+-- The successor pair a refresh token's first use was answered with, sealed
+-- with a key only that token opens, kept for its grace period (then wiped).
+ALTER TABLE refresh_tokens ADD COLUMN successor bytea;
+CREATE INDEX refresh_tokens_successor_spent_at ON refresh_tokens (spent_at) WHERE successor IS NOT NULL;
+-- `sessions revoke --user` revokes the user's families too.
+CREATE INDEX refresh_tokens_username ON refresh_tokens (username);
+-- Every instance loads the families revoked within one access-token lifetime.
+CREATE INDEX revoked_refresh_families_revoked_at ON revoked_refresh_families (revoked_at);
+"#,
+    ),
+    (
+        5,
+        r#"
 -- Refusals anyone can provoke are written as one row per window with a count.
 ALTER TABLE audit_events ADD COLUMN count integer NOT NULL DEFAULT 1;
 "#,

@@ -2,26 +2,148 @@
 //! by another and a replay revokes the family everywhere. Rotation and
 //! revocation of one family are serialised with an advisory lock, and a
 //! revoked family is remembered, so a rotation racing a revocation loses.
+//!
+//! Revoked families also reach the bearer hot path of every instance
+//! without a query per request: each keeps them in memory
+//! ([`RevokedFamilies`]), loads the recent ones when its listener connects,
+//! and hears new ones by `NOTIFY portcullis_refresh_families` (the family id,
+//! or `*` for "reload"), sent inside the revoking transaction so it travels
+//! exactly when the revocation commits. The listener follows the session
+//! listener's pattern (see `sessions`): a heartbeat proves the connection is
+//! alive, and every (re)connect reloads the set, since notices sent while it
+//! was away are lost.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures_util::StreamExt;
+use tokio_postgres::{AsyncMessage, NoTls};
 
-use super::{db_error, pool_error, Pg};
+use super::{db_error, pool_error, unavailable, Pg, DB_TIMEOUT};
+use crate::auth::tokens::REUSE_GRACE;
+use crate::store::revoked::RevokedFamilies;
 use crate::store::{Identity, RefreshRecord, RefreshStore, Spend, StoreError, TokenHash};
 
 /// Locks one family for the current transaction.
 const LOCK_FAMILY: &str = "SELECT pg_advisory_xact_lock(hashtextextended($1, 7))";
+/// The NOTIFY channel family revocations travel on.
+const CHANNEL: &str = "portcullis_refresh_families";
+/// Payload asking every instance to reload the revoked families.
+const RELOAD: &str = "*";
+/// Beyond this many families in one revocation, one reload notice is sent
+/// instead of one notice per family.
+const MAX_NOTICES: usize = 100;
+/// How often the listener proves its connection alive, reloads the set and
+/// wipes successor pairs past their grace.
+const LISTENER_HEARTBEAT: Duration = Duration::from_secs(15);
 
 pub struct PgRefreshStore {
     pg: Arc<Pg>,
+    revoked: RevokedFamilies,
 }
 
 impl PgRefreshStore {
-    pub fn new(pg: Arc<Pg>) -> Self {
-        Self { pg }
+    /// A store that writes and announces revocations but does not hear
+    /// them (the CLI): it never answers bearer requests.
+    pub fn new(pg: Arc<Pg>, window: Duration) -> Self {
+        Self {
+            pg,
+            revoked: RevokedFamilies::shared(window, Duration::ZERO),
+        }
     }
+
+    /// The store of a serving instance: a listener keeps the revoked
+    /// families current (it stops when the store is dropped). `window`: how
+    /// long a revocation matters (the longest an access token can verify);
+    /// `staleness`: how long the set is trusted while the listener is down.
+    pub fn start(pg: Arc<Pg>, window: Duration, staleness: Duration) -> Arc<Self> {
+        let store = Arc::new(Self {
+            pg,
+            revoked: RevokedFamilies::shared(window, staleness),
+        });
+        tokio::spawn(listen(Arc::downgrade(&store)));
+        store
+    }
+
+    /// Merges the families revoked within the window into the set (never
+    /// removes any: revocations are never undone).
+    async fn reload(&self, client: &tokio_postgres::Client) -> Result<(), StoreError> {
+        let rows = tokio::time::timeout(
+            DB_TIMEOUT,
+            client.query(
+                "SELECT family, greatest(extract(epoch FROM now() - revoked_at), 0)::float8
+                 FROM revoked_refresh_families
+                 WHERE revoked_at > now() - make_interval(secs => $1)",
+                &[&self.revoked.window().as_secs_f64()],
+            ),
+        )
+        .await
+        .map_err(|_| unavailable("loading revoked refresh families timed out"))?
+        .map_err(db_error)?;
+        for row in &rows {
+            let family: &str = row.get(0);
+            let age: f64 = row.get(1);
+            self.revoked
+                .insert(family, Duration::from_secs_f64(age.max(0.0)));
+        }
+        self.revoked.prune();
+        Ok(())
+    }
+
+    /// Revokes `families` (sorted, no duplicates) in one transaction: each
+    /// is locked against a racing rotation, remembered, emptied and
+    /// announced. Returns how many tokens were deleted.
+    async fn revoke_families(&self, families: &[String]) -> Result<u64, StoreError> {
+        if families.is_empty() {
+            return Ok(0);
+        }
+        let mut client = self.pg.pool.get().await.map_err(pool_error)?;
+        let tx = client.transaction().await.map_err(db_error)?;
+        for family in families {
+            tx.execute(LOCK_FAMILY, &[family]).await.map_err(db_error)?;
+        }
+        tx.execute(
+            "INSERT INTO revoked_refresh_families (family) SELECT unnest($1::text[])
+             ON CONFLICT DO NOTHING",
+            &[&families],
+        )
+        .await
+        .map_err(db_error)?;
+        let deleted = tx
+            .execute(
+                "DELETE FROM refresh_tokens WHERE family = ANY($1)",
+                &[&families],
+            )
+            .await
+            .map_err(db_error)?;
+        notify(&tx, families).await?;
+        tx.commit().await.map_err(db_error)?;
+        for family in families {
+            self.revoked.insert(family, Duration::ZERO);
+        }
+        Ok(deleted)
+    }
+}
+
+/// Announces revoked families; delivered when the transaction commits.
+async fn notify(
+    tx: &deadpool_postgres::Transaction<'_>,
+    families: &[String],
+) -> Result<(), StoreError> {
+    if families.len() > MAX_NOTICES {
+        tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &RELOAD])
+            .await
+            .map_err(db_error)?;
+        return Ok(());
+    }
+    tx.execute(
+        "SELECT pg_notify($1, f) FROM unnest($2::text[]) AS f",
+        &[&CHANNEL, &families],
+    )
+    .await
+    .map_err(db_error)?;
+    Ok(())
 }
 
 #[async_trait]
@@ -32,17 +154,8 @@ impl RefreshStore for PgRefreshStore {
         tx.execute(LOCK_FAMILY, &[&r.family])
             .await
             .map_err(db_error)?;
-        let revoked = tx
-            .query_opt(
-                "SELECT 1 FROM revoked_refresh_families WHERE family = $1",
-                &[&r.family],
-            )
-            .await
-            .map_err(db_error)?
-            .is_some();
-        if revoked {
-            return Ok(false);
-        }
+        // Inserted before the check: `revoke_all` locks the table rather
+        // than each family, so the check must come after any wait for it.
         tx.execute(
             "INSERT INTO refresh_tokens (token_hash, family, user_id, username, email, roles, created_at, expires_at)
              VALUES ($1, $2, $3, $4, $5, $6, now(), $7)",
@@ -58,6 +171,18 @@ impl RefreshStore for PgRefreshStore {
         )
         .await
         .map_err(db_error)?;
+        let revoked = tx
+            .query_opt(
+                "SELECT 1 FROM revoked_refresh_families WHERE family = $1",
+                &[&r.family],
+            )
+            .await
+            .map_err(db_error)?
+            .is_some();
+        if revoked {
+            // Dropping the transaction rolls the insert back.
+            return Ok(false);
+        }
         tx.commit().await.map_err(db_error)?;
         Ok(true)
     }
@@ -75,7 +200,8 @@ impl RefreshStore for PgRefreshStore {
                  FROM before WHERE t.token_hash = before.token_hash
                  RETURNING t.family, t.user_id, t.username, t.email, t.roles, t.expires_at,
                      before.spent_at IS NULL,
-                     before.spent_at >= now() - make_interval(secs => $2)",
+                     before.spent_at >= now() - make_interval(secs => $2),
+                     t.successor",
                 &[&&token_hash.0[..], &grace.as_secs_f64()],
             )
             .await
@@ -98,7 +224,10 @@ impl RefreshStore for PgRefreshStore {
         Ok(if fresh {
             Spend::Fresh(record)
         } else if in_grace == Some(true) {
-            Spend::InGrace(record)
+            Spend::InGrace {
+                record,
+                successor: row.get(8),
+            }
         } else {
             Spend::Reused {
                 family: record.family,
@@ -110,7 +239,7 @@ impl RefreshStore for PgRefreshStore {
         let client = self.pg.pool.get().await.map_err(pool_error)?;
         client
             .execute(
-                "UPDATE refresh_tokens SET spent_at = NULL WHERE token_hash = $1",
+                "UPDATE refresh_tokens SET spent_at = NULL, successor = NULL WHERE token_hash = $1",
                 &[&&token_hash.0[..]],
             )
             .await
@@ -118,23 +247,194 @@ impl RefreshStore for PgRefreshStore {
         Ok(())
     }
 
-    async fn revoke_family(&self, family: &str) -> Result<u64, StoreError> {
-        let mut client = self.pg.pool.get().await.map_err(pool_error)?;
-        let tx = client.transaction().await.map_err(db_error)?;
-        tx.execute(LOCK_FAMILY, &[&family])
+    async fn set_successor(&self, token_hash: &TokenHash, sealed: &[u8]) -> Result<(), StoreError> {
+        let client = self.pg.pool.get().await.map_err(pool_error)?;
+        client
+            .execute(
+                "UPDATE refresh_tokens SET successor = $2 WHERE token_hash = $1 AND spent_at IS NOT NULL",
+                &[&&token_hash.0[..], &sealed],
+            )
             .await
             .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn revoke_family(&self, family: &str) -> Result<u64, StoreError> {
+        self.revoke_families(&[family.to_string()]).await
+    }
+
+    async fn revoke_username(&self, username: &str) -> Result<u64, StoreError> {
+        let client = self.pg.pool.get().await.map_err(pool_error)?;
+        let families: Vec<String> = client
+            .query(
+                "SELECT DISTINCT family FROM refresh_tokens WHERE username = $1 ORDER BY family",
+                &[&username],
+            )
+            .await
+            .map_err(db_error)?
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        drop(client);
+        self.revoke_families(&families).await?;
+        Ok(families.len() as u64)
+    }
+
+    async fn revoke_all(&self) -> Result<u64, StoreError> {
+        let mut client = self.pg.pool.get().await.map_err(pool_error)?;
+        let tx = client.transaction().await.map_err(db_error)?;
+        // No token can join any family until this commits (see `insert`).
+        tx.batch_execute("LOCK TABLE refresh_tokens IN SHARE ROW EXCLUSIVE MODE")
+            .await
+            .map_err(db_error)?;
+        let families: Vec<String> = tx
+            .query("SELECT DISTINCT family FROM refresh_tokens", &[])
+            .await
+            .map_err(db_error)?
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
         tx.execute(
-            "INSERT INTO revoked_refresh_families (family) VALUES ($1) ON CONFLICT DO NOTHING",
-            &[&family],
+            "INSERT INTO revoked_refresh_families (family) SELECT unnest($1::text[])
+             ON CONFLICT DO NOTHING",
+            &[&families],
         )
         .await
         .map_err(db_error)?;
-        let deleted = tx
-            .execute("DELETE FROM refresh_tokens WHERE family = $1", &[&family])
+        tx.execute("DELETE FROM refresh_tokens", &[])
             .await
             .map_err(db_error)?;
+        notify(&tx, &families).await?;
         tx.commit().await.map_err(db_error)?;
-        Ok(deleted)
+        for family in &families {
+            self.revoked.insert(family, Duration::ZERO);
+        }
+        Ok(families.len() as u64)
+    }
+
+    fn family_revoked(&self, family: &str) -> bool {
+        self.revoked.contains(family)
+    }
+
+    fn revocations_current(&self) -> bool {
+        self.revoked.is_current()
+    }
+}
+
+/// Keeps a LISTEN connection open and applies family revocations to the
+/// in-memory set; reloads the set on every (re)connect and heartbeat.
+async fn listen(store: Weak<PgRefreshStore>) {
+    let mut announced_down = false;
+    loop {
+        let Some(config) = store.upgrade().map(|s| s.pg.config.clone()) else {
+            return;
+        };
+        match config.connect(NoTls).await {
+            Ok((client, mut connection)) => {
+                let mut messages =
+                    futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+                let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+                // The connection must be polled for the client to work; the
+                // channel closes when the connection ends.
+                let pump = tokio::spawn(async move {
+                    while let Some(Ok(message)) = messages.next().await {
+                        if let AsyncMessage::Notification(n) = message {
+                            if tx.send(n.payload().to_string()).is_err() {
+                                break;
+                            }
+                        }
+                    }
+                });
+                let listening = client
+                    .batch_execute(&format!("LISTEN {CHANNEL}"))
+                    .await
+                    .map_err(db_error);
+                // Listening first, then loading: nothing falls in between.
+                let loaded = match (listening, store.upgrade()) {
+                    (Ok(()), Some(s)) => s.reload(&client).await,
+                    (Err(e), _) => Err(e),
+                    (_, None) => return,
+                };
+                match loaded {
+                    Ok(()) => {
+                        if let Some(s) = store.upgrade() {
+                            s.revoked.mark_live();
+                        }
+                        if announced_down {
+                            tracing::info!("refresh family revocation listener reconnected");
+                            announced_down = false;
+                        }
+                        if !serve_notices(&store, &client, &mut rx).await {
+                            pump.abort();
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        // Typically the schema is not applied yet at start.
+                        if !announced_down {
+                            tracing::warn!(error = %e, "refresh family revocations cannot be loaded; retrying (bearer requests answer 503 meanwhile)");
+                            announced_down = true;
+                        }
+                    }
+                }
+                pump.abort();
+            }
+            Err(e) => {
+                if !announced_down {
+                    tracing::warn!(error = %e, "refresh family revocation listener cannot connect; retrying");
+                    announced_down = true;
+                }
+            }
+        }
+        if let Some(s) = store.upgrade() {
+            s.revoked.mark_lost();
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Applies notices until the connection fails (returns true: reconnect) or
+/// the store is gone (false).
+async fn serve_notices(
+    store: &Weak<PgRefreshStore>,
+    client: &tokio_postgres::Client,
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
+) -> bool {
+    let mut heartbeat = tokio::time::interval(LISTENER_HEARTBEAT);
+    heartbeat.tick().await;
+    loop {
+        tokio::select! {
+            payload = rx.recv() => {
+                let Some(payload) = payload else { return true };
+                let Some(s) = store.upgrade() else { return false };
+                if payload == RELOAD {
+                    if let Err(e) = s.reload(client).await {
+                        tracing::warn!(error = %e, "revoked refresh families could not be reloaded; reconnecting");
+                        return true;
+                    }
+                } else {
+                    s.revoked.insert(&payload, Duration::ZERO);
+                }
+            }
+            _ = heartbeat.tick() => {
+                let Some(s) = store.upgrade() else { return false };
+                // The reload doubles as the liveness probe.
+                if s.reload(client).await.is_err() {
+                    return true;
+                }
+                let wiped = tokio::time::timeout(
+                    DB_TIMEOUT,
+                    client.execute(
+                        "UPDATE refresh_tokens SET successor = NULL
+                         WHERE successor IS NOT NULL AND spent_at < now() - make_interval(secs => $1)",
+                        &[&REUSE_GRACE.as_secs_f64()],
+                    ),
+                )
+                .await;
+                if !matches!(wiped, Ok(Ok(_))) {
+                    tracing::debug!("successor pairs past their grace not wiped this round");
+                }
+            }
+        }
     }
 }
