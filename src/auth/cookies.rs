@@ -216,4 +216,160 @@ mod tests {
             "a=1; __Host-portcullis=secret; __Host-portcullis-csrf=n; b=2"
         );
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// `cases` (`PROPTEST_CASES` overrides), no regression files:
+        /// failures found are kept as named unit tests instead.
+        fn config(cases: u32) -> ProptestConfig {
+            ProptestConfig {
+                cases: std::env::var("PROPTEST_CASES")
+                    .ok()
+                    .and_then(|c| c.parse().ok())
+                    .unwrap_or(cases),
+                failure_persistence: None,
+                ..ProptestConfig::default()
+            }
+        }
+
+        /// Bytes a hostile `Cookie` header is made of: our names (exact,
+        /// other case, prefixed), separators, quotes, whitespace, obs-text.
+        #[rustfmt::skip]
+        fn piece() -> impl Strategy<Value = &'static [u8]> {
+            prop::sample::select(vec![
+                &b"__Host-portcullis"[..], b"__Host-portcullis-csrf", b"__host-portcullis",
+                b"__Host-portcullis =", b"\t__Host-portcullis-csrf\t=",
+                b"portcullis", b"=", b"=", b";", b";", b"; ", b" ", b"\t", b",", b"\"", b"a", b"tok",
+                b"\x80", b"\xff", b"%3B", b"$Version=1", b"==",
+            ])
+        }
+
+        fn cookie_header() -> impl Strategy<Value = HeaderValue> {
+            prop_oneof![
+                3 => prop::collection::vec(piece(), 0..16).prop_map(|v| v.concat()),
+                1 => prop::collection::vec(any::<u8>(), 0..64),
+            ]
+            .prop_filter_map("not a header value", |b| HeaderValue::from_bytes(&b).ok())
+        }
+
+        /// A cookie the app set, never named like ours (ours are
+        /// case-sensitive: `__host-portcullis` is someone else's).
+        fn other_cookie() -> impl Strategy<Value = (String, String)> {
+            (
+                prop_oneof![
+                    "[A-Za-z0-9!#$%&'*+.^_`|~-]{1,12}",
+                    Just("__host-portcullis".to_string()),
+                    Just("__Host-portcullis-csrfx".to_string()),
+                    Just("x__Host-portcullis".to_string()),
+                ],
+                "[!-:<-~]([ -:<-~]{0,14}[!-:<-~])?|",
+            )
+                .prop_filter("named like ours", |(name, _)| {
+                    name != "__Host-portcullis" && name != "__Host-portcullis-csrf"
+                })
+        }
+
+        proptest! {
+            #![proptest_config(config(256))]
+
+            #[test]
+            fn malformed_cookie_headers_never_panic_nor_leak(
+                values in prop::collection::vec(cookie_header(), 0..4),
+                pass_ours in any::<bool>(),
+            ) {
+                let s = settings("");
+                let mut h = HeaderMap::new();
+                for v in values {
+                    h.append(COOKIE, v);
+                }
+                prop_assert!(s.session_tokens(&h).len() <= MAX_SESSION_COOKIES);
+                let _ = s.csrf_nonce(&h);
+                s.prepare_for_upstream(&mut h, pass_ours);
+                prop_assert!(h.get_all(COOKIE).iter().count() <= 1);
+                if !pass_ours {
+                    prop_assert_eq!(s.session_tokens(&h), Vec::<String>::new(), "{:?}", h);
+                    prop_assert_eq!(s.csrf_nonce(&h), None, "{:?}", h);
+                }
+            }
+
+            #[test]
+            fn our_cookies_are_found_among_any_others(
+                others in prop::collection::vec(other_cookie(), 0..12),
+                token in "[A-Za-z0-9_-]{1,43}",
+                nonce in prop::option::of("[A-Za-z0-9_-]{1,43}"),
+                at in any::<prop::sample::Index>(),
+                separators in prop::collection::vec(prop::sample::select(vec![";", "; ", " ;", ";  ;", "; \t"]), 13),
+                split in prop::collection::vec(any::<bool>(), 13),
+                pass_ours in any::<bool>(),
+            ) {
+                let s = settings("");
+                // `(name, as written)`; whitespace around `=` is allowed.
+                let mut pairs: Vec<(&str, String)> = others
+                    .iter()
+                    .map(|(n, v)| (n.as_str(), format!("{n}={v}")))
+                    .collect();
+                let ws = |i: usize| ["", " ", "\t"][i % 3];
+                pairs.insert(
+                    at.index(pairs.len() + 1),
+                    ("ours", format!("__Host-portcullis{}={}{token}", ws(token.len()), ws(at.index(3)))),
+                );
+                if let Some(nonce) = &nonce {
+                    pairs.insert(
+                        at.index(pairs.len() + 1),
+                        ("ours", format!("__Host-portcullis-csrf{}={nonce}", ws(nonce.len()))),
+                    );
+                }
+                // One header or several (HTTP/2 sends one per cookie).
+                let mut h = HeaderMap::new();
+                let mut current = String::new();
+                for (i, (_, pair)) in pairs.iter().enumerate() {
+                    if split[i] && !current.is_empty() {
+                        h.append(COOKIE, HeaderValue::from_str(&current).unwrap());
+                        current.clear();
+                    }
+                    if !current.is_empty() {
+                        current.push_str(separators[i]);
+                    }
+                    current.push_str(pair);
+                }
+                h.append(COOKIE, HeaderValue::from_str(&current).unwrap());
+
+                prop_assert_eq!(s.session_tokens(&h), vec![token.clone()]);
+                prop_assert_eq!(s.csrf_nonce(&h), nonce.clone());
+                s.prepare_for_upstream(&mut h, pass_ours);
+                let forwarded = h.get(COOKIE).map(|v| v.to_str().unwrap().to_string());
+                let expected: Vec<&str> = pairs
+                    .iter()
+                    .filter(|(name, _)| pass_ours || *name != "ours")
+                    .map(|(_, p)| p.trim())
+                    .collect();
+                prop_assert_eq!(forwarded, (!expected.is_empty()).then(|| expected.join("; ")));
+            }
+        }
+
+        proptest! {
+            #![proptest_config(config(16))]
+
+            /// A flood of session cookies and junk costs at most
+            /// `MAX_SESSION_COOKIES` lookups, the first ones sent.
+            #[test]
+            fn huge_cookie_headers_yield_at_most_two_tokens(
+                copies in 1usize..3000,
+                junk in "[ -:<-~]{0,40}",
+            ) {
+                let s = settings("");
+                let flood: Vec<String> = (0..copies)
+                    .map(|i| format!("{junk};__Host-portcullis=v{i}"))
+                    .collect();
+                let mut h = HeaderMap::new();
+                h.insert(COOKIE, HeaderValue::from_str(&flood.join("; ")).unwrap());
+                let tokens = s.session_tokens(&h);
+                let expected: Vec<String> =
+                    (0..copies.min(MAX_SESSION_COOKIES)).map(|i| format!("v{i}")).collect();
+                prop_assert_eq!(tokens, expected);
+            }
+        }
+    }
 }

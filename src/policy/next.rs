@@ -114,4 +114,96 @@ mod tests {
         let long = format!("/{}", "a".repeat(5000));
         assert_eq!(validate_next(&long), "/");
     }
+
+    mod properties {
+        use super::super::{validate_next, MAX_NEXT_LEN};
+        use crate::policy::path::{normalize, percent_decode};
+        use proptest::prelude::*;
+
+        /// 256 cases (`PROPTEST_CASES` overrides), no regression files:
+        /// failures found are kept as named unit tests instead.
+        fn config() -> ProptestConfig {
+            ProptestConfig {
+                failure_persistence: None,
+                ..ProptestConfig::default()
+            }
+        }
+
+        /// What browsers and URL parsers bend: slashes and backslashes raw or
+        /// encoded, tabs and newlines (removed by WHATWG parsers), schemes,
+        /// userinfo, dot segments, Unicode look-alikes and C1 controls.
+        #[rustfmt::skip]
+        fn piece() -> impl Strategy<Value = &'static str> {
+            prop::sample::select(vec![
+                "/", "/", "/", "//", "\\", "%5c", "%5C", "%2f", "%2F", "\t", "\n", "\r", "%09",
+                "%0a", "%0D", "%00", "\0", "\u{7f}", "%7f", "\u{85}", "%C2%85", "\u{a0}",
+                "\u{3000}", "\u{ff0f}", "\u{2215}", "\u{feff}", " ", "%20", "evil.com",
+                "app.example.com", "@", ":", "https:", "http:", "javascript:", "data:", "//evil",
+                "?", "#", "&", "=", "..", ".", "%2e", "%2E", "%2e%2e", "a", "b", "é", "%C3%A9",
+                "%", "%g1", "%25", "%252f", "~", ";",
+            ])
+        }
+
+        fn raw_next() -> impl Strategy<Value = String> {
+            prop_oneof![
+                6 => prop::collection::vec(piece(), 0..12).prop_map(|v| format!("/{}", v.concat())),
+                2 => prop::collection::vec(piece(), 0..10).prop_map(|v| v.concat()),
+                1 => any::<String>(),
+            ]
+        }
+
+        /// Where a browser on `https://app.example.com/login` would go.
+        fn resolve(target: &str) -> Result<url::Url, url::ParseError> {
+            url::Url::parse("https://app.example.com/auth/login?next=x")?.join(target)
+        }
+
+        proptest! {
+            #![proptest_config(config())]
+
+            #[test]
+            fn whatever_passes_stays_on_our_origin(raw in raw_next()) {
+                let next = validate_next(&raw);
+                prop_assert!(next.len() <= MAX_NEXT_LEN);
+                prop_assert!(next.starts_with('/'), "{next:?}");
+                prop_assert!(!next.starts_with("//") && !next.starts_with("/\\"), "{next:?}");
+                prop_assert!(!next.contains('\\'), "{next:?}");
+                prop_assert!(!next.contains('#'), "{next:?} keeps a fragment");
+                prop_assert!(!next.chars().any(char::is_control), "{next:?}");
+                let decoded = percent_decode(&next);
+                prop_assert!(decoded.is_some(), "{next:?} does not decode");
+                let decoded = decoded.unwrap();
+                prop_assert!(!decoded.starts_with("//") && !decoded.contains('\\'), "{next:?}");
+                prop_assert!(!decoded.chars().any(char::is_control), "{next:?}");
+                // A WHATWG parser (backslash as slash, tabs and newlines
+                // dropped) resolves it on our origin, with no userinfo.
+                let url = resolve(&next).map_err(|e| {
+                    TestCaseError::fail(format!("{next:?} does not resolve: {e}"))
+                })?;
+                prop_assert_eq!(url.origin().ascii_serialization(), "https://app.example.com");
+                prop_assert_eq!(url.username(), "");
+                prop_assert_eq!(url.password(), None);
+                // The path part is what the proxy itself would forward.
+                let path = next.split('?').next().unwrap_or_default();
+                prop_assert_eq!(normalize(path), Ok(path.to_string()));
+                prop_assert_eq!(validate_next(&next), next.clone(), "not idempotent");
+            }
+
+            /// The check is not vacuous: ordinary same-origin targets survive.
+            #[test]
+            fn ordinary_paths_are_kept(
+                segments in prop::collection::vec("[a-zA-Z0-9_~-][a-zA-Z0-9._~-]{0,7}", 0..6),
+                slash in any::<bool>(),
+                query in prop::option::of("[a-z0-9]{1,6}=[a-zA-Z0-9/:.?]{0,12}"),
+            ) {
+                let mut raw = format!("/{}", segments.join("/"));
+                if slash && !segments.is_empty() {
+                    raw.push('/');
+                }
+                if let Some(q) = &query {
+                    raw = format!("{raw}?{q}");
+                }
+                prop_assert_eq!(validate_next(&raw), raw);
+            }
+        }
+    }
 }
