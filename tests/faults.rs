@@ -255,15 +255,6 @@ async fn readyz(proxy: &Proxy) -> StatusCode {
         .status
 }
 
-/// Waits until `/readyz` answers 200 (schema applied, key loaded).
-async fn wait_ready(proxy: &Proxy) {
-    let ready = eventually(Duration::from_secs(20), || async {
-        readyz(proxy).await == StatusCode::OK
-    })
-    .await;
-    assert!(ready, "proxy never became ready");
-}
-
 /// A clear 503: the right status, a Retry-After, and nothing of the
 /// database's own words in the body.
 fn assert_clear_503(reply: &Reply, what: &str) {
@@ -299,7 +290,7 @@ async fn postgres_outage_gives_503_then_recovers_without_losing_sessions() {
     let mut cluster = TempCluster::started().await;
     let upstream = Upstream::start().await;
     let proxy = Proxy::start(&upstream, &pg_toml(&cluster, "cache_ttl = \"1s\"")).await;
-    wait_ready(&proxy).await;
+    proxy.wait_ready().await;
 
     let session = login(&proxy, "demo").await;
     let before = get_in_time(&proxy.url("/chat/"), &[("cookie", &session), JSON]).await;

@@ -321,7 +321,7 @@ async fn front_proxy_keeps_the_app_safe(
     unauthenticated: Unauthenticated,
 ) {
     let upstream = Upstream::start().await;
-    let proxy = Proxy::start_with(&upstream, TRUSTED, "").await;
+    let proxy = Proxy::builder(&upstream).server(TRUSTED).start().await;
     let (portcullis, app) = (proxy.addr, upstream.addr);
     let front = Front::start(name, |dir, addr| start(dir, addr, portcullis, app)).await;
     let demo = login(&proxy, "demo").await;

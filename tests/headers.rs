@@ -322,12 +322,10 @@ async fn untrusted_client_gets_exactly_one_x_forwarded_for_with_its_own_address(
 #[tokio::test]
 async fn trusted_proxy_x_forwarded_for_names_the_real_client() {
     let upstream = Upstream::start().await;
-    let proxy = Proxy::start_with(
-        &upstream,
-        "public_url = \"http://127.0.0.1\"\ntrusted_proxies = [\"127.0.0.1/32\"]\n",
-        "",
-    )
-    .await;
+    let proxy = Proxy::builder(&upstream)
+        .server("public_url = \"http://127.0.0.1\"\ntrusted_proxies = [\"127.0.0.1/32\"]\n")
+        .start()
+        .await;
     let reply = get(
         &proxy.url("/static/x"),
         &[("x-forwarded-for", "203.0.113.5")],
@@ -392,12 +390,10 @@ async fn untrusted_client_request_id_is_replaced() {
 #[tokio::test]
 async fn trusted_proxy_request_id_is_kept() {
     let upstream = Upstream::start().await;
-    let proxy = Proxy::start_with(
-        &upstream,
-        "public_url = \"http://127.0.0.1\"\ntrusted_proxies = [\"127.0.0.1/32\"]\n",
-        "",
-    )
-    .await;
+    let proxy = Proxy::builder(&upstream)
+        .server("public_url = \"http://127.0.0.1\"\ntrusted_proxies = [\"127.0.0.1/32\"]\n")
+        .start()
+        .await;
     let reply = get(&proxy.url("/static/x"), &[("x-request-id", "lb-1234")]).await;
     assert_eq!(reply.upstream_header("x-request-id"), vec!["lb-1234"]);
     assert_eq!(reply.header("x-request-id"), Some("lb-1234"));

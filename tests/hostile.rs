@@ -87,7 +87,10 @@ async fn record(mut stream: TcpStream, seen: Arc<Mutex<Vec<String>>>) {
 async fn proxy_with(server_keys: &str) -> (Recorder, Proxy) {
     let recorder = Recorder::start().await;
     let keys = format!("public_url = \"http://127.0.0.1\"\n{server_keys}");
-    let proxy = Proxy::start_with(&recorder.upstream(), &keys, "").await;
+    let proxy = Proxy::builder(&recorder.upstream())
+        .server(&keys)
+        .start()
+        .await;
     (recorder, proxy)
 }
 
@@ -350,12 +353,10 @@ async fn encoded_slash_or_backslash_path_is_refused() {
 #[tokio::test]
 async fn connections_beyond_max_connections_wait_for_a_free_slot() {
     let upstream = Upstream::start().await;
-    let proxy = Proxy::start_with(
-        &upstream,
-        "public_url = \"http://127.0.0.1\"\nmax_connections = 1\n",
-        "",
-    )
-    .await;
+    let proxy = Proxy::builder(&upstream)
+        .server("public_url = \"http://127.0.0.1\"\nmax_connections = 1\n")
+        .start()
+        .await;
     let request = b"GET /static/a HTTP/1.1\r\nHost: a\r\n\r\n";
     let mut first = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
     first.write_all(request).await.unwrap();

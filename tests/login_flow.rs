@@ -295,7 +295,7 @@ async fn bcrypt_password_differing_only_after_byte_72_is_refused() {
     let real = format!("{}-real-suffix", "p".repeat(72));
     let hash = bcrypt::hash(&real, 4).unwrap();
     let users = format!("[[user]]\nid = \"9\"\nusername = \"long\"\npassword_hash = \"{hash}\"\n");
-    let proxy = Proxy::start_with_users(&upstream, &users, "").await;
+    let proxy = Proxy::builder(&upstream).users(&users).start().await;
     let (csrf_cookie, token) = login_form(&proxy).await;
     let forged = format!("{}-other-suffix", "p".repeat(72));
     let reply = post_login(&proxy, &csrf_cookie, &token, "long", &forged, "/").await;
@@ -308,8 +308,10 @@ async fn bcrypt_password_differing_only_after_byte_72_is_refused() {
 #[tokio::test]
 async fn session_cookie_attributes_in_production() {
     let upstream = Upstream::start().await;
-    let proxy =
-        Proxy::start_with(&upstream, "public_url = \"https://app.example.com\"\n", "").await;
+    let proxy = Proxy::builder(&upstream)
+        .server("public_url = \"https://app.example.com\"\n")
+        .start()
+        .await;
     let page = get(&proxy.url("/auth/login"), &[]).await;
     let csrf = page
         .headers

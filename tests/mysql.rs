@@ -187,13 +187,13 @@ async fn a_user_made_inactive_loses_the_session_at_the_recheck() {
     );
     db.exec("UPDATE users SET is_active = 0 WHERE username = 'alice'")
         .await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let refused = get(&proxy.url("/x"), &[("cookie", &session)]).await;
-    assert_eq!(
-        refused.status,
-        StatusCode::UNAUTHORIZED,
-        "{}",
-        refused.text()
+    let refused = eventually(Duration::from_secs(10), || async {
+        get(&proxy.url("/x"), &[("cookie", &session)]).await.status == StatusCode::UNAUTHORIZED
+    })
+    .await;
+    assert!(
+        refused,
+        "an inactive user kept the session past the re-check"
     );
 
     // Active again, the ended session stays ended.
@@ -219,9 +219,15 @@ async fn changed_roles_apply_at_the_recheck() {
     );
     db.exec("UPDATE users SET roles = 'admin' WHERE username = 'alice'")
         .await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let promoted = eventually(Duration::from_secs(10), || async {
+        get(&proxy.url("/admin/x"), &[("cookie", &session)])
+            .await
+            .status
+            == StatusCode::OK
+    })
+    .await;
+    assert!(promoted, "changed roles did not apply at the re-check");
     let admin = get(&proxy.url("/admin/x"), &[("cookie", &session)]).await;
-    assert_eq!(admin.status, StatusCode::OK, "{}", admin.text());
     assert_eq!(admin.upstream_header("x-auth-roles"), vec!["admin"]);
 }
 

@@ -26,23 +26,8 @@ async fn pg_proxy_with(
         &format!("{}{extra}", schema.toml_with(session_keys)),
     )
     .await;
-    wait_ready(&proxy).await;
+    proxy.wait_ready().await;
     proxy
-}
-
-/// Waits until `/readyz` answers 200 (schema applied, key loaded).
-async fn wait_ready(proxy: &Proxy) {
-    for _ in 0..100 {
-        if get(&format!("http://{}/readyz", proxy.admin_addr), &[])
-            .await
-            .status
-            == StatusCode::OK
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("proxy never became ready");
 }
 
 #[tokio::test]

@@ -86,11 +86,15 @@ async fn sighup_applies_new_rules_and_users_and_refuses_a_broken_config() {
         .unwrap()
         .port();
     write(&conf, &config(port, &upstream, &users, ""));
+    // The log tells the test when a reload was refused (the running config
+    // looks the same whether SIGHUP was refused or ignored).
+    let log_path = dir.path().join("portcullis.log");
+    let log = std::fs::File::create(&log_path).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
         .args(["serve", "--config"])
         .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stdout(Stdio::from(log.try_clone().unwrap()))
+        .stderr(Stdio::from(log))
         .spawn()
         .unwrap();
     let mut running = Running(child);
@@ -174,7 +178,15 @@ async fn sighup_applies_new_rules_and_users_and_refuses_a_broken_config() {
 
     write(&conf, "[server]\nlisten = \"nowhere\"\nbogus_key = 1\n");
     signal(&running.0, "HUP");
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let refused = eventually(Duration::from_secs(10), || {
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        async move { log.contains("reload refused") }
+    })
+    .await;
+    assert!(
+        refused,
+        "the broken config was not refused (SIGHUP ignored?)"
+    );
     assert_eq!(
         get(&format!("{base}/secret/x"), &[("cookie", &session)])
             .await

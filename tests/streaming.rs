@@ -352,7 +352,10 @@ async fn unreachable_upstream_gives_502_without_internal_detail() {
 #[tokio::test]
 async fn upstream_slower_than_response_header_timeout_gives_504() {
     let upstream = Upstream::start().await;
-    let proxy = Proxy::start_for_url(&upstream.url(), "response_header_timeout = \"1s\"\n").await;
+    let proxy = Proxy::builder_for_url(&upstream.url())
+        .upstream_keys("response_header_timeout = \"1s\"\n")
+        .start()
+        .await;
     let session = login(&proxy, "demo").await;
     let base = format!("http://{}", proxy.addr);
 
@@ -421,11 +424,7 @@ async fn graceful_shutdown_finishes_the_in_flight_request() {
 #[tokio::test]
 async fn websocket_from_a_foreign_origin_is_refused() {
     let upstream = Upstream::start().await;
-    let proxy = Proxy::start_with(
-        &upstream,
-        "public_url = \"http://127.0.0.1\"\nwebsocket_origins = [\"https://partner.example\"]\n",
-        "",
-    )
+    let proxy = Proxy::builder(&upstream).server("public_url = \"http://127.0.0.1\"\nwebsocket_origins = [\"https://partner.example\"]\n").start()
     .await;
     let session = login(&proxy, "demo").await;
     let open = |origin: &'static str| {

@@ -20,7 +20,7 @@ async fn start_tls_proxy(upstream: &Upstream) -> Proxy {
     let server_keys = format!(
         "public_url = \"https://localhost\"\n[server.tls]\ncert = \"{FIXTURES}/localhost.crt\"\nkey = \"{FIXTURES}/localhost.key\"\n"
     );
-    Proxy::start_with(upstream, &server_keys, "").await
+    Proxy::builder(upstream).server(&server_keys).start().await
 }
 
 async fn connect(proxy: &Proxy, alpn: &[u8]) -> tokio_rustls::client::TlsStream<TcpStream> {

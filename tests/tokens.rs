@@ -382,22 +382,9 @@ async fn tokens_work_across_instances_sharing_postgres() {
     assert_eq!(rotated.status, StatusCode::OK, "{}", rotated.text());
 }
 
-/// Waits until `/readyz` answers 200 (schema applied, keys and revoked
-/// families loaded).
-async fn wait_ready(proxy: &Proxy) {
-    let url = format!("http://{}/readyz", proxy.admin_addr);
-    assert!(
-        eventually(std::time::Duration::from_secs(10), || async {
-            get(&url, &[]).await.status == StatusCode::OK
-        })
-        .await,
-        "proxy never became ready"
-    );
-}
-
 async fn pg_proxy(upstream: &Upstream, schema: &PgSchema) -> Proxy {
     let proxy = Proxy::start(upstream, &schema.toml()).await;
-    wait_ready(&proxy).await;
+    proxy.wait_ready().await;
     proxy
 }
 

@@ -15,7 +15,7 @@ async fn verify(proxy: &Proxy, headers: &[(&str, &str)]) -> Reply {
 #[tokio::test]
 async fn trusted_proxy_gets_the_route_decision_and_identity() {
     let upstream = Upstream::start().await;
-    let proxy = Proxy::start_with(&upstream, TRUSTED, "").await;
+    let proxy = Proxy::builder(&upstream).server(TRUSTED).start().await;
     let demo = login(&proxy, "demo").await;
     let admin = login(&proxy, "admin").await;
 
@@ -153,7 +153,7 @@ async fn untrusted_caller_headers_are_not_even_checked() {
 #[tokio::test]
 async fn duplicated_uri_or_method_header_is_refused() {
     let upstream = Upstream::start().await;
-    let proxy = Proxy::start_with(&upstream, TRUSTED, "").await;
+    let proxy = Proxy::builder(&upstream).server(TRUSTED).start().await;
     let demo = login(&proxy, "demo").await;
     for forged_first in [true, false] {
         let (first, second) = if forged_first {
@@ -192,7 +192,7 @@ async fn duplicated_uri_or_method_header_is_refused() {
 #[tokio::test]
 async fn trusted_caller_without_the_uri_header_gets_400() {
     let upstream = Upstream::start().await;
-    let proxy = Proxy::start_with(&upstream, TRUSTED, "").await;
+    let proxy = Proxy::builder(&upstream).server(TRUSTED).start().await;
     let demo = login(&proxy, "demo").await;
     let reply = verify(&proxy, &[("x-forwarded-method", "GET"), ("cookie", &demo)]).await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST);
@@ -210,7 +210,7 @@ async fn trusted_caller_without_the_uri_header_gets_400() {
 #[tokio::test]
 async fn x_original_uri_is_ignored_by_default() {
     let upstream = Upstream::start().await;
-    let proxy = Proxy::start_with(&upstream, TRUSTED, "").await;
+    let proxy = Proxy::builder(&upstream).server(TRUSTED).start().await;
     let demo = login(&proxy, "demo").await;
     let only_original = verify(
         &proxy,
@@ -239,7 +239,11 @@ async fn configured_header_names_are_the_only_ones_read() {
     let upstream = Upstream::start().await;
     let extra =
         "[forward_auth]\nuri_header = \"X-Original-URI\"\nmethod_header = \"X-Original-Method\"\n";
-    let proxy = Proxy::start_with(&upstream, TRUSTED, extra).await;
+    let proxy = Proxy::builder(&upstream)
+        .server(TRUSTED)
+        .extra(extra)
+        .start()
+        .await;
     let demo = login(&proxy, "demo").await;
     let admin_page = verify(
         &proxy,
@@ -281,7 +285,11 @@ async fn configured_header_names_are_the_only_ones_read() {
 async fn a_get_rule_also_judges_head() {
     let upstream = Upstream::start().await;
     let extra = "[[route]]\npath = \"/reports/**\"\nmethods = [\"GET\"]\nroles = [\"admin\"]\n";
-    let proxy = Proxy::start_with(&upstream, TRUSTED, extra).await;
+    let proxy = Proxy::builder(&upstream)
+        .server(TRUSTED)
+        .extra(extra)
+        .start()
+        .await;
     let demo = login(&proxy, "demo").await;
     let admin = login(&proxy, "admin").await;
     let head = verify(

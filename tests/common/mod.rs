@@ -258,47 +258,53 @@ pub struct Proxy {
     _users: tempfile::NamedTempFile,
 }
 
-impl Proxy {
-    /// Starts a proxy in front of `upstream` with the SPEC example routes,
-    /// an `http://` public URL (cookies without `Secure`, so plain-HTTP
-    /// tests can use them), and `extra` TOML appended (later keys of an
-    /// already-present table are not allowed, so pass whole tables).
-    pub async fn start(upstream: &Upstream, extra: &str) -> Proxy {
-        Self::start_with(upstream, "public_url = \"http://127.0.0.1\"\n", extra).await
+/// How a test proxy is started: [`Proxy::start`] for the common case,
+/// [`Proxy::builder`] to change the `[server]` or `[upstream]` keys or the
+/// users file.
+pub struct ProxyBuilder {
+    upstream_url: String,
+    upstream_keys: String,
+    server_keys: String,
+    users: Option<String>,
+    extra: String,
+}
+
+impl ProxyBuilder {
+    /// `[server]` keys (listen is set); replaces the default
+    /// `public_url = "http://127.0.0.1"`.
+    pub fn server(mut self, keys: &str) -> Self {
+        self.server_keys = keys.to_string();
+        self
     }
 
-    /// Like [`Proxy::start`] with custom `[server]` keys (listen is set).
-    pub async fn start_with(upstream: &Upstream, server_keys: &str, extra: &str) -> Proxy {
-        Self::start_full(&upstream.url(), "", server_keys, users_file(), extra).await
+    /// More `[upstream]` keys (url is set).
+    pub fn upstream_keys(mut self, keys: &str) -> Self {
+        self.upstream_keys = keys.to_string();
+        self
     }
 
-    /// Like [`Proxy::start`] with the given users file (TOML text).
-    pub async fn start_with_users(upstream: &Upstream, users_toml: &str, extra: &str) -> Proxy {
-        let mut users = tempfile::NamedTempFile::new().unwrap();
-        std::io::Write::write_all(&mut users, users_toml.as_bytes()).unwrap();
-        Self::start_full(
-            &upstream.url(),
-            "",
-            "public_url = \"http://127.0.0.1\"\n",
-            users,
-            extra,
-        )
-        .await
+    /// The users file (TOML text) instead of [`users_file`]'s.
+    pub fn users(mut self, toml: &str) -> Self {
+        self.users = Some(toml.to_string());
+        self
     }
 
-    /// Like [`Proxy::start`] in front of any URL, with more `[upstream]` keys.
-    pub async fn start_for_url(upstream_url: &str, upstream_keys: &str) -> Proxy {
-        let server_keys = "public_url = \"http://127.0.0.1\"\n";
-        Self::start_full(upstream_url, upstream_keys, server_keys, users_file(), "").await
+    /// Whole tables appended to the config (later keys of a table already
+    /// present are not allowed).
+    pub fn extra(mut self, toml: &str) -> Self {
+        self.extra = toml.to_string();
+        self
     }
 
-    async fn start_full(
-        upstream_url: &str,
-        upstream_keys: &str,
-        server_keys: &str,
-        users: tempfile::NamedTempFile,
-        extra: &str,
-    ) -> Proxy {
+    pub async fn start(self) -> Proxy {
+        let users = match &self.users {
+            Some(text) => {
+                let mut users = tempfile::NamedTempFile::new().unwrap();
+                std::io::Write::write_all(&mut users, text.as_bytes()).unwrap();
+                users
+            }
+            None => users_file(),
+        };
         let toml = format!(
             r#"
 [server]
@@ -326,6 +332,10 @@ format = "pretty"
 access_log = false
 {extra}
 "#,
+            server_keys = self.server_keys,
+            upstream_url = self.upstream_url,
+            upstream_keys = self.upstream_keys,
+            extra = self.extra,
             users = users.path().display(),
         );
         let config = portcullis::Config::from_toml(&toml, std::path::Path::new("."))
@@ -345,6 +355,42 @@ access_log = false
             task: Some(task),
             _users: users,
         }
+    }
+}
+
+impl Proxy {
+    /// Starts a proxy in front of `upstream` with the SPEC example routes,
+    /// an `http://` public URL (cookies without `Secure`, so plain-HTTP
+    /// tests can use them), and `extra` TOML appended (whole tables).
+    pub async fn start(upstream: &Upstream, extra: &str) -> Proxy {
+        Self::builder(upstream).extra(extra).start().await
+    }
+
+    /// A proxy in front of `upstream`, to be adjusted before `start`.
+    pub fn builder(upstream: &Upstream) -> ProxyBuilder {
+        Self::builder_for_url(&upstream.url())
+    }
+
+    /// A proxy in front of any URL (a closed port, a slow server...).
+    pub fn builder_for_url(upstream_url: &str) -> ProxyBuilder {
+        ProxyBuilder {
+            upstream_url: upstream_url.to_string(),
+            upstream_keys: String::new(),
+            server_keys: "public_url = \"http://127.0.0.1\"\n".to_string(),
+            users: None,
+            extra: String::new(),
+        }
+    }
+
+    /// Polls `/readyz` until it answers 200 (schema applied, keys loaded),
+    /// failing the test after 20 s.
+    pub async fn wait_ready(&self) {
+        let url = format!("http://{}/readyz", self.admin_addr);
+        let ready = eventually(Duration::from_secs(20), || async {
+            get(&url, &[]).await.status == StatusCode::OK
+        })
+        .await;
+        assert!(ready, "proxy never became ready");
     }
 
     pub fn url(&self, path: &str) -> String {
