@@ -11,6 +11,7 @@ use super::{Caller, LoginOutcome};
 use crate::app::App;
 use crate::pages::LoginView;
 use crate::policy::next::validate_next;
+use crate::policy::routes::Verdict;
 use crate::proxy::error::ProxyError;
 use crate::proxy::forwarded::Origin;
 use crate::proxy::headers::set_identity;
@@ -608,11 +609,17 @@ async fn verify(
     let path = crate::policy::path::normalize(&original.path)?;
     let routes = app.routes.load_full();
     let access = routes.access(&original.method, &crate::policy::path::routing_path(&path));
-    let caller = match app.auth.authorize(access, headers).await? {
-        Ok(caller) => caller,
-        Err(super::Refusal::Unauthenticated) => return Ok(unauthenticated_json()),
-        Err(super::Refusal::Forbidden) => return Err(ProxyError::Forbidden),
+    let caller = if access.needs_caller() {
+        app.auth.caller(headers).await?
+    } else {
+        None
     };
+    let roles = caller.as_ref().map(|c| c.identity.roles.as_slice());
+    match crate::policy::routes::decide(access, roles) {
+        Verdict::Allow => {}
+        Verdict::Unauthenticated => return Ok(unauthenticated_json()),
+        Verdict::Forbidden => return Err(ProxyError::Forbidden),
+    }
     let mut response = response::json(StatusCode::OK, &serde_json::json!({"status": "ok"}));
     if let Some(caller) = caller {
         set_identity(

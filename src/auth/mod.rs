@@ -23,7 +23,6 @@ use sha2::Digest as _;
 pub use endpoints::{handle, login_url, unauthenticated_json};
 
 use crate::config::LoginConfig;
-use crate::policy::routes::Access;
 use crate::store::{
     AuditEvent, AuditSink, AuthMethod, CredentialStore, Gate, Identity, SessionRecord, StoreError,
     ThrottleStore, TokenHash,
@@ -88,38 +87,7 @@ pub enum LoginOutcome {
     RateLimited(Duration),
 }
 
-/// Why a route refused a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
-    /// No valid session or token (302 to sign in, or 401).
-    Unauthenticated,
-    /// A `deny` route, or none of the route's roles (403).
-    Forbidden,
-}
-
 impl Auth {
-    /// Applies a route's access rule: the caller when one is needed and
-    /// allowed, `None` on a public route.
-    pub async fn authorize(
-        &self,
-        access: &Access,
-        headers: &HeaderMap,
-    ) -> Result<Result<Option<Caller>, Refusal>, StoreError> {
-        let required = match access {
-            Access::Deny => return Ok(Err(Refusal::Forbidden)),
-            Access::Public => return Ok(Ok(None)),
-            Access::Authenticated => None,
-            Access::Roles(roles) => Some(roles),
-        };
-        let Some(caller) = self.caller(headers).await? else {
-            return Ok(Err(Refusal::Unauthenticated));
-        };
-        if required.is_some_and(|roles| !roles.iter().any(|r| caller.identity.roles.contains(r))) {
-            return Ok(Err(Refusal::Forbidden));
-        }
-        Ok(Ok(Some(caller)))
-    }
-
     /// The caller of a request: the session cookie first, then a bearer
     /// access token.
     pub async fn caller(&self, headers: &HeaderMap) -> Result<Option<Caller>, StoreError> {

@@ -31,6 +31,45 @@ pub enum Access {
     Roles(Vec<String>),
 }
 
+impl Access {
+    /// Whether the caller must be looked up (a session or token) before
+    /// [`decide`] can answer.
+    pub fn needs_caller(&self) -> bool {
+        matches!(self, Access::Authenticated | Access::Roles(_))
+    }
+}
+
+/// What a route rule makes of a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Forward (with the caller's identity when there is one).
+    Allow,
+    /// No valid session or token: 302 to sign in, or 401.
+    Unauthenticated,
+    /// A `deny` route, or none of the route's roles: 403.
+    Forbidden,
+}
+
+/// The one authorization decision, for the proxy and `/auth/verify` alike:
+/// `access` is the matching rule, `caller_roles` the roles of the signed-in
+/// caller (`None`: nobody is signed in, or the caller was not looked up
+/// because the rule does not need one).
+pub fn decide(access: &Access, caller_roles: Option<&[String]>) -> Verdict {
+    match (access, caller_roles) {
+        (Access::Public, _) => Verdict::Allow,
+        (Access::Deny, _) => Verdict::Forbidden,
+        (Access::Authenticated | Access::Roles(_), None) => Verdict::Unauthenticated,
+        (Access::Authenticated, Some(_)) => Verdict::Allow,
+        (Access::Roles(required), Some(held)) => {
+            if required.iter().any(|r| held.contains(r)) {
+                Verdict::Allow
+            } else {
+                Verdict::Forbidden
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Route {
     segments: Vec<Segment>,
@@ -223,6 +262,23 @@ fn wildcard_match(pattern: &str, text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decide_needs_a_caller_only_where_the_rule_does() {
+        let roles = vec!["patient".to_string()];
+        assert_eq!(decide(&Access::Public, None), Verdict::Allow);
+        assert_eq!(decide(&Access::Deny, Some(&roles)), Verdict::Forbidden);
+        assert_eq!(
+            decide(&Access::Authenticated, None),
+            Verdict::Unauthenticated
+        );
+        assert_eq!(decide(&Access::Authenticated, Some(&roles)), Verdict::Allow);
+        let admin = Access::Roles(vec!["admin".into()]);
+        assert_eq!(decide(&admin, None), Verdict::Unauthenticated);
+        assert_eq!(decide(&admin, Some(&roles)), Verdict::Forbidden);
+        assert_eq!(decide(&admin, Some(&["admin".to_string()])), Verdict::Allow);
+        assert!(!Access::Public.needs_caller() && !Access::Deny.needs_caller());
+    }
 
     /// `(path, methods, access, roles)`
     type Rule<'a> = (&'a str, &'a [&'a str], Option<&'a str>, &'a [&'a str]);

@@ -19,9 +19,9 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use crate::app::App;
 use crate::auth::Caller;
-use crate::auth::Refusal;
 use crate::auth::{login_url, unauthenticated_json};
 use crate::policy::path::{normalize, routing_path};
+use crate::policy::routes::{decide, Verdict};
 use crate::response::{self, Body};
 use error::ProxyError;
 use forwarded::Origin;
@@ -108,13 +108,21 @@ async fn pipeline(
     headers::strip_hop_by_hop(req.headers_mut(), websocket);
     headers::strip_spoofable(req.headers_mut(), &app.spoofable);
 
-    // authorize
+    // authenticate (only where the rule needs a caller)
     let routes = app.routes.load_full();
     let access = routes.access(req.method(), &routing_path(&path));
-    let identity = match app.auth.authorize(access, req.headers()).await? {
-        Ok(caller) => caller,
-        Err(Refusal::Unauthenticated) => return Ok(unauthenticated(app, &req)),
-        Err(Refusal::Forbidden) => return Err(ProxyError::Forbidden),
+    let caller = if access.needs_caller() {
+        app.auth.caller(req.headers()).await?
+    } else {
+        None
+    };
+
+    // authorize
+    let roles = caller.as_ref().map(|c| c.identity.roles.as_slice());
+    let identity = match decide(access, roles) {
+        Verdict::Allow => caller,
+        Verdict::Unauthenticated => return Ok(unauthenticated(app, &req)),
+        Verdict::Forbidden => return Err(ProxyError::Forbidden),
     };
 
     // rewrite
