@@ -192,7 +192,7 @@ impl App {
             credentials: stores.credentials,
             throttle: stores.throttle,
             audit_sink: stores.audit,
-            verifier: PasswordVerifier::new(config.login.hash_workers),
+            verifier: PasswordVerifier::new(config.login.hash_workers, config.login.hash_wait),
             csrf,
             cookies,
             login: config.login.clone(),
@@ -223,7 +223,7 @@ impl App {
         spoofable.sort();
         spoofable.dedup();
         Ok(Arc::new(App {
-            upstream: Upstream::new(&config.upstream),
+            upstream: Upstream::new(&config.upstream, config.server.body_read_timeout),
             pages,
             auth,
             spoofable,

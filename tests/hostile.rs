@@ -260,12 +260,12 @@ async fn closed_within(addr: SocketAddr, first: &[u8], limit: Duration) -> bool 
 }
 
 #[tokio::test]
-async fn idle_keep_alive_connection_is_closed_after_header_read_timeout() {
-    let (_recorder, proxy) = proxy_with("header_read_timeout = \"2s\"\n").await;
+async fn idle_keep_alive_connection_is_closed_after_keepalive_timeout() {
+    let (_recorder, proxy) = proxy_with("keepalive_timeout = \"2s\"\n").await;
     let first = b"GET /static/x HTTP/1.1\r\nHost: x\r\n\r\n";
     assert!(
         closed_within(proxy.addr, first, LIMIT).await,
-        "an idle keep-alive connection is still open long past header_read_timeout"
+        "an idle keep-alive connection is still open long past keepalive_timeout"
     );
 }
 

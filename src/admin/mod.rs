@@ -4,42 +4,34 @@
 
 pub mod metrics;
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 use crate::app::App;
+use crate::proxy::Connection;
 use crate::response::{self, Body};
+use crate::server::{serve_listener, Limits, Listener};
 
+/// Serves the admin endpoints with the same connection limits as the
+/// proxy listener (`[server]`): a scrape client that stalls cannot hold a
+/// connection longer than a browser could.
 pub async fn run(app: Arc<App>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
-    tokio::pin!(shutdown);
-    loop {
-        let (stream, _) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(_) => { tokio::time::sleep(std::time::Duration::from_millis(50)).await; continue; }
-            },
-            () = &mut shutdown => break,
-        };
+    let limits = Limits::of(&app.config.server);
+    let listener = Listener {
+        name: "admin",
+        socket: listener,
+        tls: None,
+        open_gauge: None,
+    };
+    let handler = move |req: Request<Incoming>, _: Connection| {
         let app = app.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |req: Request<Incoming>| {
-                let app = app.clone();
-                async move { Ok::<_, Infallible>(route(&app, &req).await) }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(std::time::Duration::from_secs(10))
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
-    }
+        async move { route(&app, &req).await }
+    };
+    serve_listener(listener, limits, handler, shutdown).await;
 }
 
 async fn route(app: &App, req: &Request<Incoming>) -> Response<Body> {

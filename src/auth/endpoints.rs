@@ -12,6 +12,7 @@ use crate::app::App;
 use crate::pages::LoginView;
 use crate::policy::next::validate_next;
 use crate::policy::routes::Verdict;
+use crate::proxy::body::{is_body_stalled, ReadTimeout};
 use crate::proxy::error::ProxyError;
 use crate::proxy::forwarded::Origin;
 use crate::proxy::headers::set_identity;
@@ -125,7 +126,7 @@ async fn login_submit(
     origin: &Origin,
 ) -> Result<Response<Body>, ProxyError> {
     let (parts, body) = req.into_parts();
-    let body = read_form_body(&parts.headers, body).await?;
+    let body = read_form_body(app, &parts.headers, body).await?;
     if is_json(&parts.headers) {
         return json_login(app, &body, origin).await;
     }
@@ -276,7 +277,7 @@ async fn refresh(
     origin: &Origin,
 ) -> Result<Response<Body>, ProxyError> {
     let (parts, body) = req.into_parts();
-    let body = read_form_body(&parts.headers, body).await?;
+    let body = read_form_body(app, &parts.headers, body).await?;
     // Refreshes share the sign-in rate limit: a refresh token is a
     // credential too, and guessing one must cost like guessing a password.
     if let Some(wait) = over_ip_rate(app, origin, "refresh_rate_limited").await? {
@@ -319,7 +320,7 @@ async fn register(
         return Err(ProxyError::NotFound);
     };
     let (parts, body) = req.into_parts();
-    let body = read_form_body(&parts.headers, body).await?;
+    let body = read_form_body(app, &parts.headers, body).await?;
     let form: Option<Registration> = if is_json(&parts.headers) {
         serde_json::from_slice(&body).ok()
     } else if same_origin(app, &parts.headers, origin) {
@@ -378,7 +379,7 @@ async fn register(
         .auth
         .verifier
         .hash(&form.password)
-        .await
+        .await?
         .ok_or(ProxyError::BadRequest("could not hash the password"))?;
     if !credentials
         .insert_user(&policy.insert, username, email, &hash)
@@ -542,7 +543,7 @@ async fn sso_switch(
 ) -> Result<Response<Body>, ProxyError> {
     use base64::Engine as _;
     let (parts, body) = req.into_parts();
-    let body = read_form_body(&parts.headers, body).await?;
+    let body = read_form_body(app, &parts.headers, body).await?;
     let form: SwitchForm = serde_urlencoded::from_bytes(&body)
         .map_err(|_| ProxyError::BadRequest("switch form is not form-encoded"))?;
     let Some(current) = app.auth.session_of(&parts.headers).await? else {
@@ -687,7 +688,7 @@ async fn logout_submit(
     origin: &Origin,
 ) -> Result<Response<Body>, ProxyError> {
     let (parts, body) = req.into_parts();
-    let body = read_form_body(&parts.headers, body).await?;
+    let body = read_form_body(app, &parts.headers, body).await?;
     let caller = app.auth.caller(&parts.headers).await?;
     let bearer = caller.as_ref().is_some_and(|c| c.bearer);
     if !bearer && !same_origin(app, &parts.headers, origin) {
@@ -817,8 +818,13 @@ fn is_json(headers: &HeaderMap) -> bool {
 
 /// Collects a small body, refusing anything over [`FORM_BODY_LIMIT`] before
 /// reading it when the length is declared, and as soon as it is exceeded
-/// otherwise.
-async fn read_form_body(headers: &HeaderMap, body: Incoming) -> Result<bytes::Bytes, ProxyError> {
+/// otherwise; a body that stops arriving for `server.body_read_timeout` is
+/// answered 408.
+async fn read_form_body(
+    app: &App,
+    headers: &HeaderMap,
+    body: Incoming,
+) -> Result<bytes::Bytes, ProxyError> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -826,6 +832,8 @@ async fn read_form_body(headers: &HeaderMap, body: Incoming) -> Result<bytes::By
     if declared.is_some_and(|n| n > FORM_BODY_LIMIT as u64) {
         return Err(ProxyError::PayloadTooLarge);
     }
+    let timeout = app.config.server.body_read_timeout;
+    let body = ReadTimeout::new(body, timeout);
     match Limited::new(body, FORM_BODY_LIMIT).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e)
@@ -834,6 +842,7 @@ async fn read_form_body(headers: &HeaderMap, body: Incoming) -> Result<bytes::By
         {
             Err(ProxyError::PayloadTooLarge)
         }
+        Err(e) if is_body_stalled(e.as_ref()) => Err(ProxyError::BodyTimeout(timeout)),
         Err(_) => Err(ProxyError::BadRequest("request body could not be read")),
     }
 }

@@ -23,6 +23,7 @@ use sha2::Digest as _;
 pub use endpoints::{handle, login_url, unauthenticated_json};
 
 use crate::config::LoginConfig;
+use crate::proxy::error::ProxyError;
 use crate::store::{
     AuditEvent, AuditSink, AuthMethod, CredentialStore, Gate, Identity, SessionRecord, StoreError,
     ThrottleStore, TokenHash,
@@ -351,13 +352,15 @@ impl Auth {
     /// Checks a username (or email) and password with the per-IP rate limit
     /// and account lockout applied. Unknown users, wrong passwords, inactive
     /// and locked accounts all fail alike, after the same hashing work.
+    /// `ProxyError::HashBusy` (503) when no hashing slot is free within
+    /// `login.hash_wait`; such a login does not count as an attempt.
     pub async fn password_login(
         &self,
         login: &str,
         password: &str,
         client_ip: IpAddr,
         request_id: &str,
-    ) -> Result<LoginOutcome, StoreError> {
+    ) -> Result<LoginOutcome, ProxyError> {
         if let Some(wait) = self
             .throttle
             .login_attempt(&rate_key(client_ip), self.login.ip_rate)
@@ -380,12 +383,15 @@ impl Auth {
             None
         };
         let account = account_key(user.as_ref().map(|u| u.identity.id.as_str()), login);
+        // The slot before the attempt is counted: an overloaded pool must
+        // not push anyone towards a lockout.
+        let slot = self.verifier.slot().await?;
         let gate = self
             .throttle
             .begin_attempt(&account, self.login.max_failures, self.login.lockout)
             .await?;
         let hash = user.as_ref().map(|u| u.password_hash.as_str());
-        let password_ok = self.verifier.verify(password, hash).await;
+        let password_ok = self.verifier.verify_in(slot, password, hash).await;
         // Unknown names are logged by their hash: people type passwords into
         // the username field, and logs never hold passwords.
         let logged = user
@@ -421,13 +427,16 @@ impl Auth {
             return;
         }
         match self.verifier.hash(password).await {
-            Some(fresh) => match self.credentials.update_hash(user_id, &fresh).await {
+            Err(busy) => {
+                tracing::info!(user_id, error = %busy, "outdated password hash kept for now")
+            }
+            Ok(Some(fresh)) => match self.credentials.update_hash(user_id, &fresh).await {
                 Ok(()) => tracing::info!(user_id, "outdated password hash rewritten"),
                 Err(e) => {
                     tracing::warn!(error = %e, user_id, "could not rewrite an outdated password hash")
                 }
             },
-            None => tracing::warn!(user_id, "could not compute a new password hash"),
+            Ok(None) => tracing::warn!(user_id, "could not compute a new password hash"),
         }
     }
 

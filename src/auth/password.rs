@@ -1,22 +1,31 @@
 //! Password verification and hashing on a bounded pool off the async reactor.
 //!
 //! bcrypt (`$2a$`, `$2b$`, `$2y$`) and argon2id are accepted. bcrypt only
-//! looks at the first 72 bytes of a password, so longer passwords are refused
-//! outright (`non_truncating_verify`) rather than matched on a prefix. An
-//! unknown user is checked against a dummy hash of the most common
-//! algorithm and cost among real ones, so timing does not reveal which
-//! usernames exist.
+//! looks at the first 72 bytes of a password: a password of up to 72 bytes
+//! works as in every other bcrypt, a longer one is never accepted (no match
+//! on a prefix) but is refused only after the same hashing work as a wrong
+//! password. An unknown user is checked against a dummy hash of the most
+//! common algorithm and cost among real ones, so timing does not reveal
+//! which usernames exist. A check waits at most `login.hash_wait` for a
+//! hashing slot, so a flood of logins is answered 503 rather than queued
+//! for ever.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier as _, SaltString};
 use argon2::Argon2;
 use thiserror::Error;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::proxy::error::ProxyError;
 
 /// bcrypt cost used for new hashes and, until a real hash is seen, the dummy.
 pub const DEFAULT_BCRYPT_COST: u32 = 12;
+
+/// bcrypt hashes at most this many bytes of a password.
+const BCRYPT_MAX_PASSWORD_BYTES: usize = 72;
 
 #[derive(Debug, Error)]
 pub enum HashError {
@@ -24,6 +33,17 @@ pub enum HashError {
     UnsupportedAlgorithm(String),
     #[error("hashing failed: {0}")]
     Failed(String),
+}
+
+/// No hashing slot became free within `login.hash_wait`.
+#[derive(Debug, Error)]
+#[error("no password hashing slot free within {0:?} (login.hash_wait)")]
+pub struct HashBusy(pub Duration);
+
+impl From<HashBusy> for ProxyError {
+    fn from(busy: HashBusy) -> Self {
+        ProxyError::HashBusy(busy.0)
+    }
 }
 
 /// True for the hash formats this module can verify.
@@ -49,8 +69,12 @@ pub fn is_outdated(hash: &str) -> bool {
 /// Hashes `password` for a users file or a credentials table.
 pub fn hash_password(password: &str, algorithm: &str) -> Result<String, HashError> {
     match algorithm {
-        "bcrypt" => bcrypt::hash(password, DEFAULT_BCRYPT_COST)
-            .map_err(|e| HashError::Failed(e.to_string())),
+        // Never a hash that silently drops the bytes after the 72nd.
+        "bcrypt" => bcrypt::non_truncating_hash(password, DEFAULT_BCRYPT_COST).map_err(|e| {
+            HashError::Failed(format!(
+                "{e}; bcrypt uses at most {BCRYPT_MAX_PASSWORD_BYTES} bytes, use argon2id for longer passwords"
+            ))
+        }),
         "argon2id" => {
             let salt_bytes: [u8; 16] = rand::random();
             let salt = SaltString::encode_b64(&salt_bytes)
@@ -64,11 +88,34 @@ pub fn hash_password(password: &str, algorithm: &str) -> Result<String, HashErro
     }
 }
 
+/// The outcome of a bcrypt check.
+#[derive(Debug, PartialEq, Eq)]
+struct BcryptCheck {
+    /// The hashed bytes (at most the first 72) match the hash.
+    matched: bool,
+    /// The password fits in what bcrypt hashes, so a match may be accepted.
+    fits: bool,
+}
+
+/// Hashes up to 72 bytes of `password` with the salt and cost of `hash`,
+/// as every bcrypt does, so a password of exactly 72 bytes works. A longer
+/// one cannot be accepted (that would be a match on a prefix), but is
+/// hashed all the same: refusing it takes as long as a wrong password, so
+/// the answer's timing says nothing about the stored hash's format.
+fn bcrypt_check(password: &[u8], hash: &str) -> BcryptCheck {
+    let fits = password.len() <= BCRYPT_MAX_PASSWORD_BYTES;
+    let hashed = &password[..password.len().min(BCRYPT_MAX_PASSWORD_BYTES)];
+    BcryptCheck {
+        matched: bcrypt::verify(hashed, hash).unwrap_or(false),
+        fits,
+    }
+}
+
 /// Checks one password against one stored hash; false for any malformed hash.
 fn verify_blocking(password: &[u8], hash: &str) -> bool {
     if bcrypt_cost(hash).is_some() {
-        // Err for passwords over 72 bytes: never accept a truncated match.
-        bcrypt::non_truncating_verify(password, hash).unwrap_or(false)
+        let check = bcrypt_check(password, hash);
+        check.matched && check.fits
     } else if hash.starts_with("$argon2id$") {
         PasswordHash::new(hash)
             .is_ok_and(|parsed| Argon2::default().verify_password(password, &parsed).is_ok())
@@ -114,40 +161,63 @@ struct Shapes {
     dummies: HashMap<String, Arc<str>>,
 }
 
-/// Runs password checks on at most `workers` blocking threads at a time.
+/// Runs password checks on at most `workers` blocking threads at a time;
+/// a check waits at most `wait` (`login.hash_wait`) for a thread.
 pub struct PasswordVerifier {
     permits: Arc<Semaphore>,
+    wait: Duration,
     /// Unknown users are checked against a dummy of the most common shape
     /// among real hashes, so a few crafted logins cannot steer it.
     shapes: Arc<Mutex<Shapes>>,
 }
 
+/// A place on the hashing pool, taken before a login counts as an attempt
+/// so an overloaded pool (503) never counts towards a lockout.
+pub struct HashSlot {
+    _permit: OwnedSemaphorePermit,
+}
+
 impl PasswordVerifier {
-    pub fn new(workers: usize) -> Self {
+    pub fn new(workers: usize, wait: Duration) -> Self {
         Self {
             permits: Arc::new(Semaphore::new(workers.max(1))),
+            wait,
             shapes: Arc::default(),
+        }
+    }
+
+    /// Waits at most `login.hash_wait` for a hashing slot.
+    pub async fn slot(&self) -> Result<HashSlot, HashBusy> {
+        match tokio::time::timeout(self.wait, self.permits.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(HashSlot { _permit: permit }),
+            Ok(Err(_)) | Err(_) => Err(HashBusy(self.wait)),
         }
     }
 
     /// Verifies `password` against `hash`, or, with `None` (unknown user),
     /// against a dummy hash so the answer takes as long as a wrong password.
-    pub async fn verify(&self, password: &str, hash: Option<&str>) -> bool {
+    pub async fn verify(&self, password: &str, hash: Option<&str>) -> Result<bool, HashBusy> {
+        let slot = self.slot().await?;
+        Ok(self.verify_in(slot, password, hash).await)
+    }
+
+    /// [`Self::verify`] on a slot already taken.
+    pub async fn verify_in(&self, slot: HashSlot, password: &str, hash: Option<&str>) -> bool {
         if let Some(h) = hash {
             self.record(h);
         }
         let hash: Option<Arc<str>> = hash.map(Arc::from);
         let password = password.as_bytes().to_vec();
         let shapes = self.shapes.clone();
-        let Ok(_permit) = self.permits.clone().acquire_owned().await else {
-            return false;
-        };
-        tokio::task::spawn_blocking(move || match hash {
-            Some(hash) => verify_blocking(&password, &hash),
-            None => {
-                let dummy = dummy_hash(&shapes);
-                verify_blocking(&password, &dummy);
-                false
+        tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            match hash {
+                Some(hash) => verify_blocking(&password, &hash),
+                None => {
+                    let dummy = dummy_hash(&shapes);
+                    verify_blocking(&password, &dummy);
+                    false
+                }
             }
         })
         .await
@@ -155,14 +225,17 @@ impl PasswordVerifier {
     }
 
     /// Hashes a new password (bcrypt at the default cost) on the same
-    /// bounded pool; `None` if hashing failed.
-    pub async fn hash(&self, password: &str) -> Option<String> {
+    /// bounded pool; `Ok(None)` if hashing failed.
+    pub async fn hash(&self, password: &str) -> Result<Option<String>, HashBusy> {
         let password = password.to_string();
-        let _permit = self.permits.clone().acquire_owned().await.ok()?;
-        tokio::task::spawn_blocking(move || hash_password(&password, "bcrypt").ok())
-            .await
-            .ok()
-            .flatten()
+        let slot = self.slot().await?;
+        Ok(tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            hash_password(&password, "bcrypt").ok()
+        })
+        .await
+        .ok()
+        .flatten())
     }
 
     fn record(&self, hash: &str) {
@@ -210,14 +283,69 @@ fn dummy_hash(shapes: &Mutex<Shapes>) -> Arc<str> {
 mod tests {
     use super::*;
 
+    /// A verifier whose checks never give up waiting for a slot.
+    fn verifier(workers: usize) -> PasswordVerifier {
+        PasswordVerifier::new(workers, Duration::from_secs(600))
+    }
+
+    #[tokio::test]
+    async fn bcrypt_password_of_exactly_72_bytes_signs_in() {
+        let password = "p".repeat(71) + "!";
+        assert_eq!(password.len(), 72);
+        let hash = bcrypt::hash(&password, 4).unwrap();
+        let v = verifier(1);
+        assert!(v.verify(&password, Some(&hash)).await.unwrap());
+        assert!(!v.verify(&password[..71], Some(&hash)).await.unwrap());
+    }
+
+    #[test]
+    fn bcrypt_password_over_72_bytes_is_hashed_then_refused() {
+        // The hash of its first 72 bytes: only real hashing work can tell
+        // that they match, and the password must still be refused.
+        let base = "b".repeat(72);
+        let hash = bcrypt::hash(&base, 4).unwrap();
+        let long = format!("{base}X");
+        assert_eq!(
+            bcrypt_check(long.as_bytes(), &hash),
+            BcryptCheck {
+                matched: true,
+                fits: false
+            }
+        );
+        assert!(!verify_blocking(long.as_bytes(), &hash));
+        assert!(verify_blocking(base.as_bytes(), &hash));
+    }
+
+    #[tokio::test]
+    async fn check_waits_at_most_hash_wait_for_a_slot() {
+        let v = PasswordVerifier::new(1, Duration::from_millis(50));
+        let held = v.slot().await.unwrap();
+        let hash = bcrypt::hash("x", 4).unwrap();
+        assert!(matches!(v.verify("x", Some(&hash)).await, Err(HashBusy(_))));
+        assert!(matches!(v.hash("x").await, Err(HashBusy(_))));
+        drop(held);
+        assert!(v.verify("x", Some(&hash)).await.unwrap());
+    }
+
+    #[test]
+    fn new_bcrypt_hashes_never_truncate() {
+        assert!(hash_password(&"c".repeat(73), "bcrypt").is_err());
+    }
+
     #[tokio::test]
     async fn every_bcrypt_prefix_verifies() {
         let hash = bcrypt::hash("correct horse", 4).unwrap();
-        let v = PasswordVerifier::new(2);
+        let v = verifier(2);
         for prefix in ["$2a$", "$2b$", "$2y$"] {
             let h = format!("{prefix}{}", &hash[4..]);
-            assert!(v.verify("correct horse", Some(&h)).await, "{prefix}");
-            assert!(!v.verify("wrong horse", Some(&h)).await, "{prefix}");
+            assert!(
+                v.verify("correct horse", Some(&h)).await.unwrap(),
+                "{prefix}"
+            );
+            assert!(
+                !v.verify("wrong horse", Some(&h)).await.unwrap(),
+                "{prefix}"
+            );
         }
     }
 
@@ -225,31 +353,33 @@ mod tests {
     async fn argon2id_verifies() {
         let hash = hash_password("correct horse", "argon2id").unwrap();
         assert!(hash.starts_with("$argon2id$"));
-        let v = PasswordVerifier::new(1);
-        assert!(v.verify("correct horse", Some(&hash)).await);
-        assert!(!v.verify("correct horsf", Some(&hash)).await);
+        let v = verifier(1);
+        assert!(v.verify("correct horse", Some(&hash)).await.unwrap());
+        assert!(!v.verify("correct horsf", Some(&hash)).await.unwrap());
     }
 
     #[tokio::test]
     async fn bcrypt_refuses_a_password_that_differs_only_after_byte_72() {
         let base = "a".repeat(72);
         let hash = bcrypt::hash(format!("{base}one"), 4).unwrap();
-        let v = PasswordVerifier::new(1);
-        assert!(!v.verify(&format!("{base}two"), Some(&hash)).await);
-        assert!(!v.verify(&base, Some(&hash)).await);
+        let v = verifier(1);
+        assert!(!v.verify(&format!("{base}two"), Some(&hash)).await.unwrap());
+        assert!(!v.verify(&format!("{base}one"), Some(&hash)).await.unwrap());
+        // `base` itself (72 bytes) is accepted: this hash is bit for bit the
+        // hash of those 72 bytes, and every bcrypt accepts them (SPEC).
     }
 
     #[tokio::test]
     async fn unknown_user_never_verifies() {
-        let v = PasswordVerifier::new(1);
+        let v = verifier(1);
         v.record(&bcrypt::hash("x", 4).unwrap());
-        assert!(!v.verify("anything", None).await);
-        assert!(!v.verify("", None).await);
+        assert!(!v.verify("anything", None).await.unwrap());
+        assert!(!v.verify("", None).await.unwrap());
     }
 
     #[test]
     fn dummy_hash_follows_the_most_common_real_shape() {
-        let v = PasswordVerifier::new(1);
+        let v = verifier(1);
         let common = bcrypt::hash("x", 5).unwrap();
         v.record(&common);
         v.record(&common);
@@ -259,7 +389,7 @@ mod tests {
 
     #[test]
     fn argon2id_dummy_keeps_the_parameters() {
-        let v = PasswordVerifier::new(1);
+        let v = verifier(1);
         let real = hash_password("x", "argon2id").unwrap();
         v.record(&real);
         let dummy = dummy_hash(&v.shapes);

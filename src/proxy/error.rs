@@ -27,6 +27,12 @@ pub enum ProxyError {
     MethodNotAllowed,
     #[error("request body over the limit")]
     PayloadTooLarge,
+    #[error("request body stalled: no bytes for {0:?} (server.body_read_timeout)")]
+    BodyTimeout(Duration),
+    #[error("no upstream connection free within {0:?} (upstream.max_connections)")]
+    UpstreamBusy(Duration),
+    #[error("no password hashing slot free within {0:?} (login.hash_wait)")]
+    HashBusy(Duration),
     #[error("upstream unreachable: {0}")]
     UpstreamUnreachable(BoxError),
     #[error("upstream sent no response headers within {0:?}")]
@@ -46,6 +52,10 @@ impl From<&ProxyError> for StatusCode {
             ProxyError::NotFound => StatusCode::NOT_FOUND,
             ProxyError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ProxyError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ProxyError::UpstreamBusy(_) | ProxyError::HashBusy(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ProxyError::UpstreamUnreachable(_) => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::Store(_) | ProxyError::AssertionUnsigned(_) => {
@@ -56,6 +66,16 @@ impl From<&ProxyError> for StatusCode {
 }
 
 impl ProxyError {
+    /// Seconds a client should wait before retrying (`Retry-After`), for
+    /// the errors that are about load rather than the request.
+    pub fn retry_after(&self) -> Option<&'static str> {
+        match self {
+            ProxyError::Store(_) | ProxyError::AssertionUnsigned(_) => Some("5"),
+            ProxyError::UpstreamBusy(_) | ProxyError::HashBusy(_) => Some("1"),
+            _ => None,
+        }
+    }
+
     /// `(json error code, page heading, one sentence for the user)`.
     pub fn public_text(&self) -> (&'static str, &'static str, &'static str) {
         match self {
@@ -88,6 +108,21 @@ impl ProxyError {
                 "payload_too_large",
                 "Request too large",
                 "The request was larger than this page accepts.",
+            ),
+            ProxyError::BodyTimeout(_) => (
+                "request_timeout",
+                "Request timed out",
+                "The request arrived too slowly. Please try again.",
+            ),
+            ProxyError::UpstreamBusy(_) => (
+                "service_unavailable",
+                "Service busy",
+                "The application is busy right now. Please try again in a moment.",
+            ),
+            ProxyError::HashBusy(_) => (
+                "service_unavailable",
+                "Temporarily unavailable",
+                "Sign-in is busy right now. Please try again in a moment.",
             ),
             ProxyError::UpstreamUnreachable(_) => (
                 "bad_gateway",

@@ -1,33 +1,56 @@
-//! Forwarding to the app: one pooled HTTP/1.1 client built at start, bodies
-//! streamed both ways, WebSocket upgrades tunnelled only once the app has
-//! answered 101.
+//! Forwarding to the app: one pooled HTTP/1.1 client built at start, with
+//! at most `upstream.max_connections` connections open; bodies streamed
+//! both ways (a stalled upload aborts the upstream request); WebSocket
+//! upgrades tunnelled only once the app has answered 101, and closed after
+//! `upstream.tunnel_idle_timeout` without a byte either way.
 
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use http::header::{HeaderValue, HOST};
 use http::{Request, Response, StatusCode, Uri};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper_util::client::legacy::connect::HttpConnector;
+use hyper::rt::{Read, ReadBufCursor, Write};
+use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tokio::sync::OwnedSemaphorePermit;
+use thiserror::Error;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
 
+use super::body::{is_body_stalled, ReadTimeout};
 use super::error::ProxyError;
 use super::headers::strip_hop_by_hop;
 use crate::config::UpstreamConfig;
-use crate::response::Body;
+use crate::response::{Body, BoxError};
+
+/// A proxied request body: the client's, cut off when it stalls.
+type UpstreamBody = ReadTimeout<Incoming>;
 
 pub struct Upstream {
-    client: Client<HttpConnector, Incoming>,
+    client: Client<BoundedConnector, UpstreamBody>,
     config: UpstreamConfig,
+    /// `server.body_read_timeout`, for the bodies sent upstream.
+    body_read_timeout: Duration,
 }
 
 impl Upstream {
-    pub fn new(config: &UpstreamConfig) -> Self {
+    pub fn new(config: &UpstreamConfig, body_read_timeout: Duration) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(config.connect_timeout));
         connector.set_nodelay(true);
+        let connector = BoundedConnector {
+            inner: connector,
+            permits: Arc::new(Semaphore::new(config.max_connections)),
+            wait: config.connect_timeout,
+        };
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(config.pool_idle_timeout)
             .pool_timer(TokioTimer::new())
@@ -36,6 +59,7 @@ impl Upstream {
         Self {
             client,
             config: config.clone(),
+            body_read_timeout,
         }
     }
 
@@ -70,11 +94,12 @@ impl Upstream {
         *req.uri_mut() = uri;
         *req.version_mut() = http::Version::HTTP_11;
         let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
+        let req = req.map(|body| ReadTimeout::new(body, self.body_read_timeout));
 
         let timeout = self.config.response_header_timeout;
         let mut response = match tokio::time::timeout(timeout, self.client.request(req)).await {
             Err(_) => return Err(ProxyError::UpstreamTimeout(timeout)),
-            Ok(Err(e)) => return Err(ProxyError::UpstreamUnreachable(Box::new(e))),
+            Ok(Err(e)) => return Err(classify(e)),
             Ok(Ok(response)) => response,
         };
 
@@ -82,7 +107,8 @@ impl Upstream {
         match client_upgrade {
             Some(client_upgrade) if upgraded => {
                 let upstream_upgrade = hyper::upgrade::on(&mut response);
-                tokio::spawn(tunnel(client_upgrade, upstream_upgrade, slot));
+                let idle = self.config.tunnel_idle_timeout;
+                tokio::spawn(tunnel(client_upgrade, upstream_upgrade, idle, slot));
                 strip_hop_by_hop(response.headers_mut(), true);
             }
             _ if upgraded => {
@@ -97,12 +123,40 @@ impl Upstream {
     }
 }
 
+/// What a failed upstream request means for the client: its own upload
+/// stalled (408), no connection was free (503), or the app is unreachable.
+fn classify(e: hyper_util::client::legacy::Error) -> ProxyError {
+    if is_body_stalled(&e) {
+        return ProxyError::BodyTimeout(stalled_for(&e));
+    }
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+    while let Some(err) = source {
+        if let Some(busy) = err.downcast_ref::<UpstreamBusy>() {
+            return ProxyError::UpstreamBusy(busy.0);
+        }
+        source = err.source();
+    }
+    ProxyError::UpstreamUnreachable(Box::new(e))
+}
+
+fn stalled_for(e: &(dyn std::error::Error + 'static)) -> Duration {
+    let mut source = Some(e);
+    while let Some(err) = source {
+        if let Some(stalled) = err.downcast_ref::<super::body::BodyStalled>() {
+            return stalled.0;
+        }
+        source = err.source();
+    }
+    Duration::ZERO
+}
+
 /// Copies bytes both ways between the upgraded client and app connections
-/// until either side closes, holding the connection's `max_connections`
-/// slot meanwhile.
+/// until either side closes or no byte has passed either way for
+/// `idle_timeout`, holding the connection's `max_connections` slot meanwhile.
 async fn tunnel(
     client: hyper::upgrade::OnUpgrade,
     upstream: hyper::upgrade::OnUpgrade,
+    idle_timeout: Duration,
     _slot: Option<Arc<OwnedSemaphorePermit>>,
 ) {
     let (client, upstream) = match tokio::try_join!(client, upstream) {
@@ -112,9 +166,231 @@ async fn tunnel(
             return;
         }
     };
-    let mut client = TokioIo::new(client);
-    let mut upstream = TokioIo::new(upstream);
-    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
-        tracing::debug!(error = %e, "websocket tunnel closed with an error");
+    match copy_until_idle(TokioIo::new(client), TokioIo::new(upstream), idle_timeout).await {
+        Ok(true) => tracing::debug!(?idle_timeout, "websocket tunnel idle; closed"),
+        Ok(false) => {}
+        Err(e) => tracing::debug!(error = %e, "websocket tunnel closed with an error"),
+    }
+}
+
+/// `copy_bidirectional` that gives up once nothing was read from either
+/// side for `idle_timeout`; `Ok(true)` when it gave up. Dropping both
+/// streams closes them.
+async fn copy_until_idle<A, B>(a: A, b: B, idle_timeout: Duration) -> io::Result<bool>
+where
+    A: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncRead + AsyncWrite + Unpin,
+{
+    let clock = Arc::new(LastRead::new());
+    let mut a = Touching {
+        inner: a,
+        clock: clock.clone(),
+    };
+    let mut b = Touching {
+        inner: b,
+        clock: clock.clone(),
+    };
+    let copying = tokio::io::copy_bidirectional(&mut a, &mut b);
+    tokio::pin!(copying);
+    loop {
+        let deadline = clock.last() + idle_timeout;
+        tokio::select! {
+            copied = &mut copying => return copied.map(|_| false),
+            () = tokio::time::sleep_until(deadline) => {
+                if clock.last() + idle_timeout <= Instant::now() {
+                    return Ok(true);
+                }
+            }
+        }
+    }
+}
+
+/// When a tunnel last read a byte, from either side.
+struct LastRead {
+    start: Instant,
+    /// Milliseconds after `start`.
+    millis: AtomicU64,
+}
+
+impl LastRead {
+    fn new() -> Self {
+        Self {
+            start: Instant::now(),
+            millis: AtomicU64::new(0),
+        }
+    }
+
+    fn touch(&self) {
+        let millis = self.start.elapsed().as_millis() as u64;
+        self.millis.fetch_max(millis, Ordering::Relaxed);
+    }
+
+    fn last(&self) -> Instant {
+        self.start + Duration::from_millis(self.millis.load(Ordering::Relaxed))
+    }
+}
+
+/// A tunnel end that records every read on the shared [`LastRead`].
+struct Touching<S> {
+    inner: S,
+    clock: Arc<LastRead>,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Touching<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.clock.touch();
+        }
+        polled
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Touching<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// No upstream connection became free within `upstream.connect_timeout`.
+#[derive(Debug, Error)]
+#[error("all {0:?}-bounded upstream connections busy (upstream.max_connections)")]
+struct UpstreamBusy(Duration);
+
+/// The HTTP connector under `upstream.max_connections`: a connection is
+/// made only with a permit, and the permit lives inside the connection, so
+/// it is given back only when the connection closes (pooled idle
+/// connections and WebSocket tunnels count too).
+#[derive(Clone)]
+struct BoundedConnector {
+    inner: HttpConnector,
+    permits: Arc<Semaphore>,
+    /// How long a new connection waits for a permit.
+    wait: Duration,
+}
+
+impl tower_service::Service<Uri> for BoundedConnector {
+    type Response = Bounded<TokioIo<tokio::net::TcpStream>>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, dst: Uri) -> Self::Future {
+        let mut inner = self.inner.clone();
+        let permits = self.permits.clone();
+        let wait = self.wait;
+        Box::pin(async move {
+            let permit = match tokio::time::timeout(wait, permits.acquire_owned()).await {
+                Ok(Ok(permit)) => permit,
+                Ok(Err(_)) | Err(_) => return Err(Box::new(UpstreamBusy(wait)) as BoxError),
+            };
+            let io = inner.call(dst).await.map_err(Into::<BoxError>::into)?;
+            Ok(Bounded {
+                io,
+                _permit: permit,
+            })
+        })
+    }
+}
+
+/// An upstream connection holding its `max_connections` permit.
+struct Bounded<T> {
+    io: T,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl<T: Connection> Connection for Bounded<T> {
+    fn connected(&self) -> Connected {
+        self.io.connected()
+    }
+}
+
+impl<T: Read + Unpin> Read for Bounded<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<T: Write + Unpin> Write for Bounded<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test(start_paused = true)]
+    async fn tunnel_with_no_bytes_either_way_is_closed_after_idle_timeout() {
+        let (client, mut client_peer) = tokio::io::duplex(64);
+        let (upstream, mut upstream_peer) = tokio::io::duplex(64);
+        let idle = Duration::from_secs(600);
+        let copying = tokio::spawn(copy_until_idle(client, upstream, idle));
+        client_peer.write_all(b"ping").await.unwrap();
+        let mut buf = [0u8; 4];
+        upstream_peer.read_exact(&mut buf).await.unwrap();
+        let last_byte = Instant::now();
+        assert!(copying.await.unwrap().unwrap(), "gave up as idle");
+        assert_eq!(last_byte.elapsed(), idle);
+        assert_eq!(client_peer.read(&mut buf).await.unwrap(), 0, "closed");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn tunnel_closed_by_both_sides_is_not_idle() {
+        let (client, client_peer) = tokio::io::duplex(64);
+        let (upstream, upstream_peer) = tokio::io::duplex(64);
+        drop((client_peer, upstream_peer));
+        let copied = copy_until_idle(client, upstream, Duration::from_secs(600)).await;
+        assert!(!matches!(copied, Ok(true)));
     }
 }

@@ -3,6 +3,7 @@
 //! Each phase can short-circuit with a response.
 
 pub mod assertion;
+pub mod body;
 pub mod error;
 pub mod forward;
 pub mod forwarded;
@@ -232,10 +233,10 @@ fn error_response(app: &App, e: &ProxyError, wants_html: bool, origin: &Origin) 
     } else {
         response::json(status, &serde_json::json!({ "error": code }))
     };
-    if matches!(e, ProxyError::Store(_) | ProxyError::AssertionUnsigned(_)) {
+    if let Some(seconds) = e.retry_after() {
         response
             .headers_mut()
-            .insert(http::header::RETRY_AFTER, HeaderValue::from_static("5"));
+            .insert(http::header::RETRY_AFTER, HeaderValue::from_static(seconds));
     }
     debug_assert!(response.headers().contains_key(CONTENT_TYPE));
     response

@@ -1,29 +1,39 @@
-//! Listeners and connections: accept with a connection limit, optional TLS
-//! (with a handshake deadline), HTTP/1.1 and HTTP/2 with a real header read
-//! timeout and header size limit, and graceful shutdown that lets in-flight
-//! requests finish within `server.shutdown_grace`.
+//! Listeners and connections: one accept loop for every listener (the
+//! proxy, the admin listener and the https redirect), with one set of
+//! limits from `[server]`: a connection cap, optional TLS with a handshake
+//! deadline, HTTP/1.1 and HTTP/2 with a real header read timeout, a header
+//! size limit, an idle (keep-alive) timeout and an HTTP/2 stream cap, and
+//! graceful shutdown that lets in-flight requests finish within
+//! `server.shutdown_grace`.
 
+mod idle;
 mod rewind;
 pub mod tls;
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
+use http::header::{HeaderValue, CONNECTION};
 use http::{Request, Response, StatusCode};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::app::App;
+use crate::config::ServerConfig;
 use crate::proxy::{self, Connection};
 use crate::response::{self, Body};
+use idle::{Activity, InFlightBody, Watched};
 
 /// The answer to a first request that carries both `Content-Length` and
 /// `Transfer-Encoding` (before hyper, which would read it as chunked).
@@ -33,31 +43,102 @@ const AMBIGUOUS_FRAMING_RESPONSE: &[u8] = b"HTTP/1.1 400 Bad Request\r\ncontent-
 /// does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
+/// How often an HTTP/2 connection is PINGed to notice a vanished peer.
+/// Answered PINGs do not count as use: an idle connection still closes
+/// after `server.keepalive_timeout`.
+const H2_PING_INTERVAL: Duration = Duration::from_secs(30);
+
+/// The bounds every listener applies to its clients, all from `[server]`,
+/// so nothing a client controls holds a connection for ever.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    /// Open connections per listener; more wait in the kernel backlog.
+    pub max_connections: usize,
+    /// TLS handshake, the first bytes, and any request head once started.
+    pub header_read_timeout: Duration,
+    pub max_header_bytes: usize,
+    /// A connection with no request in flight is closed after this.
+    pub keepalive_timeout: Duration,
+    pub h2_max_streams: u32,
+    pub shutdown_grace: Duration,
+}
+
+impl Limits {
+    pub(crate) fn of(config: &ServerConfig) -> Self {
+        Self {
+            max_connections: config.max_connections,
+            header_read_timeout: config.header_read_timeout,
+            max_header_bytes: config.max_header_bytes,
+            keepalive_timeout: config.keepalive_timeout,
+            h2_max_streams: config.h2_max_streams,
+            shutdown_grace: config.shutdown_grace,
+        }
+    }
+}
+
+/// One listening socket and what is particular to it.
+pub(crate) struct Listener<'a> {
+    /// For logs: `"proxy"`, `"admin"`, `"https redirect"`.
+    pub name: &'static str,
+    pub socket: TcpListener,
+    /// Terminate TLS with the current certificate (reloads swap it).
+    pub tls: Option<&'a ArcSwap<rustls::ServerConfig>>,
+    /// Counts this listener's open connections.
+    pub open_gauge: Option<Gauge>,
+}
+
 /// Serves the proxy on `listener` until `shutdown` resolves, then stops
 /// accepting and waits up to `server.shutdown_grace` for open requests.
 pub async fn run(app: Arc<App>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
-    let config = &app.config.server;
-    let builder = Arc::new(http_builder(
-        config.header_read_timeout,
-        config.max_header_bytes,
-    ));
+    let limits = Limits::of(&app.config.server);
+    let listener = Listener {
+        name: "proxy",
+        socket: listener,
+        tls: app.tls.as_ref(),
+        open_gauge: Some(app.metrics.connections_open.clone()),
+    };
+    let handler = {
+        let app = app.clone();
+        move |req: Request<Incoming>, conn: Connection| {
+            let app = app.clone();
+            async move { proxy::handle(&app, req, conn).await }
+        }
+    };
+    serve_listener(listener, limits, handler, shutdown).await;
+}
 
-    let handshake_timeout = config.header_read_timeout;
-    let limits = (config.header_read_timeout, config.max_header_bytes);
-    let permits = Arc::new(Semaphore::new(config.max_connections));
-    let graceful = GracefulShutdown::new();
+/// Accepts on `listener` under `limits` and serves each connection with
+/// `handler` until `shutdown` resolves; then stops accepting, asks every
+/// connection to close once its requests are done, and waits up to
+/// `limits.shutdown_grace` for them.
+pub(crate) async fn serve_listener<H, F>(
+    listener: Listener<'_>,
+    limits: Limits,
+    handler: H,
+    shutdown: impl Future<Output = ()>,
+) where
+    H: Fn(Request<Incoming>, Connection) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<Body>> + Send + 'static,
+{
+    let name = listener.name;
+    let builder = Arc::new(http_builder(&limits));
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    // Every connection holds a receiver; `closed()` resolves once all are gone.
+    let stop = watch::Sender::new(false);
     tokio::pin!(shutdown);
 
     loop {
+        // A slot first: at the cap, new clients wait in the backlog until a
+        // connection ends (every way a client can stall has a deadline).
         let permit = tokio::select! {
             permit = permits.clone().acquire_owned() => permit.expect("semaphore is never closed"),
             () = &mut shutdown => break,
         };
         let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
+            accepted = listener.socket.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
+                    tracing::warn!(listener = name, error = %e, "accept failed");
                     tokio::time::sleep(ACCEPT_BACKOFF).await;
                     continue;
                 }
@@ -65,36 +146,26 @@ pub async fn run(app: Arc<App>, listener: TcpListener, shutdown: impl Future<Out
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let app = app.clone();
-        let builder = builder.clone();
-        let watcher = graceful.watcher();
-        // The current certificate, as of this connection (reloads swap it).
-        let tls = app
+        let tls = listener
             .tls
-            .as_ref()
             .map(|t| tokio_rustls::TlsAcceptor::from(t.load_full()));
+        let open = listener.open_gauge.clone().map(OpenConnection::new);
+        let task = ConnectionTask {
+            builder: builder.clone(),
+            limits,
+            handler: handler.clone(),
+            stop: stop.subscribe(),
+            peer,
+            permit,
+        };
         tokio::spawn(async move {
-            let slot = Some(Arc::new(permit));
-            let _open = OpenConnection::new(&app.metrics.connections_open);
+            let _open = open;
             match tls {
-                None => {
-                    let conn = Connection {
-                        peer,
-                        tls: false,
-                        slot,
-                    };
-                    serve(&builder, limits, watcher, stream, app, conn).await;
-                }
+                None => task.serve(stream, false).await,
                 Some(acceptor) => {
-                    match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
-                        Ok(Ok(stream)) => {
-                            let conn = Connection {
-                                peer,
-                                tls: true,
-                                slot,
-                            };
-                            serve(&builder, limits, watcher, stream, app, conn).await;
-                        }
+                    let handshake = acceptor.accept(stream);
+                    match tokio::time::timeout(limits.header_read_timeout, handshake).await {
+                        Ok(Ok(stream)) => task.serve(stream, true).await,
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
@@ -103,24 +174,32 @@ pub async fn run(app: Arc<App>, listener: TcpListener, shutdown: impl Future<Out
         });
     }
 
-    drop(listener);
-    let grace = app.config.server.shutdown_grace;
-    tracing::info!(open_connections = graceful.count(), ?grace, "shutting down");
-    if tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!(?grace, "shutdown grace expired with requests still open");
+    drop(listener.socket);
+    let grace = limits.shutdown_grace;
+    let open = stop.receiver_count();
+    tracing::info!(
+        listener = name,
+        open_connections = open,
+        ?grace,
+        "shutting down"
+    );
+    let _ = stop.send(true);
+    if tokio::time::timeout(grace, stop.closed()).await.is_err() {
+        tracing::warn!(
+            listener = name,
+            ?grace,
+            "shutdown grace expired with requests still open"
+        );
     }
 }
 
 /// Counts a client connection in `portcullis_connections_open` while alive.
-struct OpenConnection(prometheus_client::metrics::gauge::Gauge);
+struct OpenConnection(Gauge);
 
 impl OpenConnection {
-    fn new(gauge: &prometheus_client::metrics::gauge::Gauge) -> Self {
+    fn new(gauge: Gauge) -> Self {
         gauge.inc();
-        Self(gauge.clone())
+        Self(gauge)
     }
 }
 
@@ -130,117 +209,167 @@ impl Drop for OpenConnection {
     }
 }
 
-/// HTTP/1.1 + HTTP/2 with the configured limits. hyper enforces
-/// `header_read_timeout` only when a timer is set.
-fn http_builder(
-    header_read_timeout: Duration,
-    max_header_bytes: usize,
-) -> auto::Builder<TokioExecutor> {
+/// HTTP/1.1 + HTTP/2 with the configured limits. hyper enforces its header
+/// timer only when a timer is set; that timer also runs while a connection
+/// is idle, so the exact limits are kept by [`idle::Activity`] and hyper's
+/// is only a backstop.
+fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(header_read_timeout)
-        .max_buf_size(max_header_bytes)
+        .header_read_timeout(limits.keepalive_timeout + limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes)
         .keep_alive(true);
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_header_list_size(max_header_bytes as u32)
-        .keep_alive_interval(Some(Duration::from_secs(30)));
+        .max_header_list_size(limits.max_header_bytes as u32)
+        .max_concurrent_streams(limits.h2_max_streams)
+        .keep_alive_interval(Some(H2_PING_INTERVAL));
     builder
 }
 
-async fn serve<S>(
-    builder: &auto::Builder<TokioExecutor>,
-    (header_read_timeout, max_header_bytes): (Duration, usize),
-    watcher: hyper_util::server::graceful::Watcher,
-    stream: S,
-    app: Arc<App>,
-    conn: Connection,
-) where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+/// Everything one accepted connection needs.
+struct ConnectionTask<H> {
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    limits: Limits,
+    handler: H,
+    stop: watch::Receiver<bool>,
+    peer: SocketAddr,
+    /// The connection's place under `max_connections`.
+    permit: OwnedSemaphorePermit,
+}
+
+impl<H, F> ConnectionTask<H>
+where
+    H: Fn(Request<Incoming>, Connection) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<Body>> + Send + 'static,
 {
-    // hyper-util's HTTP/1-or-2 detection waits for bytes without a deadline,
-    // and hyper's header timer only starts after it: read the opening bytes
-    // ourselves, under `header_read_timeout`, and replay them.
-    let mut stream = stream;
-    let reading = rewind::read_opening(&mut stream, max_header_bytes);
-    let opening = match tokio::time::timeout(header_read_timeout, reading).await {
-        Ok(Ok(Some(opening))) if opening.ambiguous_framing => {
-            tracing::debug!(peer = %conn.peer, "Content-Length with Transfer-Encoding refused");
-            let _ = stream.write_all(AMBIGUOUS_FRAMING_RESPONSE).await;
-            let _ = stream.shutdown().await;
-            return;
+    async fn serve<S>(self, mut stream: S, tls: bool)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let Self {
+            builder,
+            limits,
+            handler,
+            mut stop,
+            peer,
+            permit,
+        } = self;
+        // hyper-util's HTTP/1-or-2 detection waits for bytes without a
+        // deadline, and hyper's header timer only starts after it: read the
+        // opening bytes ourselves, under `header_read_timeout`, and replay them.
+        let reading = rewind::read_opening(&mut stream, limits.max_header_bytes);
+        let opening = match tokio::time::timeout(limits.header_read_timeout, reading).await {
+            Ok(Ok(Some(opening))) if opening.ambiguous_framing => {
+                tracing::debug!(%peer, "Content-Length with Transfer-Encoding refused");
+                let _ = stream.write_all(AMBIGUOUS_FRAMING_RESPONSE).await;
+                let _ = stream.shutdown().await;
+                return;
+            }
+            Ok(Ok(Some(opening))) => opening,
+            Ok(Ok(None)) | Ok(Err(_)) => return,
+            Err(_) => {
+                tracing::debug!(%peer, "no request within header_read_timeout; connection closed");
+                return;
+            }
+        };
+        let activity = Activity::new(
+            !opening.is_http2(),
+            limits.keepalive_timeout,
+            limits.header_read_timeout,
+        );
+        let stream = Watched::new(rewind::Rewind::new(opening.bytes, stream), activity.clone());
+        let conn = Connection {
+            peer,
+            tls,
+            slot: Some(Arc::new(permit)),
+        };
+        let service = {
+            let activity = activity.clone();
+            service_fn(move |req: Request<Incoming>| {
+                let in_flight = activity.begin_request();
+                let http1 = req.version() < http::Version::HTTP_2;
+                let answering = handler(req, conn.clone());
+                async move {
+                    let mut response = answering.await;
+                    if http1 && response.status() == StatusCode::REQUEST_TIMEOUT {
+                        // The request body was not read to its end: the
+                        // connection cannot carry another request.
+                        response
+                            .headers_mut()
+                            .insert(CONNECTION, HeaderValue::from_static("close"));
+                    }
+                    Ok::<_, Infallible>(
+                        response.map(|body| InFlightBody::new(body, in_flight).boxed_unsync()),
+                    )
+                }
+            })
+        };
+        let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+        tokio::pin!(connection);
+        let mut closing = false;
+        loop {
+            tokio::select! {
+                result = connection.as_mut() => {
+                    if let Err(e) = result {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                    return;
+                }
+                () = stopped(&mut stop), if !closing => {
+                    connection.as_mut().graceful_shutdown();
+                    activity.begin_closing();
+                    closing = true;
+                }
+                why = activity.expired() => {
+                    if closing {
+                        tracing::debug!(%peer, "peer did not finish closing; connection dropped");
+                        return;
+                    }
+                    tracing::debug!(%peer, reason = ?why, "connection unused; closing");
+                    connection.as_mut().graceful_shutdown();
+                    activity.begin_closing();
+                    closing = true;
+                }
+            }
         }
-        Ok(Ok(Some(opening))) => opening.bytes,
-        Ok(Ok(None)) | Ok(Err(_)) => return,
-        Err(_) => {
-            tracing::debug!(peer = %conn.peer, "no request within header_read_timeout; connection closed");
-            return;
-        }
-    };
-    let stream = rewind::Rewind::new(opening, stream);
-    let peer = conn.peer;
-    let service = service_fn(move |req: Request<Incoming>| {
-        let app = app.clone();
-        let conn = conn.clone();
-        async move { Ok::<_, Infallible>(proxy::handle(&app, req, conn).await) }
-    });
-    let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-    if let Err(e) = watcher.watch(connection.into_owned()).await {
-        tracing::debug!(%peer, error = %e, "connection ended with an error");
     }
 }
 
-/// Connections the plain-HTTP redirect listener serves at once.
-const REDIRECT_MAX_CONNECTIONS: usize = 1024;
+/// Resolves once the listener shuts down (or is gone).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await;
+}
 
 /// Plain-HTTP listener (`server.tls.redirect_http_from`) that sends every
 /// request over https with a 308: to `server.public_url` when set (so a
 /// forged `Host` cannot redirect elsewhere), else to the request's host.
-/// HTTP/1.1 only, with the same header deadline and a connection cap.
+/// Same limits as the main listener.
 pub async fn run_https_redirect(
     app: Arc<App>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) {
-    let header_read_timeout = app.config.server.header_read_timeout;
     let origin: Option<Arc<str>> = app
         .config
         .server
         .public_url
         .as_ref()
         .map(|u| Arc::from(u.origin.as_str()));
-    let permits = Arc::new(Semaphore::new(REDIRECT_MAX_CONNECTIONS));
-    tokio::pin!(shutdown);
-    loop {
-        let permit = tokio::select! {
-            permit = permits.clone().acquire_owned() => permit.expect("semaphore is never closed"),
-            () = &mut shutdown => break,
-        };
-        let (stream, _) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(_) => { tokio::time::sleep(ACCEPT_BACKOFF).await; continue; }
-            },
-            () = &mut shutdown => break,
-        };
-        let origin = origin.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            let service = service_fn(move |req: Request<Incoming>| {
-                let origin = origin.clone();
-                async move { Ok::<_, Infallible>(https_redirect(&req, origin.as_deref())) }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(header_read_timeout)
-                .max_buf_size(16 * 1024)
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
-    }
+    let listener = Listener {
+        name: "https redirect",
+        socket: listener,
+        tls: None,
+        open_gauge: None,
+    };
+    let handler = move |req: Request<Incoming>, _: Connection| {
+        let response = https_redirect(&req, origin.as_deref());
+        async move { response }
+    };
+    serve_listener(listener, Limits::of(&app.config.server), handler, shutdown).await;
 }
 
 fn https_redirect(req: &Request<Incoming>, public_origin: Option<&str>) -> Response<Body> {

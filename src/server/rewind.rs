@@ -18,6 +18,13 @@ pub struct Opening {
     pub ambiguous_framing: bool,
 }
 
+impl Opening {
+    /// The connection opened with the HTTP/2 preface.
+    pub fn is_http2(&self) -> bool {
+        self.bytes == H2_PREFACE
+    }
+}
+
 /// Reads until the bytes decide between HTTP/2 (the whole preface) and
 /// HTTP/1 (anything else), and for HTTP/1 the whole header block of the
 /// first request (up to `max_header_bytes`; hyper answers 431 beyond).

@@ -1,0 +1,317 @@
+//! What a client connection is doing, so the accept loop can close one that
+//! nobody uses: the requests in flight, when it last went idle, and when
+//! the next HTTP/1 request head started arriving.
+//!
+//! hyper cannot do this alone: its HTTP/1 `header_read_timeout` also runs
+//! while a keep-alive connection is idle (so it cannot tell a slow head from
+//! an idle connection), and HTTP/2 PINGs keep a connection alive for ever.
+//! The rule here: with no request in flight, a connection lives
+//! `server.keepalive_timeout` after its last request, an HTTP/1 head that
+//! has started arriving gets `server.header_read_timeout`, and a connection
+//! told to close gets `server.header_read_timeout` to finish closing.
+//! Requests in flight are never cut by any of these.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use crate::response::{Body, BoxError};
+
+/// Why an idle connection is being closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Expiry {
+    /// No request for `keepalive_timeout`.
+    Idle,
+    /// An HTTP/1 head started arriving and was not complete within
+    /// `header_read_timeout`.
+    SlowHead,
+    /// Told to close, and still open `header_read_timeout` later with
+    /// nothing in flight (a peer that never finishes the HTTP/2 GOAWAY).
+    Closing,
+}
+
+struct State {
+    in_flight: usize,
+    idle_since: Instant,
+    head_started: Option<Instant>,
+    closing_since: Option<Instant>,
+}
+
+/// One connection's activity, shared by its IO wrapper, its service and
+/// the task that drives it.
+pub(crate) struct Activity {
+    state: Mutex<State>,
+    changed: Notify,
+    /// Bytes between requests start a head only on HTTP/1; on HTTP/2 they
+    /// are PINGs, SETTINGS and WINDOW_UPDATEs.
+    http1: bool,
+    keepalive_timeout: Duration,
+    header_read_timeout: Duration,
+}
+
+impl Activity {
+    pub(crate) fn new(
+        http1: bool,
+        keepalive_timeout: Duration,
+        header_read_timeout: Duration,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            state: Mutex::new(State {
+                in_flight: 0,
+                idle_since: Instant::now(),
+                head_started: None,
+                closing_since: None,
+            }),
+            changed: Notify::new(),
+            http1,
+            keepalive_timeout,
+            header_read_timeout,
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A request arrived; it is in flight until the guard (moved into its
+    /// response body) is dropped.
+    pub(crate) fn begin_request(self: &Arc<Self>) -> InFlight {
+        let mut state = self.lock();
+        state.in_flight += 1;
+        state.head_started = None;
+        InFlight(self.clone())
+    }
+
+    /// The connection was told to close (graceful shutdown).
+    pub(crate) fn begin_closing(&self) {
+        self.lock().closing_since = Some(Instant::now());
+        self.changed.notify_waiters();
+    }
+
+    fn bytes_read(&self) {
+        if !self.http1 {
+            return;
+        }
+        let mut state = self.lock();
+        if state.in_flight == 0 && state.head_started.is_none() {
+            state.head_started = Some(Instant::now());
+            drop(state);
+            self.changed.notify_waiters();
+        }
+    }
+
+    /// When the connection expires as things stand; `None` while a request
+    /// is in flight.
+    fn deadline(&self) -> Option<(Instant, Expiry)> {
+        let state = self.lock();
+        if state.in_flight > 0 {
+            return None;
+        }
+        Some(match (state.closing_since, state.head_started) {
+            (Some(closing), _) => (
+                closing.max(state.idle_since) + self.header_read_timeout,
+                Expiry::Closing,
+            ),
+            (None, Some(head)) => (head + self.header_read_timeout, Expiry::SlowHead),
+            (None, None) => (state.idle_since + self.keepalive_timeout, Expiry::Idle),
+        })
+    }
+
+    /// Resolves once the connection has expired. Cancel-safe: a fresh call
+    /// reads the current state.
+    pub(crate) async fn expired(&self) -> Expiry {
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            match self.deadline() {
+                None => notified.await,
+                Some((at, why)) if at <= Instant::now() => return why,
+                Some((at, _)) => {
+                    tokio::select! {
+                        () = tokio::time::sleep_until(at) => {}
+                        () = &mut notified => {}
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A request in flight; dropping it makes the connection idle again once
+/// no other request is in flight.
+pub(crate) struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut state = self.0.lock();
+        state.in_flight -= 1;
+        if state.in_flight == 0 {
+            state.idle_since = Instant::now();
+            state.head_started = None;
+            drop(state);
+            self.0.changed.notify_waiters();
+        }
+    }
+}
+
+/// A response body that keeps its request in flight until hyper has sent
+/// it (or given up on it).
+pub(crate) struct InFlightBody {
+    inner: Body,
+    _in_flight: InFlight,
+}
+
+impl InFlightBody {
+    pub(crate) fn new(inner: Body, in_flight: InFlight) -> Self {
+        Self {
+            inner,
+            _in_flight: in_flight,
+        }
+    }
+}
+
+impl HttpBody for InFlightBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The connection's byte stream, reporting reads to its [`Activity`].
+pub(crate) struct Watched<S> {
+    inner: S,
+    activity: Arc<Activity>,
+}
+
+impl<S> Watched<S> {
+    pub(crate) fn new(inner: S, activity: Arc<Activity>) -> Self {
+        Self { inner, activity }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.activity.bytes_read();
+        }
+        polled
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEEPALIVE: Duration = Duration::from_secs(75);
+    const HEADER: Duration = Duration::from_secs(10);
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_connection_expires_after_keepalive_timeout() {
+        let activity = Activity::new(true, KEEPALIVE, HEADER);
+        let started = Instant::now();
+        assert_eq!(activity.expired().await, Expiry::Idle);
+        assert_eq!(started.elapsed(), KEEPALIVE);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn request_in_flight_never_expires_and_idle_restarts_after_it() {
+        let activity = Activity::new(false, KEEPALIVE, HEADER);
+        let request = activity.begin_request();
+        let waiting = tokio::spawn({
+            let activity = activity.clone();
+            async move { activity.expired().await }
+        });
+        tokio::time::sleep(KEEPALIVE * 3).await;
+        assert!(!waiting.is_finished(), "expired with a request in flight");
+        let idle_from = Instant::now();
+        drop(request);
+        assert_eq!(waiting.await.unwrap(), Expiry::Idle);
+        assert_eq!(idle_from.elapsed(), KEEPALIVE);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn started_http1_head_gets_header_read_timeout() {
+        let activity = Activity::new(true, KEEPALIVE, HEADER);
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        activity.bytes_read();
+        let head_from = Instant::now();
+        assert_eq!(activity.expired().await, Expiry::SlowHead);
+        assert_eq!(head_from.elapsed(), HEADER);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn http2_frames_between_requests_do_not_start_a_head() {
+        let activity = Activity::new(false, KEEPALIVE, HEADER);
+        activity.bytes_read();
+        let started = Instant::now();
+        assert_eq!(activity.expired().await, Expiry::Idle);
+        assert_eq!(started.elapsed(), KEEPALIVE);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn closing_connection_gets_header_read_timeout_once_idle() {
+        let activity = Activity::new(false, KEEPALIVE, HEADER);
+        activity.begin_closing();
+        let started = Instant::now();
+        assert_eq!(activity.expired().await, Expiry::Closing);
+        assert_eq!(started.elapsed(), HEADER);
+    }
+}
