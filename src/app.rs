@@ -8,7 +8,6 @@ use arc_swap::ArcSwap;
 use std::time::SystemTime;
 
 use crate::admin::metrics::Metrics;
-use crate::auth::cookies::CookieSettings;
 use crate::auth::csrf::Csrf;
 use crate::auth::password::PasswordVerifier;
 use crate::auth::session::Sessions;
@@ -32,6 +31,7 @@ use crate::store::{
     AuditSink, CredentialStore, LogOnlyAudit, RefreshStore, ReplayStore, SessionStore,
     ThrottleStore,
 };
+use crate::web::cookies::CookieSettings;
 
 /// Assertion header name stripped even before `[upstream.assertion]` is
 /// configured, so a client can never pre-place one.

@@ -27,9 +27,9 @@ pub mod ops;
 pub mod pages;
 pub mod policy;
 pub mod proxy;
-pub mod response;
 pub mod server;
 pub mod store;
+pub mod web;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -13,8 +13,8 @@ use tokio::net::TcpListener;
 
 use crate::app::App;
 use crate::proxy::Connection;
-use crate::response::{self, Body};
 use crate::server::{serve_listener, Limits, Listener};
+use crate::web::response::{self, Body};
 
 /// Serves the admin endpoints with the same connection limits as the
 /// proxy listener (`[server]`): a scrape client that stalls cannot hold a

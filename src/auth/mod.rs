@@ -2,10 +2,7 @@
 //! and their cookies, CSRF, the audit trail, and portcullis' own endpoints
 //! under `login.prefix` (sign-in, sign-out, `me`).
 
-pub mod cookies;
 pub mod csrf;
-mod endpoints;
-mod forward;
 pub mod jwt;
 pub mod password;
 pub mod register;
@@ -20,15 +17,13 @@ use std::time::{Duration, SystemTime};
 use http::HeaderMap;
 use sha2::Digest as _;
 
-pub use endpoints::{handle, login_url, unauthenticated_json};
-
 use crate::config::LoginConfig;
-use crate::proxy::error::ProxyError;
 use crate::store::{
     AuditEvent, AuditSink, AuthMethod, CredentialStore, Gate, Identity, SessionRecord, StoreError,
     ThrottleStore, TokenHash,
 };
-use cookies::CookieSettings;
+use crate::web::cookies::CookieSettings;
+use crate::web::error::ProxyError;
 use csrf::Csrf;
 use password::PasswordVerifier;
 use session::Sessions;

@@ -19,7 +19,7 @@ use argon2::Argon2;
 use thiserror::Error;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::proxy::error::ProxyError;
+use crate::web::error::ProxyError;
 
 /// bcrypt cost used for new hashes and, until a real hash is seen, the dummy.
 pub const DEFAULT_BCRYPT_COST: u32 = 12;

@@ -25,11 +25,11 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
-use super::body::{is_body_stalled, ReadTimeout};
-use super::error::ProxyError;
 use super::headers::strip_hop_by_hop;
 use crate::config::UpstreamConfig;
-use crate::response::{Body, BoxError};
+use crate::web::body::{is_body_stalled, ReadTimeout};
+use crate::web::error::ProxyError;
+use crate::web::response::{Body, BoxError};
 
 /// A proxied request body: the client's, cut off when it stalls.
 type UpstreamBody = ReadTimeout<Incoming>;
@@ -142,7 +142,7 @@ fn classify(e: hyper_util::client::legacy::Error) -> ProxyError {
 fn stalled_for(e: &(dyn std::error::Error + 'static)) -> Duration {
     let mut source = Some(e);
     while let Some(err) = source {
-        if let Some(stalled) = err.downcast_ref::<super::body::BodyStalled>() {
+        if let Some(stalled) = err.downcast_ref::<crate::web::body::BodyStalled>() {
             return stalled.0;
         }
         source = err.source();

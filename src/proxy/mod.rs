@@ -3,10 +3,7 @@
 //! Each phase can short-circuit with a response.
 
 pub mod assertion;
-pub mod body;
-pub mod error;
 pub mod forward;
-pub mod forwarded;
 pub mod headers;
 
 use std::net::SocketAddr;
@@ -20,12 +17,12 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use crate::app::App;
 use crate::auth::Caller;
-use crate::auth::{login_url, unauthenticated_json};
 use crate::policy::path::{normalize, routing_path};
 use crate::policy::routes::{decide, Verdict};
-use crate::response::{self, Body};
-use error::ProxyError;
-use forwarded::Origin;
+use crate::web::error::ProxyError;
+use crate::web::forwarded::Origin;
+use crate::web::response::{self, Body};
+use crate::web::{login_url, unauthenticated_json};
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -97,7 +94,7 @@ async fn pipeline(
         .strip_prefix(prefix.as_str())
         .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
     {
-        return crate::auth::handle(app, req, &path, origin).await;
+        return crate::web::handle(app, req, &path, origin).await;
     }
 
     // strip

@@ -23,7 +23,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::response::{Body, BoxError};
+use crate::web::response::{Body, BoxError};
 
 /// Why an idle connection is being closed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -32,7 +32,7 @@ use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use crate::app::App;
 use crate::config::ServerConfig;
 use crate::proxy::{self, Connection};
-use crate::response::{self, Body};
+use crate::web::response::{self, Body};
 use idle::{Activity, InFlightBody, Watched};
 
 /// The answer to a first request that carries both `Content-Length` and

@@ -18,7 +18,7 @@ use hyper::service::service_fn;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use portcullis::response::{full, Body};
+use portcullis::web::response::{full, Body};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
@@ -78,7 +78,7 @@ async fn upstream_handler(mut req: Request<Incoming>) -> Result<Response<Body>, 
     match path.as_str() {
         "/sse" => {
             let (tx, rx) = tokio::sync::mpsc::channel::<
-                Result<Frame<Bytes>, portcullis::response::BoxError>,
+                Result<Frame<Bytes>, portcullis::web::response::BoxError>,
             >(4);
             tokio::spawn(async move {
                 for i in 0..3 {
@@ -100,7 +100,7 @@ async fn upstream_handler(mut req: Request<Incoming>) -> Result<Response<Body>, 
                 .and_then(|n| n.parse().ok())
                 .unwrap_or(0);
             let (tx, rx) = tokio::sync::mpsc::channel::<
-                Result<Frame<Bytes>, portcullis::response::BoxError>,
+                Result<Frame<Bytes>, portcullis::web::response::BoxError>,
             >(4);
             tokio::spawn(async move {
                 let mut sent = 0;
@@ -156,7 +156,7 @@ async fn upstream_handler(mut req: Request<Incoming>) -> Result<Response<Body>, 
                     }
                 }
             });
-            let mut resp = Response::new(portcullis::response::empty());
+            let mut resp = Response::new(portcullis::web::response::empty());
             *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
             let h = resp.headers_mut();
             h.insert("connection", "upgrade".parse().unwrap());

@@ -13,7 +13,7 @@ use http_body::{Body as HttpBody, Frame, SizeHint};
 use thiserror::Error;
 use tokio::time::{Instant, Sleep};
 
-use crate::response::BoxError;
+use crate::web::response::BoxError;
 
 /// The error a [`ReadTimeout`] body ends with.
 #[derive(Debug, Error)]

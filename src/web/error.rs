@@ -8,8 +8,8 @@ use http::StatusCode;
 use thiserror::Error;
 
 use crate::policy::path::PathError;
-use crate::response::BoxError;
 use crate::store::StoreError;
+use crate::web::response::BoxError;
 
 #[derive(Debug, Error)]
 pub enum ProxyError {
