@@ -7,7 +7,6 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use std::time::SystemTime;
 
-use crate::admin::metrics::Metrics;
 use crate::auth::csrf::Csrf;
 use crate::auth::password::PasswordVerifier;
 use crate::auth::session::Sessions;
@@ -15,6 +14,7 @@ use crate::auth::sso::Sso;
 use crate::auth::tokens::{revocation_window, Tokens};
 use crate::auth::Auth;
 use crate::config::{Config, CredentialsConfig, SessionStoreKind};
+use crate::metrics::Metrics;
 use crate::pages::Pages;
 use crate::policy::routes::RouteTable;
 use crate::proxy::forward::Upstream;

@@ -23,6 +23,7 @@ pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod config;
+pub mod metrics;
 pub mod ops;
 pub mod pages;
 pub mod policy;

@@ -2,8 +2,6 @@
 //! (process alive), `/readyz` (200 only when every backend answers) and
 //! `/metrics` (Prometheus text).
 
-pub mod metrics;
-
 use std::future::Future;
 use std::sync::Arc;
 
@@ -12,8 +10,8 @@ use hyper::body::Incoming;
 use tokio::net::TcpListener;
 
 use crate::app::App;
-use crate::proxy::Connection;
 use crate::server::{serve_listener, Limits, Listener};
+use crate::web::forwarded::Connection;
 use crate::web::response::{self, Body};
 
 /// Serves the admin endpoints with the same connection limits as the

@@ -50,7 +50,7 @@ pub struct Auth {
     /// family (see [`Auth::bearer_recheck_cache`]).
     pub bearer_rechecks: moka::future::Cache<String, Identity>,
     pub sso: sso::Sso,
-    pub metrics: Arc<crate::admin::metrics::Metrics>,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Who is making a request: a session cookie or a bearer access token.

@@ -1,10 +1,8 @@
 //! Header surgery on the way to the app and back: pure functions over a
 //! `HeaderMap`, each with the rule it enforces.
 
-use http::header::{self, HeaderName, HeaderValue};
+use http::header::{self, HeaderName};
 
-use crate::config::IdentityHeaders;
-use crate::store::Identity;
 use http::{HeaderMap, Method, Version};
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1: "a proxy MUST remove any such
@@ -62,22 +60,6 @@ fn reads_as(name: &str, python: &str) -> bool {
                 a.to_ascii_lowercase() == b
             }
         })
-}
-
-/// Sets the identity headers for `identity`. A value that cannot be a
-/// header (a control character in the users table) is left out rather than
-/// sent mangled.
-pub fn set_identity(headers: &mut HeaderMap, names: &IdentityHeaders, identity: &Identity) {
-    let roles = identity.roles.join(",");
-    for (name, value) in [
-        (&names.user, identity.id.as_str()),
-        (&names.email, identity.email.as_str()),
-        (&names.roles, roles.as_str()),
-    ] {
-        if let Ok(v) = HeaderValue::from_str(value) {
-            headers.insert(name.clone(), v);
-        }
-    }
 }
 
 /// True for a WebSocket handshake (HTTP/1.1 GET with `Connection: upgrade`
@@ -158,6 +140,7 @@ pub fn strip_spoofable(headers: &mut HeaderMap, names: &[String]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderValue;
 
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -316,6 +299,7 @@ mod tests {
 
     mod properties {
         use super::super::*;
+        use http::HeaderValue;
         use proptest::prelude::*;
 
         /// 256 cases (`PROPTEST_CASES` overrides), no regression files:

@@ -6,7 +6,6 @@ pub mod assertion;
 pub mod forward;
 pub mod headers;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -20,21 +19,11 @@ use crate::auth::Caller;
 use crate::policy::path::{normalize, routing_path};
 use crate::policy::routes::{decide, Verdict};
 use crate::web::error::ProxyError;
-use crate::web::forwarded::Origin;
+use crate::web::forwarded::{Connection, Origin};
 use crate::web::response::{self, Body};
 use crate::web::{login_url, unauthenticated_json};
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-
-/// How a connection reached us.
-#[derive(Debug, Clone)]
-pub struct Connection {
-    pub peer: SocketAddr,
-    pub tls: bool,
-    /// The connection's place under `server.max_connections`; a WebSocket
-    /// tunnel keeps holding it after hyper lets go of the connection.
-    pub slot: Option<Arc<OwnedSemaphorePermit>>,
-}
 
 /// Serves one request; never fails (errors become pages or JSON).
 pub async fn handle(app: &App, req: Request<Incoming>, conn: Connection) -> Response<Body> {
@@ -191,7 +180,7 @@ fn rewrite(
             // Our access token is for portcullis, not for the app.
             headers.remove(http::header::AUTHORIZATION);
         }
-        headers::set_identity(headers, names, &caller.identity);
+        crate::web::identity::set_identity(headers, names, &caller.identity);
         if let Some(config) = &app.config.upstream.assertion {
             let signed = assertion::sign(config, &caller.identity, &origin.request_id)
                 .map_err(ProxyError::AssertionUnsigned)?;

@@ -31,7 +31,8 @@ use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::app::App;
 use crate::config::ServerConfig;
-use crate::proxy::{self, Connection};
+use crate::proxy;
+use crate::web::forwarded::Connection;
 use crate::web::response::{self, Body};
 use idle::{Activity, InFlightBody, Watched};
 

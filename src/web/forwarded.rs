@@ -4,6 +4,9 @@
 //! any client copy of these headers is stripped.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use tokio::sync::OwnedSemaphorePermit;
 
 use http::header::HOST;
 use http::{HeaderMap, Uri};
@@ -18,6 +21,16 @@ pub struct Origin {
     pub proto: &'static str,
     pub host: Option<String>,
     pub request_id: String,
+}
+
+/// How a connection reached us.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    pub peer: SocketAddr,
+    pub tls: bool,
+    /// The connection's place under `server.max_connections`; a WebSocket
+    /// tunnel keeps holding it after hyper lets go of the connection.
+    pub slot: Option<Arc<OwnedSemaphorePermit>>,
 }
 
 pub fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {

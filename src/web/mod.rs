@@ -8,6 +8,7 @@ pub mod cookies;
 pub mod error;
 pub(crate) mod forward_auth;
 pub mod forwarded;
+pub(crate) mod identity;
 mod login;
 mod logout;
 mod me;

@@ -7,9 +7,9 @@ use hyper::body::Incoming;
 use super::unauthenticated_json;
 use crate::app::App;
 use crate::policy::routes::Verdict;
-use crate::proxy::headers::set_identity;
 use crate::web::error::ProxyError;
 use crate::web::forwarded::Origin;
+use crate::web::identity::set_identity;
 use crate::web::response::{self, Body};
 
 /// `GET {prefix}/verify`: forward-auth for nginx `auth_request`, Traefik
