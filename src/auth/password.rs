@@ -69,12 +69,15 @@ pub fn is_outdated(hash: &str) -> bool {
 /// Hashes `password` for a users file or a credentials table.
 pub fn hash_password(password: &str, algorithm: &str) -> Result<String, HashError> {
     match algorithm {
-        // Never a hash that silently drops the bytes after the 72nd.
-        "bcrypt" => bcrypt::non_truncating_hash(password, DEFAULT_BCRYPT_COST).map_err(|e| {
-            HashError::Failed(format!(
-                "{e}; bcrypt uses at most {BCRYPT_MAX_PASSWORD_BYTES} bytes, use argon2id for longer passwords"
-            ))
-        }),
+        // Never a hash that silently drops the bytes after the 72nd. (bcrypt's
+        // own `non_truncating_hash` counts a trailing NUL and so refuses
+        // exactly 72 bytes, which every other bcrypt accepts.)
+        "bcrypt" if password.len() > BCRYPT_MAX_PASSWORD_BYTES => Err(HashError::Failed(format!(
+            "the password is {} bytes; bcrypt uses at most {BCRYPT_MAX_PASSWORD_BYTES}, use argon2id for longer passwords",
+            password.len()
+        ))),
+        "bcrypt" => bcrypt::hash(password, DEFAULT_BCRYPT_COST)
+            .map_err(|e| HashError::Failed(e.to_string())),
         "argon2id" => {
             let salt_bytes: [u8; 16] = rand::random();
             let salt = SaltString::encode_b64(&salt_bytes)
@@ -282,6 +285,17 @@ fn dummy_hash(shapes: &Mutex<Shapes>) -> Arc<str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression: `bcrypt::non_truncating_hash` refused exactly 72 bytes,
+    /// so `hash-password` and registration could not make a hash for a
+    /// password every other bcrypt accepts.
+    #[test]
+    fn a_72_byte_password_can_be_hashed_and_verifies_and_73_cannot() {
+        let password = "p".repeat(72);
+        let hash = hash_password(&password, "bcrypt").unwrap();
+        assert!(bcrypt::verify(&password, &hash).unwrap());
+        assert!(hash_password(&"p".repeat(73), "bcrypt").is_err());
+    }
 
     /// A verifier whose checks never give up waiting for a slot.
     fn verifier(workers: usize) -> PasswordVerifier {

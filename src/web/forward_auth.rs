@@ -97,6 +97,11 @@ fn single<'a>(
 /// in `$request_uri`). The query and any fragment are cut off; rules never
 /// look at them.
 fn path_of(uri: &str) -> Option<&str> {
+    // A request target never carries a fragment: one here means the proxy
+    // passed something the app may read differently (`/a#/../admin`).
+    if uri.contains('#') {
+        return None;
+    }
     let target = if uri.starts_with('/') {
         uri
     } else {
@@ -163,6 +168,14 @@ mod tests {
             Ok((Method::GET, "/a".into())),
             "no method header means GET"
         );
+    }
+
+    /// Regression: `/static/a#/../../admin/x` was judged as `/static/a`
+    /// while nginx passed the whole string to the app.
+    #[test]
+    fn a_fragment_in_the_uri_is_refused() {
+        let sent = [("x-forwarded-uri", "/static/a#/../../admin/x")];
+        assert!(matches!(judged(&sent, true), Err(ForwardAuthError::BadUri(_))));
     }
 
     #[test]
