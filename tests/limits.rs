@@ -621,3 +621,59 @@ async fn bcrypt_password_of_exactly_72_bytes_signs_in() {
         "73 bytes never sign in"
     );
 }
+
+/// Regression: the stall timer restarted on every byte, so a login body
+/// trickled a byte at a time held its connection slot for days.
+#[tokio::test]
+async fn trickled_login_body_gets_408_within_body_read_timeout() {
+    let upstream = Upstream::start().await;
+    let proxy = proxy(&upstream, "body_read_timeout = \"1s\"\n", "").await;
+    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+    stream.write_all(LOGIN_HEAD).await.unwrap();
+    let (mut read, mut write) = stream.into_split();
+    let reader = tokio::spawn(async move {
+        let mut got = Vec::new();
+        let _ = read.read_to_end(&mut got).await;
+        String::from_utf8_lossy(&got).to_string()
+    });
+    // 90 bytes, one every 200 ms: 18 s in all, far past the 1 s limit.
+    for _ in 0..90 {
+        if reader.is_finished() || write.write_all(b"x").await.is_err() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(reader.is_finished(), "still reading the trickled body");
+    let reply = reader.await.unwrap();
+    assert_eq!(raw_status(&reply), Some(408), "{reply}");
+}
+
+/// Regression: a client that asked for a large response and never read it
+/// held its connection (and an upstream one) for ever.
+#[tokio::test]
+async fn client_that_never_reads_its_response_loses_the_connection() {
+    let upstream = Upstream::start().await;
+    let proxy = proxy(
+        &upstream,
+        "body_read_timeout = \"1s\"\nmax_connections = 1\n",
+        "[[route]]\npath = \"/download\"\naccess = \"public\"\n",
+    )
+    .await;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stalled = socket.connect(proxy.addr).await.unwrap();
+    stalled
+        .write_all(b"GET /download?bytes=67108864 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .await
+        .unwrap();
+    // It never reads; the next client gets the only slot once it is dropped.
+    let mut next = TcpStream::connect(proxy.addr).await.unwrap();
+    next.write_all(b"GET /static/b HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .await
+        .unwrap();
+    let reply = tokio::time::timeout(DEADLINE, read_response(&mut next))
+        .await
+        .expect("the stalled reader still holds the only connection slot");
+    assert_eq!(raw_status(&reply), Some(200));
+    drop(stalled);
+}

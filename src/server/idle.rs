@@ -36,6 +36,9 @@ pub(crate) enum Expiry {
     /// Told to close, and still open `header_read_timeout` later with
     /// nothing in flight (a peer that never finishes the HTTP/2 GOAWAY).
     Closing,
+    /// Our writes stayed blocked for `write_stall_timeout`: the client does
+    /// not read what it asked for. Dropped at once, in flight or not.
+    StalledWrite,
 }
 
 struct State {
@@ -43,6 +46,8 @@ struct State {
     idle_since: Instant,
     head_started: Option<Instant>,
     closing_since: Option<Instant>,
+    /// Since when the socket has refused our writes (the peer's window full).
+    write_blocked_since: Option<Instant>,
 }
 
 /// One connection's activity, shared by its IO wrapper, its service and
@@ -55,6 +60,7 @@ pub(crate) struct Activity {
     http1: bool,
     keepalive_timeout: Duration,
     header_read_timeout: Duration,
+    write_stall_timeout: Duration,
 }
 
 impl Activity {
@@ -62,6 +68,7 @@ impl Activity {
         http1: bool,
         keepalive_timeout: Duration,
         header_read_timeout: Duration,
+        write_stall_timeout: Duration,
     ) -> Arc<Self> {
         Arc::new(Self {
             state: Mutex::new(State {
@@ -69,11 +76,13 @@ impl Activity {
                 idle_since: Instant::now(),
                 head_started: None,
                 closing_since: None,
+                write_blocked_since: None,
             }),
             changed: Notify::new(),
             http1,
             keepalive_timeout,
             header_read_timeout,
+            write_stall_timeout,
         })
     }
 
@@ -108,10 +117,28 @@ impl Activity {
         }
     }
 
+    /// Records whether a write went through (`true`) or was refused
+    /// because the peer is not reading (`false`).
+    fn write_progress(&self, written: bool) {
+        let mut state = self.lock();
+        match (written, state.write_blocked_since) {
+            (true, Some(_)) => state.write_blocked_since = None,
+            (false, None) => {
+                state.write_blocked_since = Some(Instant::now());
+                drop(state);
+                self.changed.notify_waiters();
+            }
+            _ => {}
+        }
+    }
+
     /// When the connection expires as things stand; `None` while a request
-    /// is in flight.
+    /// is in flight and its writes go through.
     fn deadline(&self) -> Option<(Instant, Expiry)> {
         let state = self.lock();
+        if let Some(blocked) = state.write_blocked_since {
+            return Some((blocked + self.write_stall_timeout, Expiry::StalledWrite));
+        }
         if state.in_flight > 0 {
             return None;
         }
@@ -232,7 +259,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.activity.write_progress(polled.is_ready());
+        polled
     }
 
     fn poll_write_vectored(
@@ -240,7 +269,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.activity.write_progress(polled.is_ready());
+        polled
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -262,10 +293,32 @@ mod tests {
 
     const KEEPALIVE: Duration = Duration::from_secs(75);
     const HEADER: Duration = Duration::from_secs(10);
+    const STALL: Duration = Duration::from_secs(30);
+
+    /// Regression: a client that never read its response held its
+    /// connection (and the upstream one) for ever, request in flight.
+    #[tokio::test(start_paused = true)]
+    async fn blocked_writes_expire_even_with_a_request_in_flight() {
+        let activity = Activity::new(true, KEEPALIVE, HEADER, STALL);
+        let _in_flight = activity.begin_request();
+        activity.write_progress(false);
+        let started = Instant::now();
+        assert_eq!(activity.expired().await, Expiry::StalledWrite);
+        assert_eq!(started.elapsed(), STALL);
+
+        let activity = Activity::new(true, KEEPALIVE, HEADER, STALL);
+        let _in_flight = activity.begin_request();
+        activity.write_progress(false);
+        activity.write_progress(true);
+        assert!(
+            activity.deadline().is_none(),
+            "a write that went through clears it"
+        );
+    }
 
     #[tokio::test(start_paused = true)]
     async fn idle_connection_expires_after_keepalive_timeout() {
-        let activity = Activity::new(true, KEEPALIVE, HEADER);
+        let activity = Activity::new(true, KEEPALIVE, HEADER, STALL);
         let started = Instant::now();
         assert_eq!(activity.expired().await, Expiry::Idle);
         assert_eq!(started.elapsed(), KEEPALIVE);
@@ -273,7 +326,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn request_in_flight_never_expires_and_idle_restarts_after_it() {
-        let activity = Activity::new(false, KEEPALIVE, HEADER);
+        let activity = Activity::new(false, KEEPALIVE, HEADER, STALL);
         let request = activity.begin_request();
         let waiting = tokio::spawn({
             let activity = activity.clone();
@@ -289,7 +342,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn started_http1_head_gets_header_read_timeout() {
-        let activity = Activity::new(true, KEEPALIVE, HEADER);
+        let activity = Activity::new(true, KEEPALIVE, HEADER, STALL);
         tokio::time::sleep(Duration::from_secs(5)).await;
         activity.bytes_read();
         let head_from = Instant::now();
@@ -299,7 +352,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn http2_frames_between_requests_do_not_start_a_head() {
-        let activity = Activity::new(false, KEEPALIVE, HEADER);
+        let activity = Activity::new(false, KEEPALIVE, HEADER, STALL);
         activity.bytes_read();
         let started = Instant::now();
         assert_eq!(activity.expired().await, Expiry::Idle);
@@ -308,7 +361,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn closing_connection_gets_header_read_timeout_once_idle() {
-        let activity = Activity::new(false, KEEPALIVE, HEADER);
+        let activity = Activity::new(false, KEEPALIVE, HEADER, STALL);
         activity.begin_closing();
         let started = Instant::now();
         assert_eq!(activity.expired().await, Expiry::Closing);

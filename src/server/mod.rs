@@ -34,7 +34,7 @@ use crate::config::ServerConfig;
 use crate::proxy;
 use crate::web::forwarded::Connection;
 use crate::web::response::{self, Body};
-use idle::{Activity, InFlightBody, Watched};
+use idle::{Activity, Expiry, InFlightBody, Watched};
 
 /// The answer to a first request that carries both `Content-Length` and
 /// `Transfer-Encoding` (before hyper, which would read it as chunked).
@@ -62,6 +62,9 @@ pub(crate) struct Limits {
     pub keepalive_timeout: Duration,
     pub h2_max_streams: u32,
     pub shutdown_grace: Duration,
+    /// A client that leaves our writes blocked (does not read its
+    /// response) this long loses the connection, request in flight or not.
+    pub write_stall_timeout: Duration,
 }
 
 impl Limits {
@@ -73,6 +76,7 @@ impl Limits {
             keepalive_timeout: config.keepalive_timeout,
             h2_max_streams: config.h2_max_streams,
             shutdown_grace: config.shutdown_grace,
+            write_stall_timeout: config.body_read_timeout,
         }
     }
 }
@@ -281,6 +285,7 @@ where
             !opening.is_http2(),
             limits.keepalive_timeout,
             limits.header_read_timeout,
+            limits.write_stall_timeout,
         );
         let stream = Watched::new(rewind::Rewind::new(opening.bytes, stream), activity.clone());
         let conn = Connection {
@@ -326,6 +331,10 @@ where
                     closing = true;
                 }
                 why = activity.expired() => {
+                    if why == Expiry::StalledWrite {
+                        tracing::debug!(%peer, "client stopped reading its response; connection dropped");
+                        return;
+                    }
                     if closing {
                         tracing::debug!(%peer, "peer did not finish closing; connection dropped");
                         return;

@@ -175,7 +175,10 @@ mod tests {
     #[test]
     fn a_fragment_in_the_uri_is_refused() {
         let sent = [("x-forwarded-uri", "/static/a#/../../admin/x")];
-        assert!(matches!(judged(&sent, true), Err(ForwardAuthError::BadUri(_))));
+        assert!(matches!(
+            judged(&sent, true),
+            Err(ForwardAuthError::BadUri(_))
+        ));
     }
 
     #[test]

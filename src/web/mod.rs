@@ -156,8 +156,8 @@ pub(crate) fn is_json(headers: &HeaderMap) -> bool {
 
 /// Collects a small body, refusing anything over [`FORM_BODY_LIMIT`] before
 /// reading it when the length is declared, and as soon as it is exceeded
-/// otherwise; a body that stops arriving for `server.body_read_timeout` is
-/// answered 408.
+/// otherwise; a body that is not complete within `server.body_read_timeout`
+/// is answered 408.
 pub(crate) async fn read_form_body(
     app: &App,
     headers: &HeaderMap,
@@ -172,7 +172,12 @@ pub(crate) async fn read_form_body(
     }
     let timeout = app.config.server.body_read_timeout;
     let body = ReadTimeout::new(body, timeout);
-    match Limited::new(body, FORM_BODY_LIMIT).collect().await {
+    // A form is at most 16 KiB: the whole of it gets `body_read_timeout`,
+    // so a byte now and then cannot hold the connection for days.
+    let collected = tokio::time::timeout(timeout, Limited::new(body, FORM_BODY_LIMIT).collect())
+        .await
+        .map_err(|_| ProxyError::BodyTimeout(timeout))?;
+    match collected {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e)
             if e.downcast_ref::<http_body_util::LengthLimitError>()
