@@ -6,39 +6,18 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use crate::app::Stores;
 use crate::auth::tokens::revocation_window;
-use crate::config::{Config, CredentialsConfig, SessionStoreKind};
+use crate::config::{Config, SessionStoreKind};
 use crate::store::postgres::{Pg, PgRefreshStore, PgSessionStore};
-use crate::store::SessionRecord;
+use crate::store::{SessionRecord, Stores};
 
 /// Tries every backend the config names; returns the problems found, each
 /// starting with the key to look at.
 pub async fn check(config: &Config) -> Vec<String> {
-    let mut problems = Vec::new();
-    let stores = match Stores::build(config) {
-        Ok(stores) => stores,
-        Err(e) => return vec![format!("{e:#}")],
-    };
-    let credentials_key = match config.credentials {
-        CredentialsConfig::File { .. } => "credentials.file.path",
-        CredentialsConfig::Mysql(_) => "credentials.mysql.url",
-    };
-    if let Err(e) = stores.credentials.ping().await {
-        problems.push(format!("{credentials_key}: {e}"));
+    match Stores::build(config, revocation_window(&config.tokens)) {
+        Ok(stores) => stores.problems().await,
+        Err(e) => vec![format!("{e:#}")],
     }
-    if let Some(pg) = &stores.postgres {
-        let client = pg.pool.get().await;
-        match client {
-            Err(e) => problems.push(format!("postgres.url: cannot connect: {e}")),
-            Ok(client) => {
-                if let Err(e) = client.simple_query("SELECT 1").await {
-                    problems.push(format!("postgres.url: {e}"));
-                }
-            }
-        }
-    }
-    problems
 }
 
 /// Applies the PostgreSQL schema; returns how many steps ran.

@@ -3,7 +3,7 @@
 //! shared; use the PostgreSQL store for that.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
@@ -24,6 +24,22 @@ pub struct MemorySessionStore {
 impl MemorySessionStore {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A store whose expired sessions are dropped every minute, so memory
+    /// stays bounded (the sweeper stops when the store is dropped).
+    pub fn start(idle_timeout: Duration) -> Arc<Self> {
+        let store = Arc::new(Self::new());
+        let weak = Arc::downgrade(&store);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                let Some(store) = weak.upgrade() else { break };
+                store.purge_expired(SystemTime::now(), idle_timeout);
+            }
+        });
+        store
     }
 
     /// Drops sessions past their absolute expiry or idle for longer than

@@ -8,12 +8,15 @@ pub mod memory;
 pub mod mysql;
 pub mod postgres;
 pub(crate) mod revoked;
+mod wiring;
 
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use thiserror::Error;
+
+pub(crate) use wiring::{Started, Stores};
 
 /// Who a user is, as injected into upstream headers.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -101,6 +101,21 @@ impl Pg {
         Ok(())
     }
 
+    /// Whether the database takes a connection and answers a query, schema
+    /// or not (for `check`); the error says which step failed.
+    pub(crate) async fn answers(&self) -> Result<(), String> {
+        let client = self
+            .pool
+            .get()
+            .await
+            .map_err(|e| format!("cannot connect: {e}"))?;
+        client
+            .simple_query("SELECT 1")
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
     /// A 32-byte key shared by every instance on this database, created on
     /// first use (the CSRF key, so a form from one instance posts to another).
     pub async fn shared_secret(&self, name: &str) -> Result<[u8; 32], StoreError> {
