@@ -15,6 +15,8 @@ use argon2::Argon2;
 use thiserror::Error;
 use tokio::sync::Semaphore;
 
+use crate::store::password_hash::bcrypt_cost;
+
 /// bcrypt cost used for new hashes and, until a real hash is seen, the dummy.
 pub const DEFAULT_BCRYPT_COST: u32 = 12;
 
@@ -24,20 +26,6 @@ pub enum HashError {
     UnsupportedAlgorithm(String),
     #[error("hashing failed: {0}")]
     Failed(String),
-}
-
-/// True for the hash formats this module can verify.
-pub fn is_supported_hash(hash: &str) -> bool {
-    bcrypt_cost(hash).is_some() || hash.starts_with("$argon2id$")
-}
-
-/// The cost of a `$2?$NN$...` bcrypt hash.
-fn bcrypt_cost(hash: &str) -> Option<u32> {
-    let rest = hash
-        .strip_prefix("$2a$")
-        .or_else(|| hash.strip_prefix("$2b$"))
-        .or_else(|| hash.strip_prefix("$2y$"))?;
-    rest.get(..2)?.parse().ok()
 }
 
 /// True for a bcrypt hash cheaper than [`DEFAULT_BCRYPT_COST`]: with
@@ -209,6 +197,7 @@ fn dummy_hash(shapes: &Mutex<Shapes>) -> Arc<str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::password_hash::is_supported_hash;
 
     #[tokio::test]
     async fn every_bcrypt_prefix_verifies() {

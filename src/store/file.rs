@@ -9,6 +9,7 @@ use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use serde::Deserialize;
 
+use super::password_hash::is_supported_hash;
 use super::{CredentialStore, Identity, StoreError, UserRecord};
 
 #[derive(Deserialize)]
@@ -72,7 +73,7 @@ impl FileCredentialStore {
         let file: UsersFile = toml::from_str(text)?;
         let mut users: Vec<UserRecord> = Vec::with_capacity(file.user.len());
         for (i, u) in file.user.into_iter().enumerate() {
-            if !crate::auth::password::is_supported_hash(&u.password_hash) {
+            if !is_supported_hash(&u.password_hash) {
                 anyhow::bail!(
                     "user[{i}] ({}): password_hash is not a bcrypt or argon2id hash; make one with `portcullis hash-password`",
                     u.username

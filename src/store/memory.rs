@@ -12,9 +12,9 @@ use super::{
     Gate, Identity, RefreshRecord, RefreshStore, ReplayStore, SessionRecord, SessionStore, Spend,
     StoreError, ThrottleStore, TokenHash,
 };
-use crate::auth::tokens::REUSE_GRACE;
 use crate::config::Rate;
 use crate::store::revoked::RevokedFamilies;
+use crate::store::REUSE_GRACE;
 
 #[derive(Default)]
 pub struct MemorySessionStore {

@@ -6,6 +6,7 @@
 pub mod file;
 pub mod memory;
 pub mod mysql;
+pub(crate) mod password_hash;
 pub mod postgres;
 pub(crate) mod revoked;
 mod wiring;
@@ -220,6 +221,11 @@ pub enum Spend {
         family: String,
     },
 }
+
+/// A spent refresh token presented again within this long of its first use
+/// is honoured (concurrent refreshes), after that it revokes its family; the
+/// stores keep the successor pair of a spent token for this long.
+pub(crate) const REUSE_GRACE: Duration = Duration::from_secs(10);
 
 /// Refresh tokens for API clients (rotation with reuse detection), and the
 /// revoked families every bearer request is checked against.

@@ -21,8 +21,8 @@ use futures_util::StreamExt;
 use tokio_postgres::{AsyncMessage, NoTls};
 
 use super::{db_error, pool_error, unavailable, Pg, DB_TIMEOUT};
-use crate::auth::tokens::REUSE_GRACE;
 use crate::store::revoked::RevokedFamilies;
+use crate::store::REUSE_GRACE;
 use crate::store::{Identity, RefreshRecord, RefreshStore, Spend, StoreError, TokenHash};
 
 /// Locks one family for the current transaction.
