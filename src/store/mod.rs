@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use thiserror::Error;
 
-pub(crate) use wiring::{Started, Stores};
+pub(crate) use wiring::{migrate, OperatorStores, Started, Stores};
 
 /// Who a user is, as injected into upstream headers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -286,14 +286,23 @@ pub struct AuditEvent {
 }
 
 /// Where audit events are kept beyond the log: `audit_events` in PostgreSQL.
+#[async_trait]
 pub trait AuditSink: Send + Sync {
     /// Queues an event; never blocks the request.
     fn record(&self, event: AuditEvent);
+    /// Writes an operator's action (a CLI command, client address `cli`)
+    /// at once: the command exits right after and must say if it failed.
+    async fn record_operator(&self, event: &'static str, user: &str) -> Result<(), StoreError>;
 }
 
 /// The embedded default: the log line is the whole audit trail.
 pub struct LogOnlyAudit;
 
+#[async_trait]
 impl AuditSink for LogOnlyAudit {
     fn record(&self, _event: AuditEvent) {}
+
+    async fn record_operator(&self, _event: &'static str, _user: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
 }

@@ -11,12 +11,14 @@ use tokio::sync::watch;
 use super::file::FileCredentialStore;
 use super::memory::{MemoryRefreshStore, MemoryReplayStore, MemorySessionStore, MemoryThrottle};
 use super::mysql::MysqlCredentialStore;
-use super::postgres::{Pg, PgAudit, PgRefreshStore, PgReplayStore, PgSessionStore, PgThrottle};
+use super::postgres::{
+    Pg, PgAudit, PgDirectAudit, PgRefreshStore, PgReplayStore, PgSessionStore, PgThrottle,
+};
 use super::{
     AuditSink, CredentialStore, LogOnlyAudit, RefreshStore, ReplayStore, SessionStore, StoreError,
     ThrottleStore,
 };
-use crate::config::{Config, CredentialsConfig, SessionStoreKind};
+use crate::config::{Config, CredentialsConfig, PostgresConfig, SessionStoreKind};
 
 /// Name of the shared CSRF key in PostgreSQL.
 const CSRF_SECRET: &str = "csrf";
@@ -42,6 +44,15 @@ pub(crate) struct Stores {
     migrate: bool,
     /// `postgres.connect_timeout`: how long serving waits for start-up work.
     connect_timeout: Duration,
+}
+
+/// The shared stores the `sessions` commands act on, for a short-lived
+/// process: revocations still reach every instance (NOTIFY), but nothing
+/// listens, queues or sweeps on this side.
+pub(crate) struct OperatorStores {
+    pub(crate) sessions: Arc<dyn SessionStore>,
+    pub(crate) refresh: Arc<dyn RefreshStore>,
+    pub(crate) audit: Arc<dyn AuditSink>,
 }
 
 /// Keys every instance on one database shares; random ones for a single
@@ -170,6 +181,43 @@ impl Stores {
         }
         problems
     }
+}
+
+impl OperatorStores {
+    /// Refused unless `session.store = "postgres"`: in memory, sessions live
+    /// inside the running proxy and nothing outside it can reach them.
+    /// `revocation_window` as for [`Stores::build`].
+    pub(crate) fn build(
+        config: &Config,
+        revocation_window: Duration,
+    ) -> anyhow::Result<OperatorStores> {
+        if config.session.store != SessionStoreKind::Postgres {
+            anyhow::bail!(
+                "session.store is \"memory\": sessions live inside the running proxy and end with it; \
+                 the sessions commands need session.store = \"postgres\""
+            );
+        }
+        let pg = Pg::new(&config.postgres).map_err(anyhow::Error::msg)?;
+        pg.assume_migrated();
+        Ok(OperatorStores {
+            sessions: PgSessionStore::start(
+                pg.clone(),
+                config.session.cache_ttl,
+                config.session.idle_timeout,
+            ),
+            refresh: Arc::new(PgRefreshStore::new(pg.clone(), revocation_window)),
+            audit: Arc::new(PgDirectAudit::new(pg)),
+        })
+    }
+}
+
+/// Applies the PostgreSQL schema (`portcullis migrate`); returns how many
+/// steps ran.
+pub(crate) async fn migrate(config: &PostgresConfig) -> anyhow::Result<usize> {
+    let pg = Pg::new(config).map_err(anyhow::Error::msg)?;
+    pg.migrate()
+        .await
+        .map_err(|e| anyhow::anyhow!("postgres.url: {e}"))
 }
 
 impl Started {

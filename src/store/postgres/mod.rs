@@ -21,7 +21,7 @@ use std::time::Duration;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
 
-pub use audit::PgAudit;
+pub use audit::{PgAudit, PgDirectAudit};
 pub use refresh::PgRefreshStore;
 pub use replay::PgReplayStore;
 pub use sessions::PgSessionStore;
