@@ -44,11 +44,7 @@ impl std::fmt::Debug for TokenHash {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // A prefix is enough to correlate in logs; the hash is not a secret,
         // but keeping logs short keeps them readable.
-        write!(f, "TokenHash(")?;
-        for b in &self.0[..4] {
-            write!(f, "{b:02x}")?;
-        }
-        write!(f, "…)")
+        write!(f, "TokenHash({}…)", hex::encode(&self.0[..4]))
     }
 }
 
