@@ -3,10 +3,13 @@
 //! shared; use the PostgreSQL store for that.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
+use moka::future::Cache;
+use moka::ops::compute::{CompResult, Op};
+use moka::Expiry;
 
 use super::{
     Gate, Identity, RefreshRecord, RefreshStore, ReplayStore, SessionRecord, SessionStore, Spend,
@@ -16,106 +19,165 @@ use crate::config::Rate;
 use crate::store::revoked::RevokedFamilies;
 use crate::store::REUSE_GRACE;
 
-#[derive(Default)]
+/// In-process sessions (single instance), in a cache whose entries expire
+/// on their own ([`SessionExpiry`]), so memory stays bounded without a
+/// sweeper: moka drops expired entries as later operations run.
+///
+/// Every change to a stored session goes through moka's per-key compute,
+/// which runs one at a time per key, so a `touch` racing a `remove` cannot
+/// bring a revoked session back.
 pub struct MemorySessionStore {
-    sessions: Mutex<HashMap<TokenHash, SessionRecord>>,
+    sessions: Cache<TokenHash, SessionRecord>,
+    /// Serialises inserts, so two sign-ins of one user at once cannot both
+    /// slip under `session.max_per_user`.
+    inserting: tokio::sync::Mutex<()>,
+}
+
+/// When a stored session is dropped: at the earlier of its absolute expiry
+/// and `session.idle_timeout` after its last activity, recomputed on every
+/// write (a `touch` moves `last_seen`, so activity keeps a session). Reads
+/// leave it alone. `auth::session::Sessions` checks both timeouts on every
+/// lookup anyway; this only bounds memory.
+struct SessionExpiry {
+    idle_timeout: Duration,
+}
+
+impl SessionExpiry {
+    /// How long `session` has left at `now`; zero once past either timeout.
+    fn time_left(&self, session: &SessionRecord, now: SystemTime) -> Duration {
+        session
+            .expires_at
+            .min(session.last_seen + self.idle_timeout)
+            .duration_since(now)
+            .unwrap_or(Duration::ZERO)
+    }
+}
+
+impl Expiry<TokenHash, SessionRecord> for SessionExpiry {
+    fn expire_after_create(
+        &self,
+        _key: &TokenHash,
+        session: &SessionRecord,
+        _created_at: Instant,
+    ) -> Option<Duration> {
+        Some(self.time_left(session, SystemTime::now()))
+    }
+
+    fn expire_after_update(
+        &self,
+        _key: &TokenHash,
+        session: &SessionRecord,
+        _updated_at: Instant,
+        _duration_until_expiry: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(self.time_left(session, SystemTime::now()))
+    }
 }
 
 impl MemorySessionStore {
-    pub fn new() -> Self {
-        Self::default()
+    /// `idle_timeout`: `session.idle_timeout`, after which an untouched
+    /// session is dropped.
+    pub fn new(idle_timeout: Duration) -> Self {
+        Self {
+            sessions: Cache::builder()
+                .expire_after(SessionExpiry { idle_timeout })
+                .build(),
+            inserting: tokio::sync::Mutex::new(()),
+        }
     }
 
-    /// A store whose expired sessions are dropped every minute, so memory
-    /// stays bounded (the sweeper stops when the store is dropped).
-    pub fn start(idle_timeout: Duration) -> Arc<Self> {
-        let store = Arc::new(Self::new());
-        let weak = Arc::downgrade(&store);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(60));
-            loop {
-                tick.tick().await;
-                let Some(store) = weak.upgrade() else { break };
-                store.purge_expired(SystemTime::now(), idle_timeout);
+    /// Applies `change` to a stored session, if there is one.
+    async fn update(&self, token_hash: &TokenHash, change: impl FnOnce(&mut SessionRecord)) {
+        self.sessions
+            .entry(*token_hash)
+            .and_compute_with(|entry| {
+                std::future::ready(match entry {
+                    Some(entry) => {
+                        let mut session = entry.into_value();
+                        change(&mut session);
+                        Op::Put(session)
+                    }
+                    None => Op::Nop,
+                })
+            })
+            .await;
+    }
+
+    /// Removes the sessions `matching` selects; returns how many.
+    async fn remove_where(&self, matching: impl Fn(&SessionRecord) -> bool) -> u64 {
+        let hashes: Vec<TokenHash> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| matching(s))
+            .map(|(hash, _)| *hash)
+            .collect();
+        let mut removed = 0;
+        for hash in hashes {
+            if self.remove(&hash).await.unwrap_or(false) {
+                removed += 1;
             }
-        });
-        store
-    }
-
-    /// Drops sessions past their absolute expiry or idle for longer than
-    /// `idle_timeout`; called periodically so memory stays bounded.
-    pub fn purge_expired(&self, now: SystemTime, idle_timeout: Duration) -> usize {
-        let mut sessions = self.lock();
-        let before = sessions.len();
-        sessions.retain(|_, s| s.expires_at > now && s.last_seen + idle_timeout > now);
-        before - sessions.len()
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TokenHash, SessionRecord>> {
-        // A panic while holding the lock cannot leave a half-written map
-        // (every operation is a single insert/remove), so poisoning is ignored.
-        self.sessions.lock().unwrap_or_else(|e| e.into_inner())
+        }
+        removed
     }
 }
 
 #[async_trait]
 impl SessionStore for MemorySessionStore {
     async fn insert(&self, session: SessionRecord, max_per_user: u32) -> Result<(), StoreError> {
-        let mut sessions = self.lock();
+        let _inserting = self.inserting.lock().await;
         if max_per_user > 0 {
-            let mut mine: Vec<(SystemTime, TokenHash)> = sessions
-                .values()
-                .filter(|s| s.identity.id == session.identity.id)
-                .map(|s| (s.created_at, s.token_hash))
+            let mut mine: Vec<(SystemTime, TokenHash)> = self
+                .sessions
+                .iter()
+                .filter(|(_, s)| s.identity.id == session.identity.id)
+                .map(|(_, s)| (s.created_at, s.token_hash))
                 .collect();
             mine.sort_by_key(|(created, _)| *created);
             let excess = (mine.len() + 1).saturating_sub(max_per_user as usize);
             for (_, hash) in mine.into_iter().take(excess) {
-                sessions.remove(&hash);
+                self.remove(&hash).await?;
             }
         }
-        sessions.insert(session.token_hash, session);
+        self.sessions.insert(session.token_hash, session).await;
         Ok(())
     }
 
     async fn get(&self, token_hash: &TokenHash) -> Result<Option<SessionRecord>, StoreError> {
-        Ok(self.lock().get(token_hash).cloned())
+        Ok(self.sessions.get(token_hash).await)
     }
 
     async fn touch(&self, token_hash: &TokenHash, at: SystemTime) -> Result<(), StoreError> {
-        if let Some(s) = self.lock().get_mut(token_hash) {
-            s.last_seen = s.last_seen.max(at);
-        }
+        self.update(token_hash, |s| s.last_seen = s.last_seen.max(at))
+            .await;
         Ok(())
     }
 
     async fn remove(&self, token_hash: &TokenHash) -> Result<bool, StoreError> {
-        Ok(self.lock().remove(token_hash).is_some())
+        let removed = self
+            .sessions
+            .entry(*token_hash)
+            .and_compute_with(|_| std::future::ready(Op::Remove))
+            .await;
+        Ok(matches!(removed, CompResult::Removed(_)))
     }
 
     async fn remove_username(&self, username: &str) -> Result<u64, StoreError> {
-        let mut sessions = self.lock();
-        let before = sessions.len();
-        sessions.retain(|_, s| s.identity.username != username);
-        Ok((before - sessions.len()) as u64)
+        Ok(self.remove_where(|s| s.identity.username == username).await)
     }
 
     async fn list_username(&self, username: &str) -> Result<Vec<SessionRecord>, StoreError> {
         let mut list: Vec<SessionRecord> = self
-            .lock()
-            .values()
-            .filter(|s| s.identity.username == username)
-            .cloned()
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.identity.username == username)
+            .map(|(_, s)| s)
             .collect();
         list.sort_by_key(|s| s.created_at);
         Ok(list)
     }
 
     async fn remove_all(&self) -> Result<u64, StoreError> {
-        let mut sessions = self.lock();
-        let n = sessions.len() as u64;
-        sessions.clear();
-        Ok(n)
+        Ok(self.remove_where(|_| true).await)
     }
 
     async fn update_identity(
@@ -124,10 +186,11 @@ impl SessionStore for MemorySessionStore {
         identity: &Identity,
         checked_at: SystemTime,
     ) -> Result<(), StoreError> {
-        if let Some(s) = self.lock().get_mut(token_hash) {
+        self.update(token_hash, |s| {
             s.identity = identity.clone();
             s.checked_at = checked_at;
-        }
+        })
+        .await;
         Ok(())
     }
 
@@ -455,8 +518,9 @@ mod tests {
     use super::*;
     use crate::store::AuthMethod;
 
-    fn session(n: u8, user: &str, created: u64) -> SessionRecord {
-        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(created);
+    /// A session created `created` seconds after `base`, valid for an hour.
+    fn session_at(base: SystemTime, n: u8, user: &str, created: u64) -> SessionRecord {
+        let at = base + Duration::from_secs(created);
         SessionRecord {
             token_hash: TokenHash([n; 32]),
             identity: Identity {
@@ -473,9 +537,16 @@ mod tests {
         }
     }
 
+    /// [`session_at`] from now, so the store keeps it.
+    fn session(n: u8, user: &str, created: u64) -> SessionRecord {
+        session_at(SystemTime::now(), n, user, created)
+    }
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
     #[tokio::test]
     async fn max_per_user_revokes_the_oldest() {
-        let store = MemorySessionStore::new();
+        let store = MemorySessionStore::new(HOUR);
         store.insert(session(1, "u", 10), 2).await.unwrap();
         store.insert(session(2, "u", 20), 2).await.unwrap();
         store.insert(session(3, "other", 5), 2).await.unwrap();
@@ -486,14 +557,73 @@ mod tests {
         assert_eq!(store.list_username("u").await.unwrap().len(), 2);
     }
 
-    #[tokio::test]
-    async fn purge_drops_idle_and_expired_sessions() {
-        let store = MemorySessionStore::new();
-        store.insert(session(1, "u", 0), 0).await.unwrap();
-        store.insert(session(2, "u", 1000), 0).await.unwrap();
+    #[test]
+    fn idle_and_expired_sessions_have_no_time_left() {
+        let expiry = SessionExpiry {
+            idle_timeout: Duration::from_secs(500),
+        };
+        let idle = session_at(SystemTime::UNIX_EPOCH, 1, "u", 0);
+        let active = session_at(SystemTime::UNIX_EPOCH, 2, "u", 1000);
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1100);
-        assert_eq!(store.purge_expired(now, Duration::from_secs(500)), 1);
+        assert_eq!(expiry.time_left(&idle, now), Duration::ZERO);
+        assert_eq!(expiry.time_left(&active, now), Duration::from_secs(400));
+        // The absolute expiry wins over the idle timeout.
+        let late = SystemTime::UNIX_EPOCH + Duration::from_secs(4500);
+        let mut touched = active.clone();
+        touched.last_seen = late;
+        assert_eq!(expiry.time_left(&touched, late), Duration::from_secs(100));
+    }
+
+    /// Regression guard: a session kept alive by activity must not be
+    /// dropped at its first idle deadline; every write recomputes the
+    /// expiry from the record instead of keeping the one it had.
+    #[test]
+    fn a_write_recomputes_the_expiry() {
+        let expiry = SessionExpiry {
+            idle_timeout: Duration::from_secs(500),
+        };
+        let s = session(1, "u", 0);
+        let after =
+            expiry.expire_after_update(&s.token_hash, &s, Instant::now(), Some(Duration::ZERO));
+        assert_ne!(after, Some(Duration::ZERO));
+    }
+
+    #[tokio::test]
+    async fn expired_sessions_are_gone_from_the_store() {
+        let store = MemorySessionStore::new(Duration::from_secs(500));
+        let idle = session_at(SystemTime::now() - Duration::from_secs(600), 1, "u", 0);
+        store.insert(idle, 0).await.unwrap();
+        store.insert(session(2, "u", 0), 0).await.unwrap();
+        assert!(store.get(&TokenHash([1; 32])).await.unwrap().is_none());
         assert!(store.get(&TokenHash([2; 32])).await.unwrap().is_some());
+        assert_eq!(store.list_username("u").await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn touch_records_the_latest_activity_and_remove_is_final() {
+        let store = MemorySessionStore::new(HOUR);
+        let s = session(1, "u", 0);
+        store.insert(s.clone(), 0).await.unwrap();
+        let later = s.last_seen + Duration::from_secs(60);
+        store.touch(&s.token_hash, later).await.unwrap();
+        store.touch(&s.token_hash, s.last_seen).await.unwrap();
+        let got = store.get(&s.token_hash).await.unwrap().unwrap();
+        assert_eq!(got.last_seen, later);
+        assert!(store.remove(&s.token_hash).await.unwrap());
+        store.touch(&s.token_hash, later).await.unwrap();
+        assert!(store.get(&s.token_hash).await.unwrap().is_none());
+        assert!(!store.remove(&s.token_hash).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn revoking_a_username_or_everyone_counts_what_it_removed() {
+        let store = MemorySessionStore::new(HOUR);
+        store.insert(session(1, "u", 0), 0).await.unwrap();
+        store.insert(session(2, "u", 1), 0).await.unwrap();
+        store.insert(session(3, "other", 2), 0).await.unwrap();
+        assert_eq!(store.remove_username("u").await.unwrap(), 2);
+        assert_eq!(store.remove_all().await.unwrap(), 1);
+        assert!(store.get(&TokenHash([3; 32])).await.unwrap().is_none());
     }
 }
 

@@ -92,7 +92,7 @@ impl Stores {
         let connect_timeout = config.postgres.connect_timeout;
         Ok(match session.store {
             SessionStoreKind::Memory => Stores {
-                sessions: MemorySessionStore::start(session.idle_timeout),
+                sessions: Arc::new(MemorySessionStore::new(session.idle_timeout)),
                 credentials,
                 credentials_key,
                 throttle: Arc::new(MemoryThrottle::default()),
