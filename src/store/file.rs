@@ -37,7 +37,7 @@ fn active_default() -> bool {
     true
 }
 
-pub struct FileCredentialStore {
+pub(crate) struct FileCredentialStore {
     /// Swapped whole on reload (SIGHUP), so a lookup sees the old or the new
     /// file, never a mix.
     users: ArcSwap<Vec<UserRecord>>,
@@ -46,7 +46,7 @@ pub struct FileCredentialStore {
 
 impl FileCredentialStore {
     /// Reads and checks the users file; errors name the file and the entry.
-    pub fn load(path: &Path) -> anyhow::Result<Self> {
+    pub(crate) fn load(path: &Path) -> anyhow::Result<Self> {
         let users = Self::read(path)?;
         Ok(Self {
             users: ArcSwap::from_pointee(users),
@@ -62,7 +62,9 @@ impl FileCredentialStore {
             .map_err(|e| anyhow::anyhow!("credentials.file.path: {}: {e}", path.display()))
     }
 
-    pub fn parse(text: &str) -> anyhow::Result<Self> {
+    /// A store from users-file text, with nothing to reload (tests).
+    #[cfg(test)]
+    fn parse(text: &str) -> anyhow::Result<Self> {
         Ok(Self {
             users: ArcSwap::from_pointee(Self::parse_users(text)?),
             path: None,

@@ -26,7 +26,7 @@ use crate::store::REUSE_GRACE;
 /// Every change to a stored session goes through moka's per-key compute,
 /// which runs one at a time per key, so a `touch` racing a `remove` cannot
 /// bring a revoked session back.
-pub struct MemorySessionStore {
+pub(crate) struct MemorySessionStore {
     sessions: Cache<TokenHash, SessionRecord>,
     /// Serialises inserts, so two sign-ins of one user at once cannot both
     /// slip under `session.max_per_user`.
@@ -77,7 +77,7 @@ impl Expiry<TokenHash, SessionRecord> for SessionExpiry {
 impl MemorySessionStore {
     /// `idle_timeout`: `session.idle_timeout`, after which an untouched
     /// session is dropped.
-    pub fn new(idle_timeout: Duration) -> Self {
+    pub(crate) fn new(idle_timeout: Duration) -> Self {
         Self {
             sessions: Cache::builder()
                 .expire_after(SessionExpiry { idle_timeout })
@@ -200,7 +200,7 @@ impl SessionStore for MemorySessionStore {
 }
 
 /// In-process refresh tokens (single instance).
-pub struct MemoryRefreshStore {
+pub(crate) struct MemoryRefreshStore {
     state: Mutex<RefreshState>,
     revoked: RevokedFamilies,
 }
@@ -222,7 +222,7 @@ struct StoredRefresh {
 impl MemoryRefreshStore {
     /// `window`: how long a revoked family is remembered (the longest an
     /// access token of it can still verify).
-    pub fn new(window: Duration) -> Self {
+    pub(crate) fn new(window: Duration) -> Self {
         Self {
             state: Mutex::new(RefreshState::default()),
             revoked: RevokedFamilies::local(window),
@@ -375,7 +375,7 @@ impl RefreshStore for MemoryRefreshStore {
 
 /// In-process SSO replay store (single instance).
 #[derive(Default)]
-pub struct MemoryReplayStore {
+pub(crate) struct MemoryReplayStore {
     seen: Mutex<HashMap<(String, String), SystemTime>>,
 }
 
@@ -403,7 +403,7 @@ impl ReplayStore for MemoryReplayStore {
 
 /// In-process lockout and login-rate counters (single instance).
 #[derive(Default)]
-pub struct MemoryThrottle {
+pub(crate) struct MemoryThrottle {
     state: Mutex<ThrottleState>,
 }
 

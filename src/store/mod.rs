@@ -1,14 +1,19 @@
 //! Storage behind traits, so the request path never knows which backend it
-//! talks to: [`SessionStore`] (server-side sessions) and [`CredentialStore`]
-//! (users and password hashes). `memory` and `file` are the embedded
-//! defaults; the PostgreSQL and MySQL backends implement the same traits.
+//! talks to: [`SessionStore`] (server-side sessions), [`CredentialStore`]
+//! (users and password hashes), [`ThrottleStore`] (lockout and login
+//! rate), [`RefreshStore`], [`ReplayStore`] and [`AuditSink`]. `memory` and
+//! `file` are the embedded defaults; the PostgreSQL and MySQL backends
+//! implement the same traits. `wiring` ([`Stores`]) is the one place that
+//! picks a backend per trait from the config and runs the start-up work;
+//! the operator commands get theirs there too ([`OperatorStores`]).
+//! Nothing here depends on `auth`.
 
-pub mod file;
-pub mod memory;
-pub mod mysql;
+mod file;
+pub(crate) mod memory;
+mod mysql;
 pub(crate) mod password_hash;
-pub mod postgres;
-pub(crate) mod revoked;
+mod postgres;
+mod revoked;
 mod wiring;
 
 use std::net::IpAddr;
@@ -22,18 +27,18 @@ pub(crate) use wiring::{migrate, OperatorStores, Started, Stores};
 /// Who a user is, as injected into upstream headers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
-    pub id: String,
-    pub username: String,
-    pub email: String,
-    pub roles: Vec<String>,
+    pub(crate) id: String,
+    pub(crate) username: String,
+    pub(crate) email: String,
+    pub(crate) roles: Vec<String>,
 }
 
 /// A user as the credential backend holds it.
 #[derive(Debug, Clone)]
 pub struct UserRecord {
-    pub identity: Identity,
-    pub password_hash: String,
-    pub active: bool,
+    pub(crate) identity: Identity,
+    pub(crate) password_hash: String,
+    pub(crate) active: bool,
 }
 
 /// SHA-256 of a session token: the only form in which a token is stored.
@@ -56,7 +61,7 @@ pub enum AuthMethod {
 }
 
 impl AuthMethod {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             AuthMethod::Password => "password",
             AuthMethod::Sso => "sso",
@@ -67,15 +72,15 @@ impl AuthMethod {
 /// A live server-side session.
 #[derive(Debug, Clone)]
 pub struct SessionRecord {
-    pub token_hash: TokenHash,
-    pub identity: Identity,
-    pub auth_method: AuthMethod,
-    pub created_at: SystemTime,
-    pub last_seen: SystemTime,
+    pub(crate) token_hash: TokenHash,
+    pub(crate) identity: Identity,
+    pub(crate) auth_method: AuthMethod,
+    pub(crate) created_at: SystemTime,
+    pub(crate) last_seen: SystemTime,
     /// Absolute end of the session, whatever the activity.
-    pub expires_at: SystemTime,
+    pub(crate) expires_at: SystemTime,
     /// Last time the user was re-read from the credential backend.
-    pub checked_at: SystemTime,
+    pub(crate) checked_at: SystemTime,
 }
 
 #[derive(Debug, Clone, Error)]
@@ -194,9 +199,9 @@ pub enum Gate {
 pub struct RefreshRecord {
     /// Every token minted by refreshing shares its first token's family, so
     /// a replayed token can revoke them all.
-    pub family: String,
-    pub identity: Identity,
-    pub expires_at: SystemTime,
+    pub(crate) family: String,
+    pub(crate) identity: Identity,
+    pub(crate) expires_at: SystemTime,
 }
 
 /// What spending a refresh token found (times on the store's own clock).
@@ -275,10 +280,10 @@ pub trait ReplayStore: Send + Sync {
 /// A security event for the audit trail (the log line is written anyway).
 #[derive(Debug, Clone)]
 pub struct AuditEvent {
-    pub event: &'static str,
-    pub user: String,
-    pub client_ip: IpAddr,
-    pub request_id: String,
+    pub(crate) event: &'static str,
+    pub(crate) user: String,
+    pub(crate) client_ip: IpAddr,
+    pub(crate) request_id: String,
 }
 
 /// Where audit events are kept beyond the log: `audit_events` in PostgreSQL.
@@ -292,7 +297,7 @@ pub trait AuditSink: Send + Sync {
 }
 
 /// The embedded default: the log line is the whole audit trail.
-pub struct LogOnlyAudit;
+pub(crate) struct LogOnlyAudit;
 
 #[async_trait]
 impl AuditSink for LogOnlyAudit {

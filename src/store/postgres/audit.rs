@@ -32,7 +32,7 @@ const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 type RefusalKey = (&'static str, String, String);
 
-pub struct PgAudit {
+pub(crate) struct PgAudit {
     pg: Arc<Pg>,
     tx: mpsc::Sender<AuditEvent>,
     refusals: Arc<Mutex<HashMap<RefusalKey, i32>>>,
@@ -44,7 +44,7 @@ fn is_refusal(event: &str) -> bool {
 }
 
 impl PgAudit {
-    pub fn start(pg: Arc<Pg>, retention: Duration) -> Self {
+    pub(crate) fn start(pg: Arc<Pg>, retention: Duration) -> Self {
         let (tx, mut rx) = mpsc::channel::<AuditEvent>(QUEUE);
         let writer_pg = pg.clone();
         tokio::spawn(async move {
@@ -173,12 +173,12 @@ impl AuditSink for PgAudit {
 /// Audit rows written one by one as they come, for the operator commands:
 /// their process ends right after, so nothing is queued, aggregated or
 /// pruned in the background.
-pub struct PgDirectAudit {
+pub(crate) struct PgDirectAudit {
     pg: Arc<Pg>,
 }
 
 impl PgDirectAudit {
-    pub fn new(pg: Arc<Pg>) -> Self {
+    pub(crate) fn new(pg: Arc<Pg>) -> Self {
         Self { pg }
     }
 }

@@ -27,14 +27,14 @@ use super::{db_error, pool_error, unavailable, Pg, DB_TIMEOUT};
 use crate::store::{AuthMethod, Identity, SessionRecord, SessionStore, StoreError, TokenHash};
 
 /// How often batched `last_seen` times are written.
-pub const FLUSH_INTERVAL: Duration = Duration::from_secs(5);
+pub(crate) const FLUSH_INTERVAL: Duration = Duration::from_secs(5);
 /// The NOTIFY channel revocations travel on. The payload is a token hash in
 /// hex, or `*` for "drop everything".
 const CHANNEL: &str = "portcullis_sessions";
 const COLUMNS: &str =
     "token_hash, user_id, username, email, roles, auth_method, created_at, last_seen, expires_at, checked_at";
 
-pub struct PgSessionStore {
+pub(crate) struct PgSessionStore {
     pg: Arc<Pg>,
     cache: Cache<TokenHash, Option<SessionRecord>>,
     pending_touches: Mutex<HashMap<TokenHash, SystemTime>>,
@@ -46,7 +46,7 @@ pub struct PgSessionStore {
 impl PgSessionStore {
     /// Starts the store with its revocation listener, activity flusher and
     /// expiry sweeper (all stop when the store is dropped).
-    pub fn start(pg: Arc<Pg>, cache_ttl: Duration, idle_timeout: Duration) -> Arc<Self> {
+    pub(crate) fn start(pg: Arc<Pg>, cache_ttl: Duration, idle_timeout: Duration) -> Arc<Self> {
         let store = Arc::new(Self {
             pg,
             cache: Cache::builder()
@@ -79,7 +79,7 @@ impl PgSessionStore {
 
     /// Writes pending activity in one statement; on failure the times are
     /// put back to be written next round.
-    pub async fn flush(&self) -> Result<(), StoreError> {
+    pub(crate) async fn flush(&self) -> Result<(), StoreError> {
         let batch: Vec<(TokenHash, SystemTime)> = self.pending().drain().collect();
         if batch.is_empty() {
             return Ok(());
