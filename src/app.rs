@@ -5,7 +5,6 @@
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use std::time::SystemTime;
 
 use crate::auth::csrf::Csrf;
 use crate::auth::password::PasswordVerifier;
@@ -13,34 +12,18 @@ use crate::auth::session::Sessions;
 use crate::auth::sso::Sso;
 use crate::auth::tokens::{revocation_window, Tokens};
 use crate::auth::Auth;
-use crate::config::{Config, CredentialsConfig, SessionStoreKind};
+use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::pages::Pages;
 use crate::policy::routes::RouteTable;
 use crate::proxy::forward::Upstream;
 use crate::proxy::headers::{python_name, FORWARDING_HEADERS};
-use crate::store::file::FileCredentialStore;
-use crate::store::memory::{
-    MemoryRefreshStore, MemoryReplayStore, MemorySessionStore, MemoryThrottle,
-};
-use crate::store::mysql::MysqlCredentialStore;
-use crate::store::postgres::{
-    Pg, PgAudit, PgRefreshStore, PgReplayStore, PgSessionStore, PgThrottle,
-};
-use crate::store::{
-    AuditSink, CredentialStore, LogOnlyAudit, RefreshStore, ReplayStore, SessionStore,
-    ThrottleStore,
-};
+use crate::store::{Started, Stores};
 use crate::web::cookies::CookieSettings;
 
 /// Assertion header name stripped even before `[upstream.assertion]` is
 /// configured, so a client can never pre-place one.
 const DEFAULT_ASSERTION_HEADER: &str = "X-Auth-Assertion";
-/// Name of the shared CSRF key in PostgreSQL.
-const CSRF_SECRET: &str = "csrf";
-/// Name of the shared token signing key in PostgreSQL (when `tokens.secret`
-/// is not set).
-const TOKEN_SECRET: &str = "tokens";
 
 pub struct App {
     pub config: Config,
@@ -49,74 +32,13 @@ pub struct App {
     pub upstream: Upstream,
     /// Python spellings of every header a client may not pass to the app.
     pub spoofable: Vec<String>,
-    /// The PostgreSQL backend, when `session.store = "postgres"`.
-    pub postgres: Option<Arc<Pg>>,
     pub metrics: Arc<Metrics>,
     /// Route rules; replaced whole by a reload (SIGHUP).
     pub routes: ArcSwap<RouteTable>,
     /// The TLS certificate and key; replaced by a reload.
     pub tls: Option<ArcSwap<rustls::ServerConfig>>,
-    /// True once start-up work (PostgreSQL schema and shared keys) is done.
-    started: tokio::sync::watch::Receiver<bool>,
-}
-
-/// The stores a config names, built without connecting to anything.
-pub struct Stores {
-    pub sessions: Arc<dyn SessionStore>,
-    pub credentials: Arc<dyn CredentialStore>,
-    pub throttle: Arc<dyn ThrottleStore>,
-    pub audit: Arc<dyn AuditSink>,
-    pub refresh: Arc<dyn RefreshStore>,
-    pub replay: Arc<dyn ReplayStore>,
-    pub postgres: Option<Arc<Pg>>,
-}
-
-impl Stores {
-    /// Must run inside a tokio runtime (stores start background tasks).
-    pub fn build(config: &Config) -> anyhow::Result<Stores> {
-        let credentials: Arc<dyn CredentialStore> = match &config.credentials {
-            CredentialsConfig::File { path } => Arc::new(FileCredentialStore::load(path)?),
-            CredentialsConfig::Mysql(mysql) => {
-                Arc::new(MysqlCredentialStore::new(mysql).map_err(anyhow::Error::msg)?)
-            }
-        };
-        let session = &config.session;
-        Ok(match session.store {
-            SessionStoreKind::Memory => {
-                let store = Arc::new(MemorySessionStore::new());
-                spawn_sweeper(&store, session.idle_timeout);
-                Stores {
-                    sessions: store,
-                    credentials,
-                    throttle: Arc::new(MemoryThrottle::default()),
-                    audit: Arc::new(LogOnlyAudit),
-                    refresh: Arc::new(MemoryRefreshStore::new(revocation_window(&config.tokens))),
-                    replay: Arc::new(MemoryReplayStore::default()),
-                    postgres: None,
-                }
-            }
-            SessionStoreKind::Postgres => {
-                let pg = Pg::new(&config.postgres).map_err(anyhow::Error::msg)?;
-                Stores {
-                    sessions: PgSessionStore::start(
-                        pg.clone(),
-                        session.cache_ttl,
-                        session.idle_timeout,
-                    ),
-                    credentials,
-                    throttle: Arc::new(PgThrottle::new(pg.clone())),
-                    audit: Arc::new(PgAudit::start(pg.clone(), config.audit.retention)),
-                    refresh: PgRefreshStore::start(
-                        pg.clone(),
-                        revocation_window(&config.tokens),
-                        session.cache_ttl,
-                    ),
-                    replay: Arc::new(PgReplayStore::new(pg.clone())),
-                    postgres: Some(pg),
-                }
-            }
-        })
-    }
+    /// Start-up work (PostgreSQL schema and shared keys).
+    started: Started,
 }
 
 impl App {
@@ -126,32 +48,18 @@ impl App {
     /// instance shares, retrying while the database is down (requests that
     /// need it get 503 meanwhile, and `/readyz` says so).
     pub fn build(config: Config) -> anyhow::Result<Arc<App>> {
-        let stores = Stores::build(&config)?;
+        let stores = Stores::build(&config, revocation_window(&config.tokens))?;
         let tokens = Arc::new(Tokens::new(config.tokens.clone(), stores.refresh.clone()));
-        let (started_tx, started) = tokio::sync::watch::channel(false);
-        let csrf = match &stores.postgres {
-            Some(pg) => {
-                let csrf = Arc::new(Csrf::pending());
-                let init = init_postgres(
-                    pg.clone(),
-                    config.postgres.migrate,
-                    csrf.clone(),
-                    tokens.clone(),
-                );
-                tokio::spawn(async move {
-                    init.await;
-                    let _ = started_tx.send(true);
-                });
-                csrf
-            }
-            None => {
-                if !tokens.has_key() {
-                    tokens.set_key(&rand::random::<[u8; 32]>());
+        let csrf = Arc::new(Csrf::pending());
+        let started = stores.start(!tokens.has_key(), {
+            let (csrf, tokens) = (csrf.clone(), tokens.clone());
+            move |keys| {
+                if let Some(key) = keys.tokens {
+                    tokens.set_key(&key);
                 }
-                let _ = started_tx.send(true);
-                Arc::new(Csrf::random())
+                csrf.set_key(keys.csrf);
             }
-        };
+        });
         Self::assemble(config, stores, csrf, tokens, started)
     }
 
@@ -160,15 +68,7 @@ impl App {
     /// If it does not answer by then, serving starts without it (503s and
     /// `/readyz` 503) while the work goes on being retried.
     pub async fn wait_started(&self) {
-        let mut started = self.started.clone();
-        let limit = self.config.postgres.connect_timeout;
-        let waited = tokio::time::timeout(limit, started.wait_for(|done| *done)).await;
-        if waited.is_err() {
-            tracing::error!(
-                ?limit,
-                "PostgreSQL did not answer within postgres.connect_timeout; serving without it (503 until it does)"
-            );
-        }
+        self.started.wait().await;
     }
 
     fn assemble(
@@ -176,7 +76,7 @@ impl App {
         stores: Stores,
         csrf: Arc<Csrf>,
         tokens: Arc<Tokens>,
-        started: tokio::sync::watch::Receiver<bool>,
+        started: Started,
     ) -> anyhow::Result<Arc<App>> {
         let pages = Pages::new(&config.login.title, config.login.template.as_deref())?;
         let metrics = Arc::new(Metrics::new());
@@ -227,7 +127,6 @@ impl App {
             pages,
             auth,
             spoofable,
-            postgres: stores.postgres,
             metrics,
             routes: ArcSwap::new(config.routes.clone()),
             tls: config
@@ -293,59 +192,4 @@ impl App {
         tracing::info!(partners = new.sso.len(), "configuration reloaded");
         Ok(())
     }
-}
-
-/// Applies the schema (unless `postgres.migrate = false`) and loads the
-/// keys every instance shares (CSRF, and the token key unless
-/// `tokens.secret` is set), retrying every 2 s while PostgreSQL is down.
-async fn init_postgres(pg: Arc<Pg>, migrate: bool, csrf: Arc<Csrf>, tokens: Arc<Tokens>) {
-    let mut failing = false;
-    loop {
-        let attempt = async {
-            if migrate {
-                let ran = pg.migrate().await?;
-                if ran > 0 {
-                    tracing::info!(migrations_applied = ran, "PostgreSQL schema updated");
-                }
-            } else {
-                pg.assume_migrated();
-            }
-            let token_key = if tokens.has_key() {
-                None
-            } else {
-                Some(pg.shared_secret(TOKEN_SECRET).await?)
-            };
-            Ok::<_, crate::store::StoreError>((pg.shared_secret(CSRF_SECRET).await?, token_key))
-        };
-        match attempt.await {
-            Ok((key, token_key)) => {
-                if let Some(token_key) = token_key {
-                    tokens.set_key(&token_key);
-                }
-                csrf.set_key(key);
-                if failing {
-                    tracing::info!("PostgreSQL is reachable again");
-                }
-                return;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "PostgreSQL is unavailable; retrying in 2s (sign-in answers 503 meanwhile)");
-                failing = true;
-                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-            }
-        }
-    }
-}
-
-/// Drops expired in-memory sessions every minute so memory stays bounded.
-fn spawn_sweeper(store: &Arc<MemorySessionStore>, idle_timeout: std::time::Duration) {
-    let weak = Arc::downgrade(store);
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
-        loop {
-            tick.tick().await;
-            let Some(store) = weak.upgrade() else { break };
-            store.purge_expired(SystemTime::now(), idle_timeout);
-        }
-    });
 }

@@ -9,7 +9,8 @@
 //! - `proxy`: the request pipeline, header surgery, forwarding, upgrades.
 //! - `auth`: passwords, sessions, cookies, CSRF, the `/auth/*` endpoints.
 //! - `store`: session, credential, lockout and audit traits; memory, file,
-//!   PostgreSQL and MySQL backends.
+//!   PostgreSQL and MySQL backends; which backend serves which trait, and
+//!   PostgreSQL start-up work (schema, shared keys).
 //! - `policy`: path normalization, route rules, `next` validation.
 //! - `pages`: sign-in, sign-out and error page templates.
 //! - `admin`: `/healthz`, `/readyz`.

@@ -3,73 +3,31 @@
 //! bearer token families). Each prints what it did or what is wrong, naming
 //! the config key to fix.
 
-use std::sync::Arc;
 use std::time::SystemTime;
 
-use crate::app::Stores;
 use crate::auth::tokens::revocation_window;
-use crate::config::{Config, CredentialsConfig, SessionStoreKind};
-use crate::store::postgres::{Pg, PgRefreshStore, PgSessionStore};
-use crate::store::SessionRecord;
+use crate::config::Config;
+use crate::store::{self, OperatorStores, SessionRecord, StoreError, Stores};
 
 /// Tries every backend the config names; returns the problems found, each
 /// starting with the key to look at.
 pub async fn check(config: &Config) -> Vec<String> {
-    let mut problems = Vec::new();
-    let stores = match Stores::build(config) {
-        Ok(stores) => stores,
-        Err(e) => return vec![format!("{e:#}")],
-    };
-    let credentials_key = match config.credentials {
-        CredentialsConfig::File { .. } => "credentials.file.path",
-        CredentialsConfig::Mysql(_) => "credentials.mysql.url",
-    };
-    if let Err(e) = stores.credentials.ping().await {
-        problems.push(format!("{credentials_key}: {e}"));
+    match Stores::build(config, revocation_window(&config.tokens)) {
+        Ok(stores) => stores.problems().await,
+        Err(e) => vec![format!("{e:#}")],
     }
-    if let Some(pg) = &stores.postgres {
-        let client = pg.pool.get().await;
-        match client {
-            Err(e) => problems.push(format!("postgres.url: cannot connect: {e}")),
-            Ok(client) => {
-                if let Err(e) = client.simple_query("SELECT 1").await {
-                    problems.push(format!("postgres.url: {e}"));
-                }
-            }
-        }
-    }
-    problems
 }
 
 /// Applies the PostgreSQL schema; returns how many steps ran.
 pub async fn migrate(config: &Config) -> anyhow::Result<usize> {
-    let pg = Pg::new(&config.postgres).map_err(anyhow::Error::msg)?;
-    pg.migrate()
-        .await
-        .map_err(|e| anyhow::anyhow!("postgres.url: {e}"))
-}
-
-fn session_store(config: &Config) -> anyhow::Result<Arc<PgSessionStore>> {
-    if config.session.store != SessionStoreKind::Postgres {
-        anyhow::bail!(
-            "session.store is \"memory\": sessions live inside the running proxy and end with it; \
-             the sessions commands need session.store = \"postgres\""
-        );
-    }
-    let pg = Pg::new(&config.postgres).map_err(anyhow::Error::msg)?;
-    pg.assume_migrated();
-    Ok(PgSessionStore::start(
-        pg,
-        config.session.cache_ttl,
-        config.session.idle_timeout,
-    ))
+    store::migrate(&config.postgres).await
 }
 
 /// The live sessions of `username`, one line each (never the token).
 pub async fn sessions_list(config: &Config, username: &str) -> anyhow::Result<Vec<String>> {
-    use crate::store::SessionStore as _;
-    let store = session_store(config)?;
-    let sessions = store
+    let stores = OperatorStores::build(config, revocation_window(&config.tokens))?;
+    let sessions = stores
+        .sessions
         .list_username(username)
         .await
         .map_err(|e| anyhow::anyhow!("postgres.url: {e}"))?;
@@ -101,38 +59,29 @@ pub struct Revoked {
 /// Revokes the sessions and bearer token families of `username`, or all of
 /// them; every instance refuses them within a second.
 pub async fn sessions_revoke(config: &Config, username: Option<&str>) -> anyhow::Result<Revoked> {
-    use crate::store::{RefreshStore as _, SessionStore as _};
-    let store = session_store(config)?;
+    let stores = OperatorStores::build(config, revocation_window(&config.tokens))?;
+    let database = |e: StoreError| anyhow::anyhow!("postgres.url: {e}");
     let sessions = match username {
-        Some(user) => store.remove_username(user).await,
-        None => store.remove_all().await,
+        Some(user) => stores.sessions.remove_username(user).await,
+        None => stores.sessions.remove_all().await,
     }
-    .map_err(|e| anyhow::anyhow!("postgres.url: {e}"))?;
-    let pg = Pg::new(&config.postgres).map_err(anyhow::Error::msg)?;
-    let refresh = PgRefreshStore::new(pg.clone(), revocation_window(&config.tokens));
+    .map_err(database)?;
     let families = match username {
-        Some(user) => refresh.revoke_username(user).await,
-        None => refresh.revoke_all().await,
+        Some(user) => stores.refresh.revoke_username(user).await,
+        None => stores.refresh.revoke_all().await,
     }
-    .map_err(|e| anyhow::anyhow!("postgres.url: {e}"))?;
+    .map_err(database)?;
     // The operator's revocation is a security event like any other.
     let event = if username.is_some() {
         "sessions_revoked"
     } else {
         "sessions_revoked_all"
     };
-    let client = pg
-        .pool
-        .get()
+    stores
+        .audit
+        .record_operator(event, username.unwrap_or("*"))
         .await
-        .map_err(|e| anyhow::anyhow!("postgres.url: {e}"))?;
-    client
-        .execute(
-            "INSERT INTO audit_events (event, username, client_ip, request_id) VALUES ($1, $2, 'cli', '-')",
-            &[&event, &username.unwrap_or("*")],
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("postgres.url: {e}"))?;
+        .map_err(database)?;
     tracing::info!(target: "portcullis::audit", event, user = username.unwrap_or("*"), sessions, families, "security event");
     Ok(Revoked { sessions, families })
 }

@@ -473,8 +473,7 @@ fn account_key(user_id: Option<&str>, login: &str) -> String {
         Some(id) => format!("id:{id}"),
         None => {
             let digest = sha2::Sha256::digest(login.to_lowercase().as_bytes());
-            let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
-            format!("name:{hex}")
+            format!("name:{}", hex::encode(&digest[..16]))
         }
     }
 }

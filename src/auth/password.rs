@@ -21,6 +21,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::web::error::ProxyError;
 
+use crate::store::password_hash::bcrypt_cost;
+
 /// bcrypt cost used for new hashes and, until a real hash is seen, the dummy.
 pub const DEFAULT_BCRYPT_COST: u32 = 12;
 
@@ -44,20 +46,6 @@ impl From<HashBusy> for ProxyError {
     fn from(busy: HashBusy) -> Self {
         ProxyError::HashBusy(busy.0)
     }
-}
-
-/// True for the hash formats this module can verify.
-pub fn is_supported_hash(hash: &str) -> bool {
-    bcrypt_cost(hash).is_some() || hash.starts_with("$argon2id$")
-}
-
-/// The cost of a `$2?$NN$...` bcrypt hash.
-fn bcrypt_cost(hash: &str) -> Option<u32> {
-    let rest = hash
-        .strip_prefix("$2a$")
-        .or_else(|| hash.strip_prefix("$2b$"))
-        .or_else(|| hash.strip_prefix("$2y$"))?;
-    rest.get(..2)?.parse().ok()
 }
 
 /// True for a bcrypt hash cheaper than [`DEFAULT_BCRYPT_COST`]: with
@@ -285,6 +273,7 @@ fn dummy_hash(shapes: &Mutex<Shapes>) -> Arc<str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::password_hash::is_supported_hash;
 
     /// Regression: `bcrypt::non_truncating_hash` refused exactly 72 bytes,
     /// so `hash-password` and registration could not make a hash for a

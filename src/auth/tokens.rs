@@ -26,15 +26,14 @@ use serde::{Deserialize, Serialize};
 use super::jwt;
 use super::session::{hash_token, new_token};
 use crate::config::TokensConfig;
-use crate::store::{Identity, RefreshRecord, RefreshStore, Spend, StoreError, TokenHash};
+use crate::store::{
+    Identity, RefreshRecord, RefreshStore, Spend, StoreError, TokenHash, REUSE_GRACE,
+};
 
 /// `iss` and `aud` of access tokens: portcullis issues them for itself.
 const ISSUER: &str = "portcullis";
 const AUDIENCE: &str = "portcullis";
 const ACCESS_TYPE: &str = "access";
-/// A spent refresh token presented again within this long of its first use
-/// is honoured (concurrent refreshes), after that it revokes its family.
-pub const REUSE_GRACE: Duration = Duration::from_secs(10);
 /// Clock skew allowed when checking our own tokens.
 const LEEWAY_SECS: u64 = 5;
 /// Extra time a revoked family is remembered beyond the access-token

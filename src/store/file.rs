@@ -9,6 +9,7 @@ use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use serde::Deserialize;
 
+use super::password_hash::is_supported_hash;
 use super::{CredentialStore, Identity, StoreError, UserRecord};
 
 #[derive(Deserialize)]
@@ -36,7 +37,7 @@ fn active_default() -> bool {
     true
 }
 
-pub struct FileCredentialStore {
+pub(crate) struct FileCredentialStore {
     /// Swapped whole on reload (SIGHUP), so a lookup sees the old or the new
     /// file, never a mix.
     users: ArcSwap<Vec<UserRecord>>,
@@ -45,7 +46,7 @@ pub struct FileCredentialStore {
 
 impl FileCredentialStore {
     /// Reads and checks the users file; errors name the file and the entry.
-    pub fn load(path: &Path) -> anyhow::Result<Self> {
+    pub(crate) fn load(path: &Path) -> anyhow::Result<Self> {
         let users = Self::read(path)?;
         Ok(Self {
             users: ArcSwap::from_pointee(users),
@@ -61,7 +62,9 @@ impl FileCredentialStore {
             .map_err(|e| anyhow::anyhow!("credentials.file.path: {}: {e}", path.display()))
     }
 
-    pub fn parse(text: &str) -> anyhow::Result<Self> {
+    /// A store from users-file text, with nothing to reload (tests).
+    #[cfg(test)]
+    fn parse(text: &str) -> anyhow::Result<Self> {
         Ok(Self {
             users: ArcSwap::from_pointee(Self::parse_users(text)?),
             path: None,
@@ -72,7 +75,7 @@ impl FileCredentialStore {
         let file: UsersFile = toml::from_str(text)?;
         let mut users: Vec<UserRecord> = Vec::with_capacity(file.user.len());
         for (i, u) in file.user.into_iter().enumerate() {
-            if !crate::auth::password::is_supported_hash(&u.password_hash) {
+            if !is_supported_hash(&u.password_hash) {
                 anyhow::bail!(
                     "user[{i}] ({}): password_hash is not a bcrypt or argon2id hash; make one with `portcullis hash-password`",
                     u.username

@@ -1,13 +1,20 @@
 //! Storage behind traits, so the request path never knows which backend it
-//! talks to: [`SessionStore`] (server-side sessions) and [`CredentialStore`]
-//! (users and password hashes). `memory` and `file` are the embedded
-//! defaults; the PostgreSQL and MySQL backends implement the same traits.
+//! talks to: [`SessionStore`] (server-side sessions), [`CredentialStore`]
+//! (users and password hashes), [`ThrottleStore`] (lockout and login
+//! rate), [`RefreshStore`], [`ReplayStore`] and [`AuditSink`]. `memory` and
+//! `file` are the embedded defaults; the PostgreSQL and MySQL backends
+//! implement the same traits. `wiring` ([`Stores`]) is the one place that
+//! picks a backend per trait from the config and runs the start-up work;
+//! the operator commands get theirs there too ([`OperatorStores`]).
+//! Nothing here depends on `auth`.
 
-pub mod file;
-pub mod memory;
-pub mod mysql;
-pub mod postgres;
-pub(crate) mod revoked;
+mod file;
+pub(crate) mod memory;
+mod mysql;
+pub(crate) mod password_hash;
+mod postgres;
+mod revoked;
+mod wiring;
 
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
@@ -15,21 +22,23 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use thiserror::Error;
 
+pub(crate) use wiring::{migrate, OperatorStores, Started, Stores};
+
 /// Who a user is, as injected into upstream headers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
-    pub id: String,
-    pub username: String,
-    pub email: String,
-    pub roles: Vec<String>,
+    pub(crate) id: String,
+    pub(crate) username: String,
+    pub(crate) email: String,
+    pub(crate) roles: Vec<String>,
 }
 
 /// A user as the credential backend holds it.
 #[derive(Debug, Clone)]
 pub struct UserRecord {
-    pub identity: Identity,
-    pub password_hash: String,
-    pub active: bool,
+    pub(crate) identity: Identity,
+    pub(crate) password_hash: String,
+    pub(crate) active: bool,
 }
 
 /// SHA-256 of a session token: the only form in which a token is stored.
@@ -40,11 +49,7 @@ impl std::fmt::Debug for TokenHash {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // A prefix is enough to correlate in logs; the hash is not a secret,
         // but keeping logs short keeps them readable.
-        write!(f, "TokenHash(")?;
-        for b in &self.0[..4] {
-            write!(f, "{b:02x}")?;
-        }
-        write!(f, "…)")
+        write!(f, "TokenHash({}…)", hex::encode(&self.0[..4]))
     }
 }
 
@@ -56,7 +61,7 @@ pub enum AuthMethod {
 }
 
 impl AuthMethod {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             AuthMethod::Password => "password",
             AuthMethod::Sso => "sso",
@@ -67,15 +72,15 @@ impl AuthMethod {
 /// A live server-side session.
 #[derive(Debug, Clone)]
 pub struct SessionRecord {
-    pub token_hash: TokenHash,
-    pub identity: Identity,
-    pub auth_method: AuthMethod,
-    pub created_at: SystemTime,
-    pub last_seen: SystemTime,
+    pub(crate) token_hash: TokenHash,
+    pub(crate) identity: Identity,
+    pub(crate) auth_method: AuthMethod,
+    pub(crate) created_at: SystemTime,
+    pub(crate) last_seen: SystemTime,
     /// Absolute end of the session, whatever the activity.
-    pub expires_at: SystemTime,
+    pub(crate) expires_at: SystemTime,
     /// Last time the user was re-read from the credential backend.
-    pub checked_at: SystemTime,
+    pub(crate) checked_at: SystemTime,
 }
 
 #[derive(Debug, Clone, Error)]
@@ -194,9 +199,9 @@ pub enum Gate {
 pub struct RefreshRecord {
     /// Every token minted by refreshing shares its first token's family, so
     /// a replayed token can revoke them all.
-    pub family: String,
-    pub identity: Identity,
-    pub expires_at: SystemTime,
+    pub(crate) family: String,
+    pub(crate) identity: Identity,
+    pub(crate) expires_at: SystemTime,
 }
 
 /// What spending a refresh token found (times on the store's own clock).
@@ -217,6 +222,11 @@ pub enum Spend {
         family: String,
     },
 }
+
+/// A spent refresh token presented again within this long of its first use
+/// is honoured (concurrent refreshes), after that it revokes its family; the
+/// stores keep the successor pair of a spent token for this long.
+pub(crate) const REUSE_GRACE: Duration = Duration::from_secs(10);
 
 /// Refresh tokens for API clients (rotation with reuse detection), and the
 /// revoked families every bearer request is checked against.
@@ -270,21 +280,30 @@ pub trait ReplayStore: Send + Sync {
 /// A security event for the audit trail (the log line is written anyway).
 #[derive(Debug, Clone)]
 pub struct AuditEvent {
-    pub event: &'static str,
-    pub user: String,
-    pub client_ip: IpAddr,
-    pub request_id: String,
+    pub(crate) event: &'static str,
+    pub(crate) user: String,
+    pub(crate) client_ip: IpAddr,
+    pub(crate) request_id: String,
 }
 
 /// Where audit events are kept beyond the log: `audit_events` in PostgreSQL.
+#[async_trait]
 pub trait AuditSink: Send + Sync {
     /// Queues an event; never blocks the request.
     fn record(&self, event: AuditEvent);
+    /// Writes an operator's action (a CLI command, client address `cli`)
+    /// at once: the command exits right after and must say if it failed.
+    async fn record_operator(&self, event: &'static str, user: &str) -> Result<(), StoreError>;
 }
 
 /// The embedded default: the log line is the whole audit trail.
-pub struct LogOnlyAudit;
+pub(crate) struct LogOnlyAudit;
 
+#[async_trait]
 impl AuditSink for LogOnlyAudit {
     fn record(&self, _event: AuditEvent) {}
+
+    async fn record_operator(&self, _event: &'static str, _user: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
 }

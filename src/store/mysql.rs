@@ -17,7 +17,7 @@ use crate::config::MysqlConfig;
 /// Longest any credentials query may take before the login gets a 503.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(3);
 
-pub struct MysqlCredentialStore {
+pub(crate) struct MysqlCredentialStore {
     pool: Pool,
     user_query: String,
     placeholders: usize,
@@ -26,7 +26,7 @@ pub struct MysqlCredentialStore {
 
 impl MysqlCredentialStore {
     /// Builds the pool without connecting (connections are made on demand).
-    pub fn new(config: &MysqlConfig) -> Result<Self, String> {
+    pub(crate) fn new(config: &MysqlConfig) -> Result<Self, String> {
         let opts =
             Opts::from_url(&config.url).map_err(|e| format!("credentials.mysql.url: {e}"))?;
         let constraints = PoolConstraints::new(0, config.pool_size.max(1) as usize)

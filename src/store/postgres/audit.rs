@@ -13,6 +13,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use async_trait::async_trait;
 use tokio::sync::mpsc;
 
 use super::{db_error, pool_error, Pg};
@@ -31,7 +32,8 @@ const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 type RefusalKey = (&'static str, String, String);
 
-pub struct PgAudit {
+pub(crate) struct PgAudit {
+    pg: Arc<Pg>,
     tx: mpsc::Sender<AuditEvent>,
     refusals: Arc<Mutex<HashMap<RefusalKey, i32>>>,
 }
@@ -42,7 +44,7 @@ fn is_refusal(event: &str) -> bool {
 }
 
 impl PgAudit {
-    pub fn start(pg: Arc<Pg>, retention: Duration) -> Self {
+    pub(crate) fn start(pg: Arc<Pg>, retention: Duration) -> Self {
         let (tx, mut rx) = mpsc::channel::<AuditEvent>(QUEUE);
         let writer_pg = pg.clone();
         tokio::spawn(async move {
@@ -76,8 +78,8 @@ impl PgAudit {
                 }
             }
         });
-        tokio::spawn(prune(pg, retention));
-        Self { tx, refusals }
+        tokio::spawn(prune(pg.clone(), retention));
+        Self { pg, tx, refusals }
     }
 }
 
@@ -140,6 +142,18 @@ async fn prune(pg: Arc<Pg>, retention: Duration) {
     }
 }
 
+/// The row of an operator's action: no client address or request id.
+fn operator_row(event: &'static str, user: &str) -> Row {
+    (
+        event,
+        user.to_string(),
+        "cli".to_string(),
+        "-".to_string(),
+        1,
+    )
+}
+
+#[async_trait]
 impl AuditSink for PgAudit {
     fn record(&self, event: AuditEvent) {
         if is_refusal(event.event) {
@@ -149,6 +163,44 @@ impl AuditSink for PgAudit {
         if self.tx.try_send(event).is_err() {
             tracing::error!("audit queue full: an audit row was dropped");
         }
+    }
+
+    async fn record_operator(&self, event: &'static str, user: &str) -> Result<(), StoreError> {
+        write(&self.pg, &operator_row(event, user)).await
+    }
+}
+
+/// Audit rows written one by one as they come, for the operator commands:
+/// their process ends right after, so nothing is queued, aggregated or
+/// pruned in the background.
+pub(crate) struct PgDirectAudit {
+    pg: Arc<Pg>,
+}
+
+impl PgDirectAudit {
+    pub(crate) fn new(pg: Arc<Pg>) -> Self {
+        Self { pg }
+    }
+}
+
+#[async_trait]
+impl AuditSink for PgDirectAudit {
+    fn record(&self, event: AuditEvent) {
+        let pg = self.pg.clone();
+        tokio::spawn(async move {
+            let row = (
+                event.event,
+                event.user,
+                event.client_ip.to_string(),
+                event.request_id,
+                1,
+            );
+            write_with_retries(&pg, &row).await;
+        });
+    }
+
+    async fn record_operator(&self, event: &'static str, user: &str) -> Result<(), StoreError> {
+        write(&self.pg, &operator_row(event, user)).await
     }
 }
 

@@ -122,7 +122,7 @@ ALTER TABLE audit_events ADD COLUMN count integer NOT NULL DEFAULT 1;
 const LOCK_ID: i64 = 0x706f_7274_6375_6c6c;
 
 /// Applies every migration not yet recorded; returns how many ran.
-pub async fn migrate(pool: &Pool) -> Result<usize, StoreError> {
+pub(crate) async fn migrate(pool: &Pool) -> Result<usize, StoreError> {
     let mut client = pool.get().await.map_err(super::pool_error)?;
     let tx = client.transaction().await.map_err(super::db_error)?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_ID])

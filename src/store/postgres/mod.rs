@@ -7,7 +7,7 @@
 //! instance with LISTEN/NOTIFY (see `sessions`).
 
 mod audit;
-pub mod migrations;
+pub(crate) mod migrations;
 mod refresh;
 mod replay;
 mod sessions;
@@ -21,11 +21,11 @@ use std::time::Duration;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
 
-pub use audit::PgAudit;
-pub use refresh::PgRefreshStore;
-pub use replay::PgReplayStore;
-pub use sessions::PgSessionStore;
-pub use throttle::PgThrottle;
+pub(crate) use audit::{PgAudit, PgDirectAudit};
+pub(crate) use refresh::PgRefreshStore;
+pub(crate) use replay::PgReplayStore;
+pub(crate) use sessions::PgSessionStore;
+pub(crate) use throttle::PgThrottle;
 
 use super::StoreError;
 use crate::config::PostgresConfig;
@@ -34,7 +34,7 @@ use crate::config::PostgresConfig;
 pub(crate) const DB_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// A pool plus whether the schema is known to be in place.
-pub struct Pg {
+pub(crate) struct Pg {
     pub(crate) pool: Pool,
     pub(crate) config: tokio_postgres::Config,
     migrated: AtomicBool,
@@ -43,7 +43,7 @@ pub struct Pg {
 impl Pg {
     /// Builds the pool without connecting: `serve` starts even while
     /// PostgreSQL is down, and connections are made (and remade) on demand.
-    pub fn new(config: &PostgresConfig) -> Result<Arc<Pg>, String> {
+    pub(crate) fn new(config: &PostgresConfig) -> Result<Arc<Pg>, String> {
         let mut pg_config = tokio_postgres::Config::from_str(&config.url)
             .map_err(|e| format!("postgres.url: not a PostgreSQL URL: {e}"))?;
         pg_config.connect_timeout(DB_TIMEOUT);
@@ -73,14 +73,14 @@ impl Pg {
     }
 
     /// Applies the schema; marks the store ready on success.
-    pub async fn migrate(&self) -> Result<usize, StoreError> {
+    pub(crate) async fn migrate(&self) -> Result<usize, StoreError> {
         let ran = migrations::migrate(&self.pool).await?;
         self.migrated.store(true, Ordering::Release);
         Ok(ran)
     }
 
     /// Trusts an externally managed schema (`postgres.migrate = false`).
-    pub fn assume_migrated(&self) {
+    pub(crate) fn assume_migrated(&self) {
         self.migrated.store(true, Ordering::Release);
     }
 
@@ -89,7 +89,7 @@ impl Pg {
         self.migrated.load(Ordering::Acquire)
     }
 
-    pub async fn ping(&self) -> Result<(), StoreError> {
+    pub(crate) async fn ping(&self) -> Result<(), StoreError> {
         if !self.migrated.load(Ordering::Acquire) {
             return Err(unavailable("schema not applied yet"));
         }
@@ -101,9 +101,24 @@ impl Pg {
         Ok(())
     }
 
+    /// Whether the database takes a connection and answers a query, schema
+    /// or not (for `check`); the error says which step failed.
+    pub(crate) async fn answers(&self) -> Result<(), String> {
+        let client = self
+            .pool
+            .get()
+            .await
+            .map_err(|e| format!("cannot connect: {e}"))?;
+        client
+            .simple_query("SELECT 1")
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
     /// A 32-byte key shared by every instance on this database, created on
     /// first use (the CSRF key, so a form from one instance posts to another).
-    pub async fn shared_secret(&self, name: &str) -> Result<[u8; 32], StoreError> {
+    pub(crate) async fn shared_secret(&self, name: &str) -> Result<[u8; 32], StoreError> {
         let client = self.pool.get().await.map_err(pool_error)?;
         let fresh: [u8; 32] = {
             use rand::RngCore as _;

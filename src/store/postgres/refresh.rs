@@ -21,8 +21,8 @@ use futures_util::StreamExt;
 use tokio_postgres::{AsyncMessage, NoTls};
 
 use super::{db_error, pool_error, unavailable, Pg, DB_TIMEOUT};
-use crate::auth::tokens::REUSE_GRACE;
 use crate::store::revoked::RevokedFamilies;
+use crate::store::REUSE_GRACE;
 use crate::store::{Identity, RefreshRecord, RefreshStore, Spend, StoreError, TokenHash};
 
 /// Locks one family for the current transaction.
@@ -38,7 +38,7 @@ const MAX_NOTICES: usize = 100;
 /// wipes successor pairs past their grace.
 const LISTENER_HEARTBEAT: Duration = Duration::from_secs(15);
 
-pub struct PgRefreshStore {
+pub(crate) struct PgRefreshStore {
     pg: Arc<Pg>,
     revoked: RevokedFamilies,
 }
@@ -46,7 +46,7 @@ pub struct PgRefreshStore {
 impl PgRefreshStore {
     /// A store that writes and announces revocations but does not hear
     /// them (the CLI): it never answers bearer requests.
-    pub fn new(pg: Arc<Pg>, window: Duration) -> Self {
+    pub(crate) fn new(pg: Arc<Pg>, window: Duration) -> Self {
         Self {
             pg,
             revoked: RevokedFamilies::shared(window, Duration::ZERO),
@@ -57,7 +57,7 @@ impl PgRefreshStore {
     /// families current (it stops when the store is dropped). `window`: how
     /// long a revocation matters (the longest an access token can verify);
     /// `staleness`: how long the set is trusted while the listener is down.
-    pub fn start(pg: Arc<Pg>, window: Duration, staleness: Duration) -> Arc<Self> {
+    pub(crate) fn start(pg: Arc<Pg>, window: Duration, staleness: Duration) -> Arc<Self> {
         let store = Arc::new(Self {
             pg,
             revoked: RevokedFamilies::shared(window, staleness),

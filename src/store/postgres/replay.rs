@@ -9,12 +9,12 @@ use async_trait::async_trait;
 use super::{db_error, pool_error, Pg};
 use crate::store::{ReplayStore, StoreError};
 
-pub struct PgReplayStore {
+pub(crate) struct PgReplayStore {
     pg: Arc<Pg>,
 }
 
 impl PgReplayStore {
-    pub fn new(pg: Arc<Pg>) -> Self {
+    pub(crate) fn new(pg: Arc<Pg>) -> Self {
         Self { pg }
     }
 }

@@ -27,14 +27,14 @@ use super::{db_error, pool_error, unavailable, Pg, DB_TIMEOUT};
 use crate::store::{AuthMethod, Identity, SessionRecord, SessionStore, StoreError, TokenHash};
 
 /// How often batched `last_seen` times are written.
-pub const FLUSH_INTERVAL: Duration = Duration::from_secs(5);
+pub(crate) const FLUSH_INTERVAL: Duration = Duration::from_secs(5);
 /// The NOTIFY channel revocations travel on. The payload is a token hash in
 /// hex, or `*` for "drop everything".
 const CHANNEL: &str = "portcullis_sessions";
 const COLUMNS: &str =
     "token_hash, user_id, username, email, roles, auth_method, created_at, last_seen, expires_at, checked_at";
 
-pub struct PgSessionStore {
+pub(crate) struct PgSessionStore {
     pg: Arc<Pg>,
     cache: Cache<TokenHash, Option<SessionRecord>>,
     pending_touches: Mutex<HashMap<TokenHash, SystemTime>>,
@@ -46,7 +46,7 @@ pub struct PgSessionStore {
 impl PgSessionStore {
     /// Starts the store with its revocation listener, activity flusher and
     /// expiry sweeper (all stop when the store is dropped).
-    pub fn start(pg: Arc<Pg>, cache_ttl: Duration, idle_timeout: Duration) -> Arc<Self> {
+    pub(crate) fn start(pg: Arc<Pg>, cache_ttl: Duration, idle_timeout: Duration) -> Arc<Self> {
         let store = Arc::new(Self {
             pg,
             cache: Cache::builder()
@@ -79,7 +79,7 @@ impl PgSessionStore {
 
     /// Writes pending activity in one statement; on failure the times are
     /// put back to be written next round.
-    pub async fn flush(&self) -> Result<(), StoreError> {
+    pub(crate) async fn flush(&self) -> Result<(), StoreError> {
         let batch: Vec<(TokenHash, SystemTime)> = self.pending().drain().collect();
         if batch.is_empty() {
             return Ok(());
@@ -165,7 +165,7 @@ impl PgSessionStore {
             self.pending().remove(hash);
         }
         for hash in hashes {
-            if let Err(e) = self.notify(client, &hex(hash)).await {
+            if let Err(e) = self.notify(client, &notice_of(hash)).await {
                 tracing::warn!(error = %e, "revocation notice not sent; other instances drop the session within session.cache_ttl");
                 break;
             }
@@ -201,18 +201,15 @@ fn record_of(row: &Row) -> SessionRecord {
     }
 }
 
-fn hex(hash: &TokenHash) -> String {
-    hash.0.iter().map(|b| format!("{b:02x}")).collect()
+/// The NOTIFY payload naming one revoked session.
+fn notice_of(hash: &TokenHash) -> String {
+    hex::encode(hash.0)
 }
 
-fn parse_hex(s: &str) -> Option<TokenHash> {
-    if s.len() != 64 {
-        return None;
-    }
+/// The session a NOTIFY payload names; `None` for `*` or anything else.
+fn hash_of_notice(payload: &str) -> Option<TokenHash> {
     let mut out = [0u8; 32];
-    for (i, chunk) in s.as_bytes().chunks(2).enumerate() {
-        out[i] = u8::from_str_radix(std::str::from_utf8(chunk).ok()?, 16).ok()?;
-    }
+    hex::decode_to_slice(payload, &mut out).ok()?;
     Some(TokenHash(out))
 }
 
@@ -399,7 +396,7 @@ async fn listen(store: Weak<PgSessionStore>) {
                                 s.generation.fetch_add(1, Ordering::AcqRel);
                                 if payload == "*" {
                                     s.cache.invalidate_all();
-                                } else if let Some(hash) = parse_hex(&payload) {
+                                } else if let Some(hash) = hash_of_notice(&payload) {
                                     s.cache.invalidate(&hash).await;
                                 }
                             }
@@ -479,8 +476,8 @@ mod tests {
     #[test]
     fn notice_payload_round_trips() {
         let hash = TokenHash([0xab; 32]);
-        assert_eq!(parse_hex(&hex(&hash)), Some(hash));
-        assert_eq!(parse_hex("*"), None);
-        assert_eq!(parse_hex(&"zz".repeat(32)), None);
+        assert_eq!(hash_of_notice(&notice_of(&hash)), Some(hash));
+        assert_eq!(hash_of_notice("*"), None);
+        assert_eq!(hash_of_notice(&"zz".repeat(32)), None);
     }
 }

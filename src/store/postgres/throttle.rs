@@ -11,12 +11,12 @@ use super::{db_error, pool_error, unavailable, Pg, DB_TIMEOUT};
 use crate::config::Rate;
 use crate::store::{Gate, StoreError, ThrottleStore};
 
-pub struct PgThrottle {
+pub(crate) struct PgThrottle {
     pg: Arc<Pg>,
 }
 
 impl PgThrottle {
-    pub fn new(pg: Arc<Pg>) -> Self {
+    pub(crate) fn new(pg: Arc<Pg>) -> Self {
         Self { pg }
     }
 
