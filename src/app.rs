@@ -68,7 +68,14 @@ impl App {
     /// If it does not answer by then, serving starts without it (503s and
     /// `/readyz` 503) while the work goes on being retried.
     pub async fn wait_started(&self) {
+        let began = tokio::time::Instant::now();
         self.started.wait().await;
+        // The revoked token families load through their own listener, once
+        // the schema is in place: bearer requests need them too.
+        let limit = began + self.config.postgres.connect_timeout;
+        while !self.auth.tokens.ready() && tokio::time::Instant::now() < limit {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
     }
 
     fn assemble(

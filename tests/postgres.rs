@@ -312,6 +312,31 @@ async fn sign_in_works_from_the_first_request_on_a_fresh_database() {
     assert_eq!(reply.status, StatusCode::OK);
 }
 
+/// Regression: the revoked token families loaded only once the schema was
+/// in place, by a listener retrying every 500 ms, so bearer requests right
+/// after a start on a fresh database got 503.
+#[tokio::test]
+async fn bearer_tokens_work_from_the_first_request_on_a_fresh_database() {
+    let upstream = Upstream::start().await;
+    let schema = PgSchema::create().await;
+    let proxy = Proxy::start(&upstream, &schema.toml_with("")).await;
+    let tokens = send(
+        Method::POST,
+        &proxy.url("/auth/login"),
+        &[("content-type", "application/json")],
+        format!(r#"{{"username":"demo","password":"{PASSWORD}"}}"#),
+    )
+    .await;
+    assert_eq!(tokens.status, StatusCode::OK, "{}", tokens.text());
+    let access = tokens.json()["access_token"].as_str().unwrap().to_string();
+    let me = get(
+        &proxy.url("/auth/me"),
+        &[("authorization", &format!("Bearer {access}"))],
+    )
+    .await;
+    assert_eq!(me.status, StatusCode::OK, "{}", me.text());
+}
+
 /// Regression: anonymous refusals were queued one row each, so a flood of
 /// them filled the audit queue and real events were dropped.
 #[tokio::test]

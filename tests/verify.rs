@@ -319,3 +319,31 @@ async fn a_get_rule_also_judges_head() {
     .await;
     assert_eq!(allowed.status, StatusCode::OK);
 }
+
+/// Regression: the proxy refused a WebSocket handshake from a foreign
+/// page's Origin, but forward-auth said 200 to the same handshake.
+#[tokio::test]
+async fn a_websocket_from_a_foreign_origin_is_refused_in_forward_auth_too() {
+    let upstream = Upstream::start().await;
+    let proxy = Proxy::builder(&upstream).server(TRUSTED).start().await;
+    let session = login(&proxy, "demo").await;
+    let ask = |origin: &'static str| {
+        let session = session.clone();
+        let url = proxy.url("/auth/verify");
+        async move {
+            get(
+                &url,
+                &[
+                    ("cookie", session.as_str()),
+                    ("x-forwarded-uri", "/chat/ws"),
+                    ("upgrade", "websocket"),
+                    ("origin", origin),
+                ],
+            )
+            .await
+            .status
+        }
+    };
+    assert_eq!(ask("https://evil.example").await, StatusCode::FORBIDDEN);
+    assert_eq!(ask("http://127.0.0.1").await, StatusCode::OK);
+}

@@ -88,7 +88,7 @@ async fn pipeline(
 
     // strip
     let websocket = headers::is_websocket_upgrade(req.method(), req.version(), req.headers());
-    if websocket && !websocket_origin_allowed(app, req.headers(), origin) {
+    if websocket && !crate::web::websocket_origin_allowed(app, req.headers(), origin) {
         tracing::info!(request_id = %origin.request_id, "WebSocket upgrade from a foreign Origin refused");
         return Err(ProxyError::Forbidden);
     }
@@ -117,26 +117,6 @@ async fn pipeline(
 
     // forward
     app.upstream.forward(req, websocket, slot).await
-}
-
-/// A browser always names the page that opens a WebSocket in `Origin`, and
-/// WebSockets are exempt from CORS: without this check any site could open
-/// one with the user's cookie. Only our own origin and
-/// `server.websocket_origins` may; a request without `Origin` is not from a
-/// browser page and carries no ambient cookie risk beyond its own.
-fn websocket_origin_allowed(app: &App, headers: &http::HeaderMap, origin: &Origin) -> bool {
-    let Some(sent) = headers.get(http::header::ORIGIN) else {
-        return true;
-    };
-    let Ok(sent) = sent.to_str() else {
-        return false;
-    };
-    let server = &app.config.server;
-    origin.is_same_origin(headers, server.public_url.as_ref())
-        || server
-            .websocket_origins
-            .iter()
-            .any(|allowed| sent.eq_ignore_ascii_case(allowed))
 }
 
 /// SPEC step 6: a browser navigation is sent to the sign-in page; anything

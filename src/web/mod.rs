@@ -91,6 +91,30 @@ pub(crate) fn same_origin(app: &App, headers: &HeaderMap, origin: &Origin) -> bo
     origin.is_same_origin(headers, app.config.server.public_url.as_ref())
 }
 
+/// A browser always names the page that opens a WebSocket in `Origin`, and
+/// WebSockets are exempt from CORS: without this check any site could open
+/// one with the user's cookie. Only our own origin and
+/// `server.websocket_origins` may; a request without `Origin` is not from a
+/// browser page and carries no ambient cookie risk beyond its own.
+pub(crate) fn websocket_origin_allowed(
+    app: &App,
+    headers: &http::HeaderMap,
+    origin: &Origin,
+) -> bool {
+    let Some(sent) = headers.get(http::header::ORIGIN) else {
+        return true;
+    };
+    let Ok(sent) = sent.to_str() else {
+        return false;
+    };
+    let server = &app.config.server;
+    origin.is_same_origin(headers, server.public_url.as_ref())
+        || server
+            .websocket_origins
+            .iter()
+            .any(|allowed| sent.eq_ignore_ascii_case(allowed))
+}
+
 /// Counts an attempt against `login.ip_rate` (shared with form and JSON
 /// logins); `Some(wait)` when the client is over it, recorded as `event`.
 pub(crate) async fn over_ip_rate(

@@ -33,6 +33,13 @@ pub(crate) async fn verify(
         tracing::warn!(request_id = %origin.request_id, client = %origin.client_ip, error = %e, "forward-auth request refused");
         ProxyError::BadRequest("forward-auth headers missing, duplicated or malformed")
     })?;
+    // A WebSocket handshake is judged like the proxy judges one: from a
+    // foreign page's Origin it is refused (the front proxy passes the
+    // client's `Upgrade` and `Origin` on; see deploy/forward-auth/).
+    if wants_websocket(headers) && !super::websocket_origin_allowed(app, headers, origin) {
+        tracing::info!(request_id = %origin.request_id, "forward-auth: WebSocket from a foreign Origin refused");
+        return Err(ProxyError::Forbidden);
+    }
     let path = crate::policy::path::normalize(&original.path)?;
     let routes = app.routes.load_full();
     let access = routes.access(&original.method, &crate::policy::path::routing_path(&path));
@@ -56,4 +63,17 @@ pub(crate) async fn verify(
         );
     }
     Ok(response)
+}
+
+/// True when the request being judged asks for a WebSocket (`Upgrade:
+/// websocket`, as the front proxy passes it on).
+fn wants_websocket(headers: &http::HeaderMap) -> bool {
+    headers
+        .get_all(http::header::UPGRADE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| {
+            v.split(',')
+                .any(|p| p.trim().eq_ignore_ascii_case("websocket"))
+        })
 }
