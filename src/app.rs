@@ -28,6 +28,8 @@ const DEFAULT_ASSERTION_HEADER: &str = "X-Auth-Assertion";
 pub struct App {
     pub config: Config,
     pub pages: Pages,
+    /// Session and CSRF cookie names and attributes.
+    pub cookies: CookieSettings,
     pub auth: Auth,
     pub upstream: Upstream,
     /// Python spellings of every header a client may not pass to the app.
@@ -101,7 +103,6 @@ impl App {
             audit_sink: stores.audit,
             verifier: PasswordVerifier::new(config.login.hash_workers, config.login.hash_wait),
             csrf,
-            cookies,
             login: config.login.clone(),
             recheck_interval: config.session.recheck_interval,
             tokens,
@@ -130,6 +131,7 @@ impl App {
         spoofable.sort();
         spoofable.dedup();
         Ok(Arc::new(App {
+            cookies,
             upstream: Upstream::new(&config.upstream, config.server.body_read_timeout),
             pages,
             auth,

@@ -14,7 +14,6 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use http::HeaderMap;
 use sha2::Digest as _;
 
 use crate::config::LoginConfig;
@@ -22,8 +21,6 @@ use crate::store::{
     AuditEvent, AuditSink, AuthMethod, CredentialStore, Gate, Identity, SessionRecord, StoreError,
     ThrottleStore, TokenHash,
 };
-use crate::web::cookies::CookieSettings;
-use crate::web::error::ProxyError;
 use csrf::Csrf;
 use password::PasswordVerifier;
 use session::Sessions;
@@ -41,7 +38,6 @@ pub struct Auth {
     pub audit_sink: Arc<dyn AuditSink>,
     pub verifier: PasswordVerifier,
     pub csrf: Arc<Csrf>,
-    pub cookies: CookieSettings,
     pub login: LoginConfig,
     /// How often a live session's user is re-read (`session.recheck_interval`).
     pub recheck_interval: Duration,
@@ -67,11 +63,23 @@ pub struct Caller {
     pub bearer: bool,
 }
 
-/// The token of an `Authorization: Bearer ...` header, if any.
-fn bearer_token(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+/// The credentials a request presents, read from its headers by `web`:
+/// session cookie values (at most two) and a bearer token.
+#[derive(Debug, Default)]
+pub struct Presented {
+    pub session_tokens: Vec<String>,
+    pub bearer: Option<String>,
+}
+
+/// Why a sign-in could not be decided (as opposed to refused).
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// A store did not answer.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// No password hashing slot was free within `login.hash_wait`.
+    #[error(transparent)]
+    HashBusy(#[from] password::HashBusy),
 }
 
 /// The result of a password login attempt.
@@ -86,8 +94,8 @@ pub enum LoginOutcome {
 impl Auth {
     /// The caller of a request: the session cookie first, then a bearer
     /// access token.
-    pub async fn caller(&self, headers: &HeaderMap) -> Result<Option<Caller>, StoreError> {
-        if let Some(session) = self.session_of(headers).await? {
+    pub async fn caller(&self, presented: &Presented) -> Result<Option<Caller>, StoreError> {
+        if let Some(session) = self.session_of(&presented.session_tokens).await? {
             return Ok(Some(Caller {
                 expires_at: self.sessions.ends_at(&session),
                 auth_method: session.auth_method.as_str(),
@@ -97,7 +105,7 @@ impl Auth {
                 identity: session.identity,
             }));
         }
-        let Some(token) = bearer_token(headers) else {
+        let Some(token) = presented.bearer.as_deref() else {
             return Ok(None);
         };
         if !self.tokens.ready() {
@@ -276,10 +284,10 @@ impl Auth {
     /// an inactive or deleted user loses the session, changed roles apply.
     pub async fn session_of(
         &self,
-        headers: &HeaderMap,
+        session_tokens: &[String],
     ) -> Result<Option<SessionRecord>, StoreError> {
-        for token in self.cookies.session_tokens(headers) {
-            if let Some(session) = self.sessions.lookup(&token).await? {
+        for token in session_tokens {
+            if let Some(session) = self.sessions.lookup(token).await? {
                 return self.recheck(session).await;
             }
         }
@@ -347,7 +355,7 @@ impl Auth {
     /// Checks a username (or email) and password with the per-IP rate limit
     /// and account lockout applied. Unknown users, wrong passwords, inactive
     /// and locked accounts all fail alike, after the same hashing work.
-    /// `ProxyError::HashBusy` (503) when no hashing slot is free within
+    /// `AuthError::HashBusy` (503) when no hashing slot is free within
     /// `login.hash_wait`; such a login does not count as an attempt.
     pub async fn password_login(
         &self,
@@ -355,7 +363,7 @@ impl Auth {
         password: &str,
         client_ip: IpAddr,
         request_id: &str,
-    ) -> Result<LoginOutcome, ProxyError> {
+    ) -> Result<LoginOutcome, AuthError> {
         if let Some(wait) = self
             .throttle
             .login_attempt(&rate_key(client_ip), self.login.ip_rate)

@@ -19,8 +19,6 @@ use argon2::Argon2;
 use thiserror::Error;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::web::error::ProxyError;
-
 use crate::store::password_hash::bcrypt_cost;
 
 /// bcrypt cost used for new hashes and, until a real hash is seen, the dummy.
@@ -41,12 +39,6 @@ pub enum HashError {
 #[derive(Debug, Error)]
 #[error("no password hashing slot free within {0:?} (login.hash_wait)")]
 pub struct HashBusy(pub Duration);
-
-impl From<HashBusy> for ProxyError {
-    fn from(busy: HashBusy) -> Self {
-        ProxyError::HashBusy(busy.0)
-    }
-}
 
 /// True for a bcrypt hash cheaper than [`DEFAULT_BCRYPT_COST`]: with
 /// `rehash_update` set, a successful login rewrites it.

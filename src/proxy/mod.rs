@@ -99,7 +99,9 @@ async fn pipeline(
     let routes = app.routes.load_full();
     let access = routes.access(req.method(), &routing_path(&path));
     let caller = if access.needs_caller() {
-        app.auth.caller(req.headers()).await?
+        app.auth
+            .caller(&crate::web::presented(app, req.headers()))
+            .await?
     } else {
         None
     };
@@ -154,7 +156,7 @@ fn rewrite(
     let names = &app.config.upstream.headers;
     let headers = req.headers_mut();
     let pass_ours = app.config.upstream.pass_session_cookie;
-    app.auth.cookies.prepare_for_upstream(headers, pass_ours);
+    app.cookies.prepare_for_upstream(headers, pass_ours);
     if let Some(caller) = caller {
         if caller.bearer && !pass_ours {
             // Our access token is for portcullis, not for the app.

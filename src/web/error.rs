@@ -147,3 +147,18 @@ impl ProxyError {
         }
     }
 }
+
+impl From<crate::auth::password::HashBusy> for ProxyError {
+    fn from(busy: crate::auth::password::HashBusy) -> Self {
+        ProxyError::HashBusy(busy.0)
+    }
+}
+
+impl From<crate::auth::AuthError> for ProxyError {
+    fn from(e: crate::auth::AuthError) -> Self {
+        match e {
+            crate::auth::AuthError::Store(e) => e.into(),
+            crate::auth::AuthError::HashBusy(busy) => busy.into(),
+        }
+    }
+}

@@ -33,7 +33,12 @@ pub(crate) async fn login_form(
     let query: NextQuery =
         serde_urlencoded::from_str(req.uri().query().unwrap_or("")).unwrap_or_default();
     let next = validate_next(&query.next);
-    if app.auth.session_of(req.headers()).await?.is_some() {
+    if app
+        .auth
+        .session_of(&app.cookies.session_tokens(req.headers()))
+        .await?
+        .is_some()
+    {
         return Ok(response::redirect(StatusCode::SEE_OTHER, &next));
     }
     render_login(app, req.headers(), StatusCode::OK, &next, "", None)
@@ -61,10 +66,7 @@ fn render_login(
     });
     let mut response = response::html(status, page);
     if fresh {
-        crate::web::cookies::append_set_cookie(
-            response.headers_mut(),
-            app.auth.cookies.csrf(&nonce),
-        );
+        crate::web::cookies::append_set_cookie(response.headers_mut(), app.cookies.csrf(&nonce));
     }
     Ok(response)
 }
@@ -95,7 +97,7 @@ pub(crate) async fn login_submit(
         .map_err(|_| ProxyError::BadRequest("login form is not form-encoded"))?;
     let next = validate_next(&form.next);
 
-    let nonce = app.auth.cookies.csrf_nonce(&parts.headers);
+    let nonce = app.cookies.csrf_nonce(&parts.headers);
     let csrf_ok = match nonce.as_deref() {
         Some(n) => app.auth.csrf.check_login(n, &form.csrf_token)?,
         None => false,
@@ -166,7 +168,7 @@ pub(crate) async fn start_session(
     method: AuthMethod,
     next: &str,
 ) -> Result<Response<Body>, ProxyError> {
-    for token in app.auth.cookies.session_tokens(headers) {
+    for token in app.cookies.session_tokens(headers) {
         app.auth
             .sessions
             .revoke(&crate::auth::session::hash_token(&token))
@@ -174,9 +176,6 @@ pub(crate) async fn start_session(
     }
     let (token, _) = app.auth.sessions.create(identity, method).await?;
     let mut response = response::redirect(StatusCode::SEE_OTHER, next);
-    crate::web::cookies::append_set_cookie(
-        response.headers_mut(),
-        app.auth.cookies.session(&token),
-    );
+    crate::web::cookies::append_set_cookie(response.headers_mut(), app.cookies.session(&token));
     Ok(response)
 }

@@ -18,7 +18,10 @@ pub(crate) async fn logout_form(
     app: &App,
     req: &Request<Incoming>,
 ) -> Result<Response<Body>, ProxyError> {
-    let session = app.auth.session_of(req.headers()).await?;
+    let session = app
+        .auth
+        .session_of(&app.cookies.session_tokens(req.headers()))
+        .await?;
     let username = session
         .as_ref()
         .map_or("", |s| s.identity.username.as_str());
@@ -33,10 +36,7 @@ pub(crate) async fn logout_form(
     let page = app.pages.logout(&action, &token, username);
     let mut response = response::html(StatusCode::OK, page);
     if let Some(nonce) = new_nonce {
-        crate::web::cookies::append_set_cookie(
-            response.headers_mut(),
-            app.auth.cookies.csrf(&nonce),
-        );
+        crate::web::cookies::append_set_cookie(response.headers_mut(), app.cookies.csrf(&nonce));
     }
     Ok(response)
 }
@@ -60,7 +60,10 @@ pub(crate) async fn logout_submit(
 ) -> Result<Response<Body>, ProxyError> {
     let (parts, body) = req.into_parts();
     let body = read_form_body(app, &parts.headers, body).await?;
-    let caller = app.auth.caller(&parts.headers).await?;
+    let caller = app
+        .auth
+        .caller(&crate::web::presented(app, &parts.headers))
+        .await?;
     let bearer = caller.as_ref().is_some_and(|c| c.bearer);
     if !bearer && !same_origin(app, &parts.headers, origin) {
         let token = serde_urlencoded::from_bytes::<LogoutForm>(&body)
@@ -68,7 +71,7 @@ pub(crate) async fn logout_submit(
             .unwrap_or_default();
         let token_ok = match caller.as_ref().and_then(|c| c.session.as_ref()) {
             Some(session) => app.auth.csrf.check_logout(session, &token)?,
-            None => match app.auth.cookies.csrf_nonce(&parts.headers) {
+            None => match app.cookies.csrf_nonce(&parts.headers) {
                 Some(nonce) => app.auth.csrf.check_login(&nonce, &token)?,
                 None => false,
             },
@@ -99,9 +102,6 @@ pub(crate) async fn logout_submit(
         );
     }
     let mut response = response::redirect(StatusCode::SEE_OTHER, &login_path(app));
-    crate::web::cookies::append_set_cookie(
-        response.headers_mut(),
-        app.auth.cookies.clear_session(),
-    );
+    crate::web::cookies::append_set_cookie(response.headers_mut(), app.cookies.clear_session());
     Ok(response)
 }

@@ -10,7 +10,11 @@ use crate::web::error::ProxyError;
 use crate::web::response::{self, Body};
 
 pub(crate) async fn me(app: &App, req: &Request<Incoming>) -> Result<Response<Body>, ProxyError> {
-    match app.auth.caller(req.headers()).await? {
+    match app
+        .auth
+        .caller(&crate::web::presented(app, req.headers()))
+        .await?
+    {
         Some(caller) => Ok(response::json(StatusCode::OK, &me_json(&caller))),
         None => Ok(unauthenticated_json()),
     }

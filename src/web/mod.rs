@@ -75,7 +75,7 @@ pub fn login_url(app: &App, next: &str) -> String {
 /// The browser's CSRF nonce when it sent a well-formed one, else a new one
 /// (`true`: it still has to be set as a cookie).
 pub(crate) fn csrf_nonce_or_new(app: &App, headers: &HeaderMap) -> (String, bool) {
-    let existing = app.auth.cookies.csrf_nonce(headers).filter(|n| {
+    let existing = app.cookies.csrf_nonce(headers).filter(|n| {
         n.len() == 22
             && n.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
@@ -113,6 +113,22 @@ pub(crate) fn websocket_origin_allowed(
             .websocket_origins
             .iter()
             .any(|allowed| sent.eq_ignore_ascii_case(allowed))
+}
+
+/// The credentials `headers` present: session cookie values and an
+/// `Authorization: Bearer` token.
+pub(crate) fn presented(app: &App, headers: &HeaderMap) -> crate::auth::Presented {
+    crate::auth::Presented {
+        session_tokens: app.cookies.session_tokens(headers),
+        bearer: bearer_token(headers).map(str::to_string),
+    }
+}
+
+/// The token of an `Authorization: Bearer ...` header, if any.
+fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 /// Counts an attempt against `login.ip_rate` (shared with form and JSON

@@ -81,7 +81,11 @@ pub(crate) async fn sso(
         origin.client_ip,
         &origin.request_id,
     );
-    if let Some(current) = app.auth.session_of(req.headers()).await? {
+    if let Some(current) = app
+        .auth
+        .session_of(&app.cookies.session_tokens(req.headers()))
+        .await?
+    {
         if current.identity.id != identity.id {
             // A link can be planted by anyone: never swap a live session
             // for another account without the user saying so.
@@ -162,7 +166,11 @@ pub(crate) async fn sso_switch(
     let body = read_form_body(app, &parts.headers, body).await?;
     let form: SwitchForm = serde_urlencoded::from_bytes(&body)
         .map_err(|_| ProxyError::BadRequest("switch form is not form-encoded"))?;
-    let Some(current) = app.auth.session_of(&parts.headers).await? else {
+    let Some(current) = app
+        .auth
+        .session_of(&app.cookies.session_tokens(&parts.headers))
+        .await?
+    else {
         return Err(ProxyError::SsoRefused("no session to switch from".into()));
     };
     if !app

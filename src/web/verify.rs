@@ -44,7 +44,9 @@ pub(crate) async fn verify(
     let routes = app.routes.load_full();
     let access = routes.access(&original.method, &crate::policy::path::routing_path(&path));
     let caller = if access.needs_caller() {
-        app.auth.caller(headers).await?
+        app.auth
+            .caller(&crate::web::presented(app, headers))
+            .await?
     } else {
         None
     };
