@@ -143,7 +143,8 @@ pub struct IdentityHeaders {
     pub roles: HeaderName,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum SessionStoreKind {
     Memory,
     Postgres,
@@ -308,7 +309,8 @@ pub struct Rate {
     pub per: Duration,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     Json,
     Pretty,
@@ -334,12 +336,21 @@ impl Config {
     /// templates, certificates) are resolved from the working directory, as an
     /// operator reading the file expects; `_base` is kept for error context.
     pub fn from_toml(text: &str, _base: &Path) -> Result<Config, ConfigErrors> {
-        // Parsing straight into the raw structs first gives errors with line
-        // numbers; the interpolated value tree is then converted again.
-        toml::from_str::<raw::RawConfig>(text).map_err(ConfigErrors::from_toml)?;
+        Self::from_toml_with_env(text, &|name| std::env::var(name).ok())
+    }
+
+    /// [`Config::from_toml`] with `${NAME}` looked up in `env`.
+    fn from_toml_with_env(
+        text: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigErrors> {
+        // Syntax errors carry a line and column. Values are typed only after
+        // `${ENV}` interpolation (`idle_timeout = "${IDLE}"` is a string
+        // until then), so a refused value is named by its key path instead.
         let value: toml::Value = toml::from_str(text).map_err(ConfigErrors::from_toml)?;
-        let value = env::interpolate(value, &|name| std::env::var(name).ok())?;
-        let raw: raw::RawConfig = value.try_into().map_err(ConfigErrors::from_toml)?;
+        let value = env::interpolate(value, env)?;
+        let raw: raw::RawConfig =
+            serde_path_to_error::deserialize(value).map_err(ConfigErrors::from_typed)?;
         validate::validate(raw)
     }
 }

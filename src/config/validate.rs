@@ -11,7 +11,7 @@ use std::time::Duration;
 use http::HeaderName;
 use ipnet::IpNet;
 
-use super::raw::{self, RawConfig};
+use super::raw::{self, CredentialsBackend, RawConfig};
 use super::*;
 use crate::policy::routes::{RouteSpec, RouteTable};
 
@@ -30,6 +30,15 @@ impl ConfigErrors {
         let mut errors = Self::default();
         // toml's message already says where (line, column, key).
         errors.push("proxy.toml", e.to_string().trim_end().to_string());
+        errors
+    }
+
+    /// A value serde refused, as `key.path: message`.
+    pub(crate) fn from_typed(e: serde_path_to_error::Error<toml::de::Error>) -> Self {
+        let mut errors = Self::default();
+        let key = e.path().to_string();
+        let key = if key == "." { "proxy.toml" } else { &key };
+        errors.push(key, e.inner().message().trim_end().to_string());
         errors
     }
 
@@ -71,11 +80,10 @@ pub(crate) fn validate(raw: RawConfig) -> Result<Config, ConfigErrors> {
     let postgres = PostgresConfig {
         url: raw.postgres.url,
         pool_size: raw.postgres.pool_size,
-        connect_timeout: duration(
+        connect_timeout: nonzero(
             &mut e,
             "postgres.connect_timeout",
-            &raw.postgres.connect_timeout,
-            true,
+            raw.postgres.connect_timeout,
         ),
         migrate: raw.postgres.migrate,
     };
@@ -158,21 +166,11 @@ pub(crate) fn validate(raw: RawConfig) -> Result<Config, ConfigErrors> {
         ),
     };
     let audit = AuditConfig {
-        retention: duration(&mut e, "audit.retention", &raw.audit.retention, true),
+        retention: nonzero(&mut e, "audit.retention", raw.audit.retention),
     };
     let routes = routes(raw.route, &mut e);
     let log = LogConfig {
-        format: match raw.log.format.as_str() {
-            "json" => LogFormat::Json,
-            "pretty" => LogFormat::Pretty,
-            other => {
-                e.push(
-                    "log.format",
-                    format!("must be \"json\" or \"pretty\", not {other:?}"),
-                );
-                LogFormat::Json
-            }
-        },
+        format: raw.log.format,
         access_log: raw.log.access_log,
     };
     let config = Config {
@@ -258,17 +256,12 @@ fn server(raw: raw::RawServer, e: &mut ConfigErrors) -> ServerConfig {
         listen,
         public_url,
         trusted_proxies,
-        header_read_timeout: duration(
-            e,
-            "server.header_read_timeout",
-            &raw.header_read_timeout,
-            true,
-        ),
+        header_read_timeout: nonzero(e, "server.header_read_timeout", raw.header_read_timeout),
         max_header_bytes: max_header_bytes.clamp(8192, 1 << 20) as usize,
         max_connections: raw.max_connections.clamp(1, u32::MAX as u64) as usize,
-        shutdown_grace: duration(e, "server.shutdown_grace", &raw.shutdown_grace, false),
-        body_read_timeout: duration(e, "server.body_read_timeout", &raw.body_read_timeout, true),
-        keepalive_timeout: duration(e, "server.keepalive_timeout", &raw.keepalive_timeout, true),
+        shutdown_grace: raw.shutdown_grace,
+        body_read_timeout: nonzero(e, "server.body_read_timeout", raw.body_read_timeout),
+        keepalive_timeout: nonzero(e, "server.keepalive_timeout", raw.keepalive_timeout),
         h2_max_streams: raw.h2_max_streams.clamp(1, 10_000),
         websocket_origins,
         tls,
@@ -393,27 +386,16 @@ fn upstream(raw: raw::RawUpstream, e: &mut ConfigErrors) -> (UpstreamConfig, Opt
     let config = UpstreamConfig {
         scheme,
         authority,
-        connect_timeout: duration(e, "upstream.connect_timeout", &raw.connect_timeout, true),
-        response_header_timeout: duration(
+        connect_timeout: nonzero(e, "upstream.connect_timeout", raw.connect_timeout),
+        response_header_timeout: nonzero(
             e,
             "upstream.response_header_timeout",
-            &raw.response_header_timeout,
-            true,
+            raw.response_header_timeout,
         ),
-        pool_idle_timeout: duration(
-            e,
-            "upstream.pool_idle_timeout",
-            &raw.pool_idle_timeout,
-            true,
-        ),
+        pool_idle_timeout: nonzero(e, "upstream.pool_idle_timeout", raw.pool_idle_timeout),
         pass_session_cookie: raw.pass_session_cookie,
         max_connections: raw.max_connections.max(1) as usize,
-        tunnel_idle_timeout: duration(
-            e,
-            "upstream.tunnel_idle_timeout",
-            &raw.tunnel_idle_timeout,
-            true,
-        ),
+        tunnel_idle_timeout: nonzero(e, "upstream.tunnel_idle_timeout", raw.tunnel_idle_timeout),
         headers,
         assertion,
     };
@@ -427,19 +409,7 @@ fn assertion(
 ) -> Option<(AssertionConfig, Option<Vec<u8>>)> {
     use jsonwebtoken::{Algorithm, EncodingKey};
     let header = header_name(e, "upstream.assertion.header", &raw.header);
-    let algorithm = match raw.algorithm.as_str() {
-        "EdDSA" => Algorithm::EdDSA,
-        "HS256" => Algorithm::HS256,
-        "RS256" => Algorithm::RS256,
-        "ES256" => Algorithm::ES256,
-        other => {
-            e.push(
-                "upstream.assertion.algorithm",
-                format!("must be \"EdDSA\", \"HS256\", \"RS256\" or \"ES256\", not {other:?}"),
-            );
-            return None;
-        }
-    };
+    let algorithm: Algorithm = raw.algorithm.into();
     if raw.audience.trim().is_empty() {
         e.push(
             "upstream.assertion.audience",
@@ -527,28 +497,6 @@ fn assertion(
 }
 
 fn session(raw: raw::RawSession, e: &mut ConfigErrors) -> SessionConfig {
-    let store = match raw.store.as_str() {
-        "memory" => SessionStoreKind::Memory,
-        "postgres" => SessionStoreKind::Postgres,
-        other => {
-            e.push(
-                "session.store",
-                format!("must be \"memory\" or \"postgres\", not {other:?}"),
-            );
-            SessionStoreKind::Memory
-        }
-    };
-    let same_site = match raw.same_site.to_ascii_lowercase().as_str() {
-        "lax" => SameSite::Lax,
-        "strict" => SameSite::Strict,
-        other => {
-            e.push(
-                "session.same_site",
-                format!("must be \"lax\" or \"strict\", not {other:?} (\"none\" would send the session cookie cross-site)"),
-            );
-            SameSite::Lax
-        }
-    };
     let name = &raw.cookie_name;
     if name.is_empty()
         || !name
@@ -560,32 +508,33 @@ fn session(raw: raw::RawSession, e: &mut ConfigErrors) -> SessionConfig {
             format!("{name:?} must be letters, digits, '-', '_' or '.'"),
         );
     }
-    let idle_timeout = duration(e, "session.idle_timeout", &raw.idle_timeout, true);
-    let absolute_timeout = duration(e, "session.absolute_timeout", &raw.absolute_timeout, true);
+    let idle_timeout = nonzero(e, "session.idle_timeout", raw.idle_timeout);
+    let absolute_timeout = nonzero(e, "session.absolute_timeout", raw.absolute_timeout);
     if idle_timeout > absolute_timeout {
         e.push(
             "session.idle_timeout",
             format!(
                 "{:?} is longer than session.absolute_timeout {:?}",
-                raw.idle_timeout, raw.absolute_timeout
+                show(idle_timeout),
+                show(absolute_timeout)
             ),
         );
     }
     SessionConfig {
-        store,
+        store: raw.store,
         cookie_name: raw.cookie_name,
         idle_timeout,
         absolute_timeout,
-        same_site,
+        same_site: raw.same_site,
         max_per_user: raw.max_per_user,
-        cache_ttl: duration(e, "session.cache_ttl", &raw.cache_ttl, false),
-        recheck_interval: duration(e, "session.recheck_interval", &raw.recheck_interval, true),
+        cache_ttl: raw.cache_ttl,
+        recheck_interval: nonzero(e, "session.recheck_interval", raw.recheck_interval),
     }
 }
 
 fn credentials(raw: raw::RawCredentials, e: &mut ConfigErrors) -> CredentialsConfig {
-    match raw.backend.as_str() {
-        "file" => {
+    match raw.backend {
+        CredentialsBackend::File => {
             if raw.file.path.is_empty() {
                 e.push("credentials.file.path", "must name the users file");
             }
@@ -593,7 +542,7 @@ fn credentials(raw: raw::RawCredentials, e: &mut ConfigErrors) -> CredentialsCon
                 path: PathBuf::from(raw.file.path),
             }
         }
-        "mysql" => {
+        CredentialsBackend::Mysql => {
             let m = raw.mysql;
             if !m.url.starts_with("mysql://") {
                 e.push(
@@ -623,15 +572,6 @@ fn credentials(raw: raw::RawCredentials, e: &mut ConfigErrors) -> CredentialsCon
                 user_query: m.user_query,
                 rehash_update: (!rehash.is_empty()).then(|| rehash.to_string()),
             })
-        }
-        other => {
-            e.push(
-                "credentials.backend",
-                format!("must be \"file\" or \"mysql\", not {other:?}"),
-            );
-            CredentialsConfig::File {
-                path: PathBuf::from(raw.file.path),
-            }
         }
     }
 }
@@ -670,10 +610,10 @@ fn login(raw: raw::RawLogin, e: &mut ConfigErrors) -> LoginConfig {
         title: raw.title,
         template: (!raw.template.is_empty()).then(|| PathBuf::from(raw.template)),
         max_failures: raw.max_failures,
-        lockout: duration(e, "login.lockout", &raw.lockout, true),
+        lockout: nonzero(e, "login.lockout", raw.lockout),
         ip_rate,
         hash_workers,
-        hash_wait: duration(e, "login.hash_wait", &raw.hash_wait, true),
+        hash_wait: nonzero(e, "login.hash_wait", raw.hash_wait),
     }
 }
 
@@ -714,18 +654,6 @@ fn registration(
 }
 
 fn tokens(raw: raw::RawTokens, e: &mut ConfigErrors) -> TokensConfig {
-    let algorithm = match raw.algorithm.as_str() {
-        "HS256" => jsonwebtoken::Algorithm::HS256,
-        "HS384" => jsonwebtoken::Algorithm::HS384,
-        "HS512" => jsonwebtoken::Algorithm::HS512,
-        other => {
-            e.push(
-                "tokens.algorithm",
-                format!("must be \"HS256\", \"HS384\" or \"HS512\" (signed with tokens.secret), not {other:?}"),
-            );
-            jsonwebtoken::Algorithm::HS256
-        }
-    };
     let secret = (!raw.secret.is_empty()).then(|| raw.secret.into_bytes());
     if secret.as_ref().is_some_and(|s| s.len() < 32) {
         e.push(
@@ -734,15 +662,15 @@ fn tokens(raw: raw::RawTokens, e: &mut ConfigErrors) -> TokensConfig {
         );
     }
     TokensConfig {
-        access_ttl: duration(e, "tokens.access_ttl", &raw.access_ttl, true),
-        refresh_ttl: duration(e, "tokens.refresh_ttl", &raw.refresh_ttl, true),
-        algorithm,
+        access_ttl: nonzero(e, "tokens.access_ttl", raw.access_ttl),
+        refresh_ttl: nonzero(e, "tokens.refresh_ttl", raw.refresh_ttl),
+        algorithm: raw.algorithm.into(),
         secret,
     }
 }
 
 fn partner(i: usize, raw: raw::RawPartner, e: &mut ConfigErrors) -> Option<SsoPartner> {
-    use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
+    use jsonwebtoken::{AlgorithmFamily, DecodingKey};
     let key_path = |field: &str| format!("sso.partners[{i}].{field}");
     let before = e.problems.len();
     for (field, value) in [
@@ -755,17 +683,8 @@ fn partner(i: usize, raw: raw::RawPartner, e: &mut ConfigErrors) -> Option<SsoPa
             e.push(&key_path(field), "must not be empty");
         }
     }
-    let mut algorithms = Vec::new();
-    for name in &raw.algorithms {
-        match name.parse::<Algorithm>() {
-            Ok(alg) => algorithms.push(alg),
-            Err(_) => e.push(
-                &key_path("algorithms"),
-                format!("{name:?} is not one of HS256/384/512, RS256/384/512, PS256/384/512, ES256/384, EdDSA (\"none\" is never allowed)"),
-            ),
-        }
-    }
-    if raw.algorithms.is_empty() {
+    let algorithms = raw.algorithms;
+    if algorithms.is_empty() {
         e.push(
             &key_path("algorithms"),
             "must list the algorithms this partner signs with, e.g. [\"RS256\"]",
@@ -838,14 +757,14 @@ fn partner(i: usize, raw: raw::RawPartner, e: &mut ConfigErrors) -> Option<SsoPa
             None
         }
     };
-    let max_age = duration(e, &key_path("max_age"), &raw.max_age, true);
-    let clock_skew = duration(e, &key_path("clock_skew"), &raw.clock_skew, false);
+    let max_age = nonzero(e, &key_path("max_age"), raw.max_age);
+    let clock_skew = raw.clock_skew;
     if clock_skew > Duration::from_secs(300) || clock_skew > max_age {
         e.push(
             &key_path("clock_skew"),
             format!(
                 "{:?} must be at most 5m and at most max_age",
-                raw.clock_skew
+                show(clock_skew)
             ),
         );
     }
@@ -902,21 +821,18 @@ fn rate(s: &str) -> Option<Rate> {
     Some(Rate { count, per })
 }
 
-fn duration(e: &mut ConfigErrors, key: &str, s: &str, nonzero: bool) -> Duration {
-    match humantime::parse_duration(s) {
-        Ok(d) if nonzero && d.is_zero() => {
-            e.push(key, format!("{s:?} must be longer than zero"));
-            Duration::from_secs(1)
-        }
-        Ok(d) => d,
-        Err(_) => {
-            e.push(
-                key,
-                format!("{s:?} is not a duration like \"30s\", \"30m\" or \"12h\""),
-            );
-            Duration::from_secs(1)
-        }
+/// `d`, unless it is zero where only a positive duration makes sense.
+fn nonzero(e: &mut ConfigErrors, key: &str, d: Duration) -> Duration {
+    if d.is_zero() {
+        e.push(key, format!("{:?} must be longer than zero", show(d)));
+        return Duration::from_secs(1);
     }
+    d
+}
+
+/// A duration as an operator writes it (`"1h 30m"`), for messages.
+fn show(d: Duration) -> String {
+    humantime::format_duration(d).to_string()
 }
 
 fn socket_addr(e: &mut ConfigErrors, key: &str, s: &str) -> Option<SocketAddr> {
@@ -972,17 +888,92 @@ mod tests {
     #[test]
     fn bad_duration_names_key_and_value() {
         let err = errors("[session]\nidle_timeout = \"soon\"\n");
-        assert!(err.contains("session.idle_timeout: \"soon\""), "{err}");
+        assert!(err.contains("session.idle_timeout: "), "{err}");
+        assert!(err.contains("\"soon\""), "{err}");
     }
 
+    /// Every problem past typing, that is: a value serde refuses (a bad
+    /// duration or word) is reported alone, as in the next tests.
     #[test]
     fn every_problem_is_reported_at_once() {
         let err = errors(
-            "[server]\nlisten = \"nowhere\"\n[session]\nsame_site = \"none\"\n[login]\nip_rate = \"fast\"\n",
+            "[server]\nlisten = \"nowhere\"\n[session]\ncookie_name = \"a b\"\n[login]\nip_rate = \"fast\"\n",
         );
         assert!(err.contains("server.listen"), "{err}");
-        assert!(err.contains("session.same_site"), "{err}");
+        assert!(err.contains("session.cookie_name"), "{err}");
         assert!(err.contains("login.ip_rate"), "{err}");
+    }
+
+    #[test]
+    fn same_site_none_is_refused_by_name() {
+        let err = errors("[session]\nsame_site = \"none\"\n");
+        assert!(err.contains("session.same_site: "), "{err}");
+        assert!(err.contains("\"none\" would send"), "{err}");
+        let c = Config::from_toml("[session]\nsame_site = \"Strict\"\n", Path::new(".")).unwrap();
+        assert_eq!(c.session.same_site, crate::config::SameSite::Strict);
+    }
+
+    #[test]
+    fn unknown_words_name_key_and_value() {
+        for (toml, key, value) in [
+            ("[session]\nstore = \"redis\"", "session.store", "redis"),
+            ("[log]\nformat = \"xml\"", "log.format", "xml"),
+            (
+                "[credentials]\nbackend = \"ldap\"",
+                "credentials.backend",
+                "ldap",
+            ),
+            (
+                "[tokens]\nalgorithm = \"RS256\"",
+                "tokens.algorithm",
+                "RS256",
+            ),
+            (
+                "[upstream.assertion]\nalgorithm = \"PS256\"\naudience = \"a\"",
+                "upstream.assertion.algorithm",
+                "PS256",
+            ),
+            (
+                "[[route]]\npath = \"/a\"\n[[route]]\npath = \"/b\"\naccess = \"open\"",
+                "route[1].access",
+                "open",
+            ),
+        ] {
+            let err = errors(toml);
+            assert!(err.contains(&format!("{key}: ")), "{toml}: {err}");
+            assert!(err.contains(value), "{toml}: {err}");
+        }
+    }
+
+    #[test]
+    fn interpolated_durations_and_words_are_typed_after_substitution() {
+        let env = |name: &str| match name {
+            "IDLE" => Some("45m".to_string()),
+            "STORE" => Some("postgres".to_string()),
+            "SOON" => Some("soon".to_string()),
+            _ => None,
+        };
+        let text = "[session]\nidle_timeout = \"${IDLE}\"\nstore = \"${STORE}\"\n";
+        let c = Config::from_toml_with_env(text, &env).unwrap();
+        assert_eq!(c.session.idle_timeout.as_secs(), 45 * 60);
+        assert_eq!(c.session.store, crate::config::SessionStoreKind::Postgres);
+        let text = "[session]\nidle_timeout = \"${SOON}\"\n";
+        let err = Config::from_toml_with_env(text, &env)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("session.idle_timeout: "), "{err}");
+        assert!(err.contains("\"soon\""), "{err}");
+    }
+
+    #[test]
+    fn zero_durations_are_refused_where_they_must_be_positive() {
+        let err = errors("[session]\nrecheck_interval = \"0s\"\n[login]\nhash_wait = \"0s\"\n");
+        assert!(
+            err.contains("session.recheck_interval: \"0s\" must be longer than zero"),
+            "{err}"
+        );
+        assert!(err.contains("login.hash_wait"), "{err}");
+        assert!(Config::from_toml("[session]\ncache_ttl = \"0s\"\n", Path::new(".")).is_ok());
     }
 
     #[test]
