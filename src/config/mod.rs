@@ -8,6 +8,7 @@
 
 mod env;
 mod raw;
+mod tls;
 mod validate;
 
 use std::net::SocketAddr;
@@ -79,6 +80,37 @@ pub struct TlsConfig {
     pub key: PathBuf,
     pub server_config: Arc<rustls::ServerConfig>,
     pub redirect_http_from: Option<SocketAddr>,
+    /// Of the certificate and key bytes `server_config` was built from.
+    pub(crate) fingerprint: Fingerprint,
+}
+
+/// Equal when built from the same files holding the same bytes.
+impl PartialEq for TlsConfig {
+    fn eq(&self, other: &Self) -> bool {
+        self.cert == other.cert
+            && self.key == other.key
+            && self.redirect_http_from == other.redirect_http_from
+            && self.fingerprint == other.fingerprint
+    }
+}
+
+/// A SHA-256 over the bytes a key or certificate was built from: configs
+/// compare by it where the built object (a rustls config, a JWT key) has no
+/// equality, without a second copy of a secret and with nothing to print.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Fingerprint([u8; 32]);
+
+impl Fingerprint {
+    pub(crate) fn of(parts: &[&[u8]]) -> Self {
+        use sha2::{Digest, Sha256};
+        let mut hash = Sha256::new();
+        for part in parts {
+            // Length first, so ("ab", "c") and ("a", "bc") differ.
+            hash.update((part.len() as u64).to_be_bytes());
+            hash.update(part);
+        }
+        Self(hash.finalize().into())
+    }
 }
 
 impl std::fmt::Debug for TlsConfig {

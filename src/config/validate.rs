@@ -327,15 +327,16 @@ fn tls(raw: raw::RawTls, e: &mut ConfigErrors) -> Option<TlsConfig> {
     };
     let cert = PathBuf::from(&raw.cert);
     let key = PathBuf::from(&raw.key);
-    match crate::server::tls::server_config(&cert, &key) {
-        Ok(server_config) => Some(TlsConfig {
+    match super::tls::server_config(&cert, &key) {
+        Ok((server_config, fingerprint)) => Some(TlsConfig {
             cert,
             key,
             server_config,
             redirect_http_from,
+            fingerprint,
         }),
         Err(err) => {
-            e.push("server.tls", err.to_string());
+            e.push("server.tls", err);
             None
         }
     }

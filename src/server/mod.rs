@@ -4,7 +4,6 @@
 //! requests finish within `server.shutdown_grace`.
 
 mod rewind;
-pub mod tls;
 
 use std::convert::Infallible;
 use std::future::Future;
