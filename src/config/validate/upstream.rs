@@ -2,7 +2,7 @@
 
 use super::values::{header_name, nonzero};
 use crate::config::raw;
-use crate::config::{AssertionConfig, ConfigErrors, IdentityHeaders, UpstreamConfig};
+use crate::config::{AssertionConfig, ConfigErrors, Fingerprint, IdentityHeaders, UpstreamConfig};
 
 pub(super) fn upstream(
     raw: raw::RawUpstream,
@@ -115,6 +115,7 @@ fn assertion(
             algorithm,
             key: EncodingKey::from_secret(&secret),
             audience: raw.audience,
+            fingerprint: Fingerprint::of(&[&secret]),
         };
         return Some((config, Some(secret)));
     }
@@ -146,6 +147,7 @@ fn assertion(
                 algorithm,
                 key,
                 audience: raw.audience,
+                fingerprint: Fingerprint::of(&[&bytes]),
             },
             None,
         )),
