@@ -5,7 +5,7 @@ use std::fmt;
 /// Every problem found in a config, one `key: message` per line.
 #[derive(Debug, Default)]
 pub struct ConfigErrors {
-    pub problems: Vec<(String, String)>,
+    pub(crate) problems: Vec<(String, String)>,
 }
 
 impl ConfigErrors {

@@ -20,31 +20,34 @@ use std::sync::Arc;
 use crate::policy::routes::RouteTable;
 
 pub use errors::ConfigErrors;
-pub(crate) use sections::Fingerprint;
+pub(crate) use sections::{
+    AdminConfig, AuditConfig, CredentialsConfig, Fingerprint, RegistrationConfig, SameSite,
+    ServerConfig, SessionStoreKind, TlsConfig,
+};
+// Public because the binary or other modules' public items name them.
 pub use sections::{
-    AdminConfig, AssertionConfig, AuditConfig, CredentialsConfig, ForwardAuthConfig,
-    IdentityHeaders, LogConfig, LogFormat, LoginConfig, MysqlConfig, PostgresConfig, PublicUrl,
-    Rate, RegistrationConfig, SameSite, ServerConfig, SessionConfig, SessionStoreKind, SsoPartner,
-    TlsConfig, TokensConfig, UpstreamConfig,
+    AssertionConfig, ForwardAuthConfig, IdentityHeaders, LogConfig, LogFormat, LoginConfig,
+    MysqlConfig, PostgresConfig, PublicUrl, Rate, SessionConfig, SsoPartner, TokensConfig,
+    UpstreamConfig,
 };
 
 /// The validated configuration the proxy runs on.
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub server: ServerConfig,
-    pub admin: AdminConfig,
+    pub(crate) server: ServerConfig,
+    pub(crate) admin: AdminConfig,
     pub upstream: UpstreamConfig,
-    pub session: SessionConfig,
-    pub postgres: PostgresConfig,
-    pub credentials: CredentialsConfig,
-    pub login: LoginConfig,
-    pub tokens: TokensConfig,
-    pub forward_auth: ForwardAuthConfig,
-    pub audit: AuditConfig,
+    pub(crate) session: SessionConfig,
+    pub(crate) postgres: PostgresConfig,
+    pub(crate) credentials: CredentialsConfig,
+    pub(crate) login: LoginConfig,
+    pub(crate) tokens: TokensConfig,
+    pub(crate) forward_auth: ForwardAuthConfig,
+    pub(crate) audit: AuditConfig,
     pub sso: Vec<SsoPartner>,
     /// `None` unless `registration.enabled`.
-    pub registration: Option<RegistrationConfig>,
-    pub routes: Arc<RouteTable>,
+    pub(crate) registration: Option<RegistrationConfig>,
+    pub(crate) routes: Arc<RouteTable>,
     pub log: LogConfig,
 }
 

@@ -12,42 +12,42 @@ use http::HeaderName;
 use ipnet::IpNet;
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct ServerConfig {
-    pub listen: SocketAddr,
+pub(crate) struct ServerConfig {
+    pub(crate) listen: SocketAddr,
     /// Where browsers reach portcullis; `None` means "assume https".
-    pub public_url: Option<PublicUrl>,
-    pub trusted_proxies: Vec<IpNet>,
-    pub header_read_timeout: Duration,
-    pub max_header_bytes: usize,
-    pub max_connections: usize,
-    pub shutdown_grace: Duration,
+    pub(crate) public_url: Option<PublicUrl>,
+    pub(crate) trusted_proxies: Vec<IpNet>,
+    pub(crate) header_read_timeout: Duration,
+    pub(crate) max_header_bytes: usize,
+    pub(crate) max_connections: usize,
+    pub(crate) shutdown_grace: Duration,
     /// Longest wait for the next bytes of a request body: 408 for our own
     /// endpoints, the upstream request aborted for proxied ones.
-    pub body_read_timeout: Duration,
+    pub(crate) body_read_timeout: Duration,
     /// An h1 or h2 connection with no request in flight is closed after this.
-    pub keepalive_timeout: Duration,
+    pub(crate) keepalive_timeout: Duration,
     /// Concurrent streams per HTTP/2 connection.
-    pub h2_max_streams: u32,
+    pub(crate) h2_max_streams: u32,
     /// Origins besides `public_url`'s allowed to open WebSockets
     /// (`scheme://host[:port]`, lower case).
-    pub websocket_origins: Vec<String>,
-    pub tls: Option<TlsConfig>,
+    pub(crate) websocket_origins: Vec<String>,
+    pub(crate) tls: Option<TlsConfig>,
 }
 
 /// The scheme and origin of `server.public_url`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PublicUrl {
-    pub https: bool,
+    pub(crate) https: bool,
     /// `scheme://host[:port]`, compared with a browser's `Origin` header.
-    pub origin: String,
+    pub(crate) origin: String,
 }
 
 #[derive(Clone)]
-pub struct TlsConfig {
-    pub cert: PathBuf,
-    pub key: PathBuf,
-    pub server_config: Arc<rustls::ServerConfig>,
-    pub redirect_http_from: Option<SocketAddr>,
+pub(crate) struct TlsConfig {
+    pub(crate) cert: PathBuf,
+    pub(crate) key: PathBuf,
+    pub(crate) server_config: Arc<rustls::ServerConfig>,
+    pub(crate) redirect_http_from: Option<SocketAddr>,
     /// Of the certificate and key bytes `server_config` was built from.
     pub(crate) fingerprint: Fingerprint,
 }
@@ -92,37 +92,37 @@ impl std::fmt::Debug for TlsConfig {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct AdminConfig {
+pub(crate) struct AdminConfig {
     /// `None` when `admin.listen = ""` turns the admin listener off.
-    pub listen: Option<SocketAddr>,
+    pub(crate) listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct UpstreamConfig {
     /// `scheme://authority` of the app, no path.
-    pub scheme: http::uri::Scheme,
+    pub(crate) scheme: http::uri::Scheme,
     pub authority: http::uri::Authority,
-    pub connect_timeout: Duration,
-    pub response_header_timeout: Duration,
-    pub pool_idle_timeout: Duration,
-    pub pass_session_cookie: bool,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) response_header_timeout: Duration,
+    pub(crate) pool_idle_timeout: Duration,
+    pub(crate) pass_session_cookie: bool,
     /// Open upstream connections at most; a request waits `connect_timeout`
     /// for one, then gets 503.
-    pub max_connections: usize,
+    pub(crate) max_connections: usize,
     /// A WebSocket tunnel with no byte either way for this long is closed.
-    pub tunnel_idle_timeout: Duration,
-    pub headers: IdentityHeaders,
-    pub assertion: Option<AssertionConfig>,
+    pub(crate) tunnel_idle_timeout: Duration,
+    pub(crate) headers: IdentityHeaders,
+    pub(crate) assertion: Option<AssertionConfig>,
 }
 
 /// `[upstream.assertion]`: a signed JWT per authenticated request, for apps
 /// that verify rather than trust the identity headers.
 #[derive(Clone)]
 pub struct AssertionConfig {
-    pub header: HeaderName,
-    pub algorithm: jsonwebtoken::Algorithm,
-    pub key: jsonwebtoken::EncodingKey,
-    pub audience: String,
+    pub(crate) header: HeaderName,
+    pub(crate) algorithm: jsonwebtoken::Algorithm,
+    pub(crate) key: jsonwebtoken::EncodingKey,
+    pub(crate) audience: String,
     /// Of the secret or PEM bytes `key` was built from.
     pub(crate) fingerprint: Fingerprint,
 }
@@ -150,47 +150,47 @@ impl std::fmt::Debug for AssertionConfig {
 /// Names of the identity headers portcullis injects (and strips from clients).
 #[derive(Debug, Clone, PartialEq)]
 pub struct IdentityHeaders {
-    pub user: HeaderName,
-    pub email: HeaderName,
-    pub roles: HeaderName,
+    pub(crate) user: HeaderName,
+    pub(crate) email: HeaderName,
+    pub(crate) roles: HeaderName,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum SessionStoreKind {
+pub(crate) enum SessionStoreKind {
     Memory,
     Postgres,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SameSite {
+pub(crate) enum SameSite {
     Lax,
     Strict,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct SessionConfig {
-    pub store: SessionStoreKind,
+    pub(crate) store: SessionStoreKind,
     /// As configured; see `auth::cookies` for the development variant.
-    pub cookie_name: String,
-    pub idle_timeout: Duration,
-    pub absolute_timeout: Duration,
-    pub same_site: SameSite,
+    pub(crate) cookie_name: String,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) absolute_timeout: Duration,
+    pub(crate) same_site: SameSite,
     /// 0 = unlimited; otherwise the oldest session is revoked at login.
-    pub max_per_user: u32,
-    pub cache_ttl: Duration,
-    pub recheck_interval: Duration,
+    pub(crate) max_per_user: u32,
+    pub(crate) cache_ttl: Duration,
+    pub(crate) recheck_interval: Duration,
 }
 
 /// `PartialEq` sees the URL and secret that `Debug` hides.
 #[derive(Clone, PartialEq)]
 pub struct PostgresConfig {
-    pub url: String,
-    pub pool_size: u32,
+    pub(crate) url: String,
+    pub(crate) pool_size: u32,
     /// Bounds each connection attempt, and the start-up work done before
     /// the listener opens.
-    pub connect_timeout: Duration,
-    pub migrate: bool,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) migrate: bool,
 }
 
 impl std::fmt::Debug for PostgresConfig {
@@ -204,7 +204,7 @@ impl std::fmt::Debug for PostgresConfig {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub enum CredentialsConfig {
+pub(crate) enum CredentialsConfig {
     File { path: PathBuf },
     Mysql(MysqlConfig),
 }
@@ -212,10 +212,10 @@ pub enum CredentialsConfig {
 /// `PartialEq` sees the URL and secret that `Debug` hides.
 #[derive(Clone, PartialEq)]
 pub struct MysqlConfig {
-    pub url: String,
-    pub pool_size: u32,
-    pub user_query: String,
-    pub rehash_update: Option<String>,
+    pub(crate) url: String,
+    pub(crate) pool_size: u32,
+    pub(crate) user_query: String,
+    pub(crate) rehash_update: Option<String>,
 }
 
 impl std::fmt::Debug for MysqlConfig {
@@ -231,52 +231,52 @@ impl std::fmt::Debug for MysqlConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub struct LoginConfig {
     /// Path prefix of portcullis' own endpoints, e.g. `/auth` (no trailing slash).
-    pub prefix: String,
-    pub title: String,
-    pub template: Option<PathBuf>,
-    pub max_failures: u32,
-    pub lockout: Duration,
-    pub ip_rate: Rate,
+    pub(crate) prefix: String,
+    pub(crate) title: String,
+    pub(crate) template: Option<PathBuf>,
+    pub(crate) max_failures: u32,
+    pub(crate) lockout: Duration,
+    pub(crate) ip_rate: Rate,
     /// Threads for password hashing; resolved from 0 to the core count.
-    pub hash_workers: usize,
+    pub(crate) hash_workers: usize,
     /// Longest wait for a hashing slot before a login gets 503.
-    pub hash_wait: Duration,
+    pub(crate) hash_wait: Duration,
 }
 
 /// `[forward_auth]`: the only headers `/auth/verify` reads the original
 /// request from (and only from `server.trusted_proxies`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ForwardAuthConfig {
-    pub uri_header: HeaderName,
-    pub method_header: HeaderName,
+    pub(crate) uri_header: HeaderName,
+    pub(crate) method_header: HeaderName,
 }
 
 /// `[audit]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuditConfig {
+pub(crate) struct AuditConfig {
     /// `audit_events` rows older than this are deleted.
-    pub retention: Duration,
+    pub(crate) retention: Duration,
 }
 
 /// Self-service sign-up (`[registration]`), into the MySQL users table.
 #[derive(Debug, Clone, PartialEq)]
-pub struct RegistrationConfig {
-    pub password_min: usize,
-    pub password_max: usize,
+pub(crate) struct RegistrationConfig {
+    pub(crate) password_min: usize,
+    pub(crate) password_max: usize,
     /// INSERT with `?` bound to username, email, password_hash.
-    pub insert: String,
+    pub(crate) insert: String,
 }
 
 /// Bearer tokens for API clients (`[tokens]`).
 /// `PartialEq` sees the URL and secret that `Debug` hides.
 #[derive(Clone, PartialEq)]
 pub struct TokensConfig {
-    pub access_ttl: Duration,
-    pub refresh_ttl: Duration,
+    pub(crate) access_ttl: Duration,
+    pub(crate) refresh_ttl: Duration,
     /// HS256, HS384 or HS512.
-    pub algorithm: jsonwebtoken::Algorithm,
+    pub(crate) algorithm: jsonwebtoken::Algorithm,
     /// `None`: a random key per process, or one shared through PostgreSQL.
-    pub secret: Option<Vec<u8>>,
+    pub(crate) secret: Option<Vec<u8>>,
 }
 
 impl std::fmt::Debug for TokensConfig {
@@ -294,17 +294,17 @@ impl std::fmt::Debug for TokensConfig {
 #[derive(Clone)]
 pub struct SsoPartner {
     pub name: String,
-    pub issuer: String,
-    pub audience: String,
+    pub(crate) issuer: String,
+    pub(crate) audience: String,
     /// Explicit allow-list, all of one family matching the key.
-    pub algorithms: Vec<jsonwebtoken::Algorithm>,
-    pub key: jsonwebtoken::DecodingKey,
+    pub(crate) algorithms: Vec<jsonwebtoken::Algorithm>,
+    pub(crate) key: jsonwebtoken::DecodingKey,
     /// The shared secret of an HS* partner, so `sso-token` can mint.
-    pub secret: Option<Vec<u8>>,
-    pub max_age: Duration,
-    pub clock_skew: Duration,
-    pub user_claim: String,
-    pub require_known_user: bool,
+    pub(crate) secret: Option<Vec<u8>>,
+    pub(crate) max_age: Duration,
+    pub(crate) clock_skew: Duration,
+    pub(crate) user_claim: String,
+    pub(crate) require_known_user: bool,
 }
 
 impl std::fmt::Debug for SsoPartner {
@@ -320,8 +320,8 @@ impl std::fmt::Debug for SsoPartner {
 /// `count` events per `per`, e.g. `20/min`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rate {
-    pub count: u32,
-    pub per: Duration,
+    pub(crate) count: u32,
+    pub(crate) per: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
@@ -334,5 +334,5 @@ pub enum LogFormat {
 #[derive(Debug, Clone, PartialEq)]
 pub struct LogConfig {
     pub format: LogFormat,
-    pub access_log: bool,
+    pub(crate) access_log: bool,
 }
