@@ -21,12 +21,10 @@ impl ConfigErrors {
     }
 
     /// A value serde refused, as `key.path: message`.
-    pub(crate) fn from_typed(e: serde_path_to_error::Error<toml::de::Error>) -> Self {
-        let mut errors = Self::default();
+    pub(crate) fn push_typed(&mut self, e: &serde_path_to_error::Error<toml::de::Error>) {
         let key = e.path().to_string();
         let key = if key == "." { "proxy.toml" } else { &key };
-        errors.push(key, e.inner().message().trim_end().to_string());
-        errors
+        self.push(key, e.inner().message().trim_end());
     }
 
     pub(crate) fn into_result<T>(self, value: T) -> Result<T, Self> {

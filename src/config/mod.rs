@@ -11,6 +11,7 @@ mod errors;
 mod raw;
 mod sections;
 mod tls;
+mod typed;
 mod validate;
 mod words;
 
@@ -78,9 +79,17 @@ impl Config {
         // until then), so a refused value is named by its key path instead.
         let value: toml::Value = toml::from_str(text).map_err(ConfigErrors::from_toml)?;
         let value = env::interpolate(value, env)?;
-        let raw: raw::RawConfig =
-            serde_path_to_error::deserialize(value).map_err(ConfigErrors::from_typed)?;
-        validate::validate(raw)
+        let (raw, mut errors) = typed::typed(value);
+        let Some(raw) = raw else {
+            return Err(errors);
+        };
+        match validate::validate(raw) {
+            Ok(config) => errors.into_result(config),
+            Err(more) => {
+                errors.problems.extend(more.problems);
+                Err(errors)
+            }
+        }
     }
 
     /// The sections whose changes in `new` take a restart to apply. Route

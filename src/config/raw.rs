@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
 use super::words::{AssertionAlgorithm, CredentialsBackend, TokenAlgorithm};
 use super::{LogFormat, SameSite, SessionStoreKind};
@@ -18,6 +18,17 @@ const DAY: u64 = 24 * HOUR;
 
 fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
+}
+
+/// humantime's syntax (`"30s"`, `"12h"`, `"7d"`), with a message that shows
+/// the value and the form expected.
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    humantime::parse_duration(&s).map_err(|_| {
+        serde::de::Error::custom(format!(
+            "{s:?} is not a duration like \"30s\", \"30m\" or \"12h\""
+        ))
+    })
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -45,15 +56,15 @@ pub(crate) struct RawServer {
     pub listen: String,
     pub public_url: String,
     pub trusted_proxies: Vec<String>,
-    #[serde(with = "humantime_serde")]
+    #[serde(deserialize_with = "duration")]
     pub header_read_timeout: Duration,
     pub max_header_bytes: u64,
     pub max_connections: u64,
-    #[serde(with = "humantime_serde")]
+    #[serde(deserialize_with = "duration")]
     pub shutdown_grace: Duration,
-    #[serde(with = "humantime_serde")]
+    #[serde(deserialize_with = "duration")]
     pub body_read_timeout: Duration,
-    #[serde(with = "humantime_serde")]
+    #[serde(deserialize_with = "duration")]
     pub keepalive_timeout: Duration,
     pub h2_max_streams: u32,
     pub websocket_origins: Vec<String>,
@@ -106,15 +117,15 @@ impl Default for RawAdmin {
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct RawUpstream {
     pub url: String,
-    #[serde(with = "humantime_serde")]
+    #[serde(deserialize_with = "duration")]
     pub connect_timeout: Duration,
-    #[serde(with = "humantime_serde")]
+    #[serde(deserialize_with = "duration")]
     pub response_header_timeout: Duration,
-    #[serde(with = "humantime_serde")]
+    #[serde(deserialize_with = "duration")]
     pub pool_idle_timeout: Duration,
     pub pass_session_cookie: bool,
     pub max_connections: u32,
-    #[serde(with = "humantime_serde")]
+    #[serde(deserialize_with = "duration")]
     pub tunnel_idle_timeout: Duration,
     pub headers: RawIdentityHeaders,
     pub assertion: Option<RawAssertion>,
@@ -181,15 +192,15 @@ fn default_assertion_algorithm() -> AssertionAlgorithm {
 pub(crate) struct RawSession {
     pub store: SessionStoreKind,
     pub cookie_name: String,
-    #[serde(with = "humantime_serde")]
+    #[serde(deserialize_with = "duration")]
     pub idle_timeout: Duration,
-    #[serde(with = "humantime_serde")]
+    #[serde(deserialize_with = "duration")]
     pub absolute_timeout: Duration,
     pub same_site: SameSite,
     pub max_per_user: u32,
-    #[serde(with = "humantime_serde")]
+    #[serde(deserialize_with = "duration")]
     pub cache_ttl: Duration,
-    #[serde(with = "humantime_serde")]
+    #[serde(deserialize_with = "duration")]
     pub recheck_interval: Duration,
 }
 
@@ -213,7 +224,7 @@ impl Default for RawSession {
 pub(crate) struct RawPostgres {
     pub url: String,
     pub pool_size: u32,
-    #[serde(with = "humantime_serde")]
+    #[serde(deserialize_with = "duration")]
     pub connect_timeout: Duration,
     pub migrate: bool,
 }
@@ -290,11 +301,11 @@ pub(crate) struct RawLogin {
     pub title: String,
     pub template: String,
     pub max_failures: u32,
-    #[serde(with = "humantime_serde")]
+    #[serde(deserialize_with = "duration")]
     pub lockout: Duration,
     pub ip_rate: String,
     pub hash_workers: usize,
-    #[serde(with = "humantime_serde")]
+    #[serde(deserialize_with = "duration")]
     pub hash_wait: Duration,
 }
 
@@ -336,9 +347,9 @@ impl Default for RawRegistration {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct RawTokens {
-    #[serde(with = "humantime_serde")]
+    #[serde(deserialize_with = "duration")]
     pub access_ttl: Duration,
-    #[serde(with = "humantime_serde")]
+    #[serde(deserialize_with = "duration")]
     pub refresh_ttl: Duration,
     pub algorithm: TokenAlgorithm,
     pub secret: String,
@@ -374,7 +385,7 @@ impl Default for RawForwardAuth {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct RawAudit {
-    #[serde(with = "humantime_serde")]
+    #[serde(deserialize_with = "duration")]
     pub retention: Duration,
 }
 
@@ -403,9 +414,9 @@ pub(crate) struct RawPartner {
     pub key: String,
     #[serde(default)]
     pub secret: String,
-    #[serde(default = "default_max_age", with = "humantime_serde")]
+    #[serde(default = "default_max_age", deserialize_with = "duration")]
     pub max_age: Duration,
-    #[serde(default = "default_clock_skew", with = "humantime_serde")]
+    #[serde(default = "default_clock_skew", deserialize_with = "duration")]
     pub clock_skew: Duration,
     #[serde(default = "default_user_claim")]
     pub user_claim: String,

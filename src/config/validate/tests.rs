@@ -28,20 +28,57 @@ fn unknown_key_is_refused_by_name() {
 #[test]
 fn bad_duration_names_key_and_value() {
     let err = errors("[session]\nidle_timeout = \"soon\"\n");
-    assert!(err.contains("session.idle_timeout: "), "{err}");
-    assert!(err.contains("\"soon\""), "{err}");
+    assert!(err.contains("session.idle_timeout: \"soon\""), "{err}");
 }
 
-/// Every problem past typing, that is: a value serde refuses (a bad
-/// duration or word) is reported alone, as in the next tests.
 #[test]
 fn every_problem_is_reported_at_once() {
     let err = errors(
-        "[server]\nlisten = \"nowhere\"\n[session]\ncookie_name = \"a b\"\n[login]\nip_rate = \"fast\"\n",
+        "[server]\nlisten = \"nowhere\"\n[session]\nsame_site = \"none\"\n[login]\nip_rate = \"fast\"\n",
     );
     assert!(err.contains("server.listen"), "{err}");
-    assert!(err.contains("session.cookie_name"), "{err}");
+    assert!(err.contains("session.same_site"), "{err}");
     assert!(err.contains("login.ip_rate"), "{err}");
+}
+
+/// serde stops at the first value it refuses; each is taken out and typing
+/// runs again, so bad durations and words are all reported, with the rest.
+#[test]
+fn every_refused_value_is_reported_with_the_other_problems() {
+    let err = errors(
+        "[session]\nidle_timeout = \"soon\"\nstore = \"redis\"\n[tokens]\naccess_ttl = 5\n\
+         [[route]]\npath = \"/a\"\naccess = \"open\"\n[[route]]\npath = \"b\"\n\
+         [login]\nprefx = \"/x\"\nip_rate = \"fast\"\n",
+    );
+    for key in [
+        "session.idle_timeout: \"soon\"",
+        "session.store: ",
+        "tokens.access_ttl: ",
+        "route[0].access: ",
+        "route[1].path: ",
+        "login.prefx: ",
+        "login.ip_rate: ",
+    ] {
+        assert!(err.contains(key), "{key}: {err}");
+    }
+}
+
+/// A refused list element takes its list out, a refused key its table
+/// cannot do without the table; either is reported once, and the rest of
+/// the file is still checked.
+#[test]
+fn a_refused_list_element_or_required_key_is_reported_once() {
+    for (toml, key) in [
+        ("[server]\ntrusted_proxies = [\"10.0.0.0/8\", 1]", "server.trusted_proxies[1]: "),
+        ("[[route]]\npath = 1", "route[0].path: "),
+        ("[[route]]\nmethods = [\"GET\"]", "route[0]: missing field `path`"),
+        ("[[sso.partners]]\nname = \"p\"\nissuer = \"i\"\naudience = \"a\"\nalgorithms = [\"none\"]", "sso.partners[0].algorithms[0]: "),
+    ] {
+        let err = errors(&format!("{toml}\n[admin]\nlisten = \"nowhere\"\n"));
+        assert_eq!(err.lines().count(), 2, "{err}");
+        assert!(err.contains(key), "{err}");
+        assert!(err.contains("admin.listen"), "{err}");
+    }
 }
 
 #[test]
