@@ -1,10 +1,12 @@
 //! `proxy.toml`: loading, `${ENV}` interpolation and validation.
 //!
-//! Loading runs in two stages. `raw` deserializes the file as written (unknown
-//! keys refused, defaults filled in); `validate` turns that into [`Config`],
-//! which holds resolved types only (socket addresses, durations, compiled
-//! route rules, a ready rustls config), so nothing downstream parses strings.
-//! Every error names the key path and the offending value.
+//! Loading runs in two stages, after `env` substitutes `${NAME}` in the
+//! parsed tree. `typed` deserializes it into `raw` (unknown keys refused,
+//! defaults filled in, durations and fixed sets of words typed); `validate`
+//! turns that into [`Config`], which holds resolved types only (socket
+//! addresses, compiled route rules, a ready rustls config from `tls`), so
+//! nothing downstream parses strings. Every error names the key path and
+//! the offending value, and every problem is reported at once.
 
 mod env;
 mod errors;
