@@ -163,38 +163,7 @@ impl App {
             (None, None) => {}
             _ => tracing::warn!("server.tls was added or removed: that takes a restart"),
         }
-        let old = &self.config;
-        let same =
-            |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") == format!("{b:?}");
-        let needs_restart: Vec<&str> = [
-            (
-                "server",
-                same(
-                    &(
-                        &old.server.listen,
-                        &old.server.public_url,
-                        &old.server.trusted_proxies,
-                    ),
-                    &(
-                        &new.server.listen,
-                        &new.server.public_url,
-                        &new.server.trusted_proxies,
-                    ),
-                ),
-            ),
-            ("admin", same(&old.admin, &new.admin)),
-            ("upstream", same(&old.upstream, &new.upstream)),
-            ("session", same(&old.session, &new.session)),
-            ("postgres", same(&old.postgres, &new.postgres)),
-            ("credentials", same(&old.credentials, &new.credentials)),
-            ("login", same(&old.login, &new.login)),
-            ("registration", same(&old.registration, &new.registration)),
-            ("tokens", same(&old.tokens, &new.tokens)),
-            ("log", same(&old.log, &new.log)),
-        ]
-        .into_iter()
-        .filter_map(|(section, unchanged)| (!unchanged).then_some(section))
-        .collect();
+        let needs_restart = self.config.restart_sections(new);
         if !needs_restart.is_empty() {
             tracing::warn!(sections = ?needs_restart, "these changes take a restart; routes, SSO partners, the users file and TLS certificates were reloaded");
         }

@@ -2,7 +2,7 @@
 //! in `proxy.toml`. Runs on the parsed TOML tree before it is typed, so the
 //! error can name the key path.
 
-use super::validate::ConfigErrors;
+use super::ConfigErrors;
 
 /// Replaces every `${NAME}` in every string of `value` with `lookup(NAME)`.
 /// A name that is not set is an error naming the key; `$$` is not special.

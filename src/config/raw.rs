@@ -1,8 +1,35 @@
-//! The first stage of config loading: `proxy.toml` exactly as written, with
-//! serde defaults and unknown keys refused. Nothing here is interpreted; see
-//! `config::validate` for the second stage.
+//! The first stage of config loading: `proxy.toml` as written, with serde
+//! defaults and unknown keys refused. Durations and closed sets of words
+//! (stores, backends, algorithms, formats) are typed here, so a bad one is
+//! refused with its key before anything else; what needs the whole file or
+//! the disk is checked by `config::validate`, the second stage.
 
-use serde::Deserialize;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+use super::words::{AssertionAlgorithm, CredentialsBackend, TokenAlgorithm};
+use super::{LogFormat, SameSite, SessionStoreKind};
+use crate::policy::routes::RuleAccess;
+
+const MINUTE: u64 = 60;
+const HOUR: u64 = 60 * MINUTE;
+const DAY: u64 = 24 * HOUR;
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+/// humantime's syntax (`"30s"`, `"12h"`, `"7d"`), with a message that shows
+/// the value and the form expected.
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    humantime::parse_duration(&s).map_err(|_| {
+        serde::de::Error::custom(format!(
+            "{s:?} is not a duration like \"30s\", \"30m\" or \"12h\""
+        ))
+    })
+}
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -29,12 +56,16 @@ pub(crate) struct RawServer {
     pub listen: String,
     pub public_url: String,
     pub trusted_proxies: Vec<String>,
-    pub header_read_timeout: String,
+    #[serde(deserialize_with = "duration")]
+    pub header_read_timeout: Duration,
     pub max_header_bytes: u64,
     pub max_connections: u64,
-    pub shutdown_grace: String,
-    pub body_read_timeout: String,
-    pub keepalive_timeout: String,
+    #[serde(deserialize_with = "duration")]
+    pub shutdown_grace: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub body_read_timeout: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub keepalive_timeout: Duration,
     pub h2_max_streams: u32,
     pub websocket_origins: Vec<String>,
     pub tls: Option<RawTls>,
@@ -46,12 +77,12 @@ impl Default for RawServer {
             listen: "0.0.0.0:8080".into(),
             public_url: String::new(),
             trusted_proxies: Vec::new(),
-            header_read_timeout: "10s".into(),
+            header_read_timeout: secs(10),
             max_header_bytes: 65536,
             max_connections: 10000,
-            shutdown_grace: "30s".into(),
-            body_read_timeout: "30s".into(),
-            keepalive_timeout: "75s".into(),
+            shutdown_grace: secs(30),
+            body_read_timeout: secs(30),
+            keepalive_timeout: secs(75),
             h2_max_streams: 100,
             websocket_origins: Vec::new(),
             tls: None,
@@ -86,12 +117,16 @@ impl Default for RawAdmin {
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct RawUpstream {
     pub url: String,
-    pub connect_timeout: String,
-    pub response_header_timeout: String,
-    pub pool_idle_timeout: String,
+    #[serde(deserialize_with = "duration")]
+    pub connect_timeout: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub response_header_timeout: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub pool_idle_timeout: Duration,
     pub pass_session_cookie: bool,
     pub max_connections: u32,
-    pub tunnel_idle_timeout: String,
+    #[serde(deserialize_with = "duration")]
+    pub tunnel_idle_timeout: Duration,
     pub headers: RawIdentityHeaders,
     pub assertion: Option<RawAssertion>,
 }
@@ -100,12 +135,12 @@ impl Default for RawUpstream {
     fn default() -> Self {
         Self {
             url: "http://127.0.0.1:8000".into(),
-            connect_timeout: "5s".into(),
-            response_header_timeout: "60s".into(),
-            pool_idle_timeout: "4s".into(),
+            connect_timeout: secs(5),
+            response_header_timeout: secs(60),
+            pool_idle_timeout: secs(4),
             pass_session_cookie: false,
             max_connections: 1024,
-            tunnel_idle_timeout: "10m".into(),
+            tunnel_idle_timeout: secs(10 * MINUTE),
             headers: RawIdentityHeaders::default(),
             assertion: None,
         }
@@ -136,7 +171,7 @@ pub(crate) struct RawAssertion {
     #[serde(default = "default_assertion_header")]
     pub header: String,
     #[serde(default = "default_assertion_algorithm")]
-    pub algorithm: String,
+    pub algorithm: AssertionAlgorithm,
     #[serde(default)]
     pub key: String,
     #[serde(default)]
@@ -148,34 +183,38 @@ fn default_assertion_header() -> String {
     "X-Auth-Assertion".into()
 }
 
-fn default_assertion_algorithm() -> String {
-    "EdDSA".into()
+fn default_assertion_algorithm() -> AssertionAlgorithm {
+    AssertionAlgorithm::EdDSA
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct RawSession {
-    pub store: String,
+    pub store: SessionStoreKind,
     pub cookie_name: String,
-    pub idle_timeout: String,
-    pub absolute_timeout: String,
-    pub same_site: String,
+    #[serde(deserialize_with = "duration")]
+    pub idle_timeout: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub absolute_timeout: Duration,
+    pub same_site: SameSite,
     pub max_per_user: u32,
-    pub cache_ttl: String,
-    pub recheck_interval: String,
+    #[serde(deserialize_with = "duration")]
+    pub cache_ttl: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub recheck_interval: Duration,
 }
 
 impl Default for RawSession {
     fn default() -> Self {
         Self {
-            store: "memory".into(),
+            store: SessionStoreKind::Memory,
             cookie_name: "__Host-portcullis".into(),
-            idle_timeout: "30m".into(),
-            absolute_timeout: "12h".into(),
-            same_site: "lax".into(),
+            idle_timeout: secs(30 * MINUTE),
+            absolute_timeout: secs(12 * HOUR),
+            same_site: SameSite::Lax,
             max_per_user: 0,
-            cache_ttl: "5s".into(),
-            recheck_interval: "5m".into(),
+            cache_ttl: secs(5),
+            recheck_interval: secs(5 * MINUTE),
         }
     }
 }
@@ -185,7 +224,8 @@ impl Default for RawSession {
 pub(crate) struct RawPostgres {
     pub url: String,
     pub pool_size: u32,
-    pub connect_timeout: String,
+    #[serde(deserialize_with = "duration")]
+    pub connect_timeout: Duration,
     pub migrate: bool,
 }
 
@@ -194,7 +234,7 @@ impl Default for RawPostgres {
         Self {
             url: "postgres://portcullis@127.0.0.1/portcullis".into(),
             pool_size: 16,
-            connect_timeout: "10s".into(),
+            connect_timeout: secs(10),
             migrate: true,
         }
     }
@@ -203,7 +243,7 @@ impl Default for RawPostgres {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct RawCredentials {
-    pub backend: String,
+    pub backend: CredentialsBackend,
     pub file: RawCredentialsFile,
     pub mysql: RawCredentialsMysql,
 }
@@ -211,7 +251,7 @@ pub(crate) struct RawCredentials {
 impl Default for RawCredentials {
     fn default() -> Self {
         Self {
-            backend: "file".into(),
+            backend: CredentialsBackend::File,
             file: RawCredentialsFile::default(),
             mysql: RawCredentialsMysql::default(),
         }
@@ -261,10 +301,12 @@ pub(crate) struct RawLogin {
     pub title: String,
     pub template: String,
     pub max_failures: u32,
-    pub lockout: String,
+    #[serde(deserialize_with = "duration")]
+    pub lockout: Duration,
     pub ip_rate: String,
     pub hash_workers: usize,
-    pub hash_wait: String,
+    #[serde(deserialize_with = "duration")]
+    pub hash_wait: Duration,
 }
 
 impl Default for RawLogin {
@@ -274,10 +316,10 @@ impl Default for RawLogin {
             title: "Sign in".into(),
             template: String::new(),
             max_failures: 5,
-            lockout: "30m".into(),
+            lockout: secs(30 * MINUTE),
             ip_rate: "20/min".into(),
             hash_workers: 0,
-            hash_wait: "5s".into(),
+            hash_wait: secs(5),
         }
     }
 }
@@ -305,18 +347,20 @@ impl Default for RawRegistration {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct RawTokens {
-    pub access_ttl: String,
-    pub refresh_ttl: String,
-    pub algorithm: String,
+    #[serde(deserialize_with = "duration")]
+    pub access_ttl: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub refresh_ttl: Duration,
+    pub algorithm: TokenAlgorithm,
     pub secret: String,
 }
 
 impl Default for RawTokens {
     fn default() -> Self {
         Self {
-            access_ttl: "30m".into(),
-            refresh_ttl: "7d".into(),
-            algorithm: "HS256".into(),
+            access_ttl: secs(30 * MINUTE),
+            refresh_ttl: secs(7 * DAY),
+            algorithm: TokenAlgorithm::HS256,
             secret: String::new(),
         }
     }
@@ -341,13 +385,14 @@ impl Default for RawForwardAuth {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct RawAudit {
-    pub retention: String,
+    #[serde(deserialize_with = "duration")]
+    pub retention: Duration,
 }
 
 impl Default for RawAudit {
     fn default() -> Self {
         Self {
-            retention: "90d".into(),
+            retention: secs(90 * DAY),
         }
     }
 }
@@ -364,27 +409,27 @@ pub(crate) struct RawPartner {
     pub name: String,
     pub issuer: String,
     pub audience: String,
-    pub algorithms: Vec<String>,
+    pub algorithms: Vec<jsonwebtoken::Algorithm>,
     #[serde(default)]
     pub key: String,
     #[serde(default)]
     pub secret: String,
-    #[serde(default = "default_max_age")]
-    pub max_age: String,
-    #[serde(default = "default_clock_skew")]
-    pub clock_skew: String,
+    #[serde(default = "default_max_age", deserialize_with = "duration")]
+    pub max_age: Duration,
+    #[serde(default = "default_clock_skew", deserialize_with = "duration")]
+    pub clock_skew: Duration,
     #[serde(default = "default_user_claim")]
     pub user_claim: String,
     #[serde(default = "default_true")]
     pub require_known_user: bool,
 }
 
-fn default_max_age() -> String {
-    "2m".into()
+fn default_max_age() -> Duration {
+    secs(2 * MINUTE)
 }
 
-fn default_clock_skew() -> String {
-    "30s".into()
+fn default_clock_skew() -> Duration {
+    secs(30)
 }
 
 fn default_user_claim() -> String {
@@ -402,7 +447,7 @@ pub(crate) struct RawRoute {
     #[serde(default)]
     pub methods: Vec<String>,
     #[serde(default)]
-    pub access: Option<String>,
+    pub access: Option<RuleAccess>,
     #[serde(default)]
     pub roles: Vec<String>,
 }
@@ -410,14 +455,14 @@ pub(crate) struct RawRoute {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct RawLog {
-    pub format: String,
+    pub format: LogFormat,
     pub access_log: bool,
 }
 
 impl Default for RawLog {
     fn default() -> Self {
         Self {
-            format: "json".into(),
+            format: LogFormat::Json,
             access_log: true,
         }
     }

@@ -71,6 +71,7 @@ mod tests {
             algorithm: jsonwebtoken::Algorithm::RS256,
             key: jsonwebtoken::EncodingKey::from_secret(b"not an RSA key"),
             audience: "app".into(),
+            fingerprint: crate::config::Fingerprint::of(&[b"not an RSA key"]),
         };
         let identity = Identity {
             id: "1".into(),

@@ -8,7 +8,6 @@
 
 mod idle;
 mod rewind;
-pub mod tls;
 
 use std::convert::Infallible;
 use std::future::Future;
