@@ -4,19 +4,28 @@
 //!
 //! # Layout
 //!
+//! See `ARCHITECTURE.md` for the request's path and the dependency rules.
+//!
+//! - `server`: listeners (proxy, admin, https redirect) in one accept loop
+//!   with one set of limits, TLS, idle and stall deadlines, shutdown.
+//! - `proxy`: the request pipeline (normalize -> own endpoints -> strip ->
+//!   authenticate -> authorize -> rewrite -> forward), header surgery, the
+//!   upstream client and WebSocket tunnels, the signed assertion.
+//! - `web`: portcullis' own endpoints under `login.prefix`, one file per
+//!   area, and what request handling shares: the request-path error and its
+//!   one status mapping, responses, cookies, the client's origin, bodies.
+//! - `admin`: `/healthz`, `/readyz`, `/metrics`.
+//! - `app`: the shared state built once from the config; reload.
+//! - `auth`: sign-in logic with no HTTP types: passwords, sessions, bearer
+//!   tokens, SSO, CSRF, lockout, the audit trail.
+//! - `store`: session, credential, token, lockout, replay and audit traits;
+//!   memory, file, PostgreSQL and MySQL backends; start-up work.
+//! - `policy`: path normalization, route rules and the one authorization
+//!   decision, `next` validation.
+//! - `pages`: sign-in, sign-out, SSO switch and error page templates.
 //! - `config`: `proxy.toml` -> validated [`config::Config`] (two stages).
-//! - `server`: listeners, TLS, connection limits, graceful shutdown.
-//! - `proxy`: the request pipeline, header surgery, forwarding, upgrades.
-//! - `auth`: passwords, sessions, cookies, CSRF, the `/auth/*` endpoints.
-//! - `store`: session, credential, lockout and audit traits; memory, file,
-//!   PostgreSQL and MySQL backends; which backend serves which trait, and
-//!   PostgreSQL start-up work (schema, shared keys).
-//! - `policy`: path normalization, route rules, `next` validation.
-//! - `pages`: sign-in, sign-out and error page templates.
-//! - `admin`: `/healthz`, `/readyz`.
+//! - `metrics`: the Prometheus registry.
 //! - `ops`: operator commands (`check`, `migrate`, `sessions`).
-//! - `app`: the shared state built once from the config.
-//! - `response`: body type and response builders shared by all of the above.
 
 #![forbid(unsafe_code)]
 
