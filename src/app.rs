@@ -1,11 +1,12 @@
 //! The application state shared by every connection: validated config, page
-//! templates, authentication with its stores, the upstream client. Built
+//! templates, authentication with its stores. Built
 //! once at start.
 
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
+use crate::auth::cookies::CookieSettings;
 use crate::auth::csrf::Csrf;
 use crate::auth::password::PasswordVerifier;
 use crate::auth::session::Sessions;
@@ -16,14 +17,7 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::pages::Pages;
 use crate::policy::routes::RouteTable;
-use crate::proxy::forward::Upstream;
-use crate::proxy::headers::{python_name, FORWARDING_HEADERS};
 use crate::store::{Started, Stores};
-use crate::web::cookies::CookieSettings;
-
-/// Assertion header name stripped even before `[upstream.assertion]` is
-/// configured, so a client can never pre-place one.
-const DEFAULT_ASSERTION_HEADER: &str = "X-Auth-Assertion";
 
 pub struct App {
     pub config: Config,
@@ -31,9 +25,6 @@ pub struct App {
     /// Session and CSRF cookie names and attributes.
     pub cookies: CookieSettings,
     pub auth: Auth,
-    pub upstream: Upstream,
-    /// Python spellings of every header a client may not pass to the app.
-    pub spoofable: Vec<String>,
     pub metrics: Arc<Metrics>,
     /// Route rules; replaced whole by a reload (SIGHUP).
     pub routes: ArcSwap<RouteTable>,
@@ -110,32 +101,10 @@ impl App {
             sso: Sso::new(config.sso.clone(), stores.replay),
             metrics: metrics.clone(),
         };
-        let headers = &config.upstream.headers;
-        let mut spoofable: Vec<String> = [
-            headers.user.as_str(),
-            headers.email.as_str(),
-            headers.roles.as_str(),
-        ]
-        .into_iter()
-        .chain([DEFAULT_ASSERTION_HEADER])
-        .chain(
-            config
-                .upstream
-                .assertion
-                .as_ref()
-                .map(|a| a.header.as_str()),
-        )
-        .chain(FORWARDING_HEADERS.iter().copied())
-        .map(python_name)
-        .collect();
-        spoofable.sort();
-        spoofable.dedup();
         Ok(Arc::new(App {
             cookies,
-            upstream: Upstream::new(&config.upstream, config.server.body_read_timeout),
             pages,
             auth,
-            spoofable,
             metrics,
             routes: ArcSwap::new(config.routes.clone()),
             tls: config

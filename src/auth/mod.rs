@@ -2,6 +2,7 @@
 //! and their cookies, CSRF, the audit trail, and portcullis' own endpoints
 //! under `login.prefix` (sign-in, sign-out, `me`).
 
+pub mod cookies;
 pub mod csrf;
 pub mod jwt;
 pub mod password;

@@ -22,11 +22,58 @@ use crate::web::error::ProxyError;
 use crate::web::forwarded::{Connection, Origin};
 use crate::web::response::{self, Body};
 use crate::web::{login_url, unauthenticated_json};
+use headers::{python_name, FORWARDING_HEADERS};
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// Assertion header name stripped even before `[upstream.assertion]` is
+/// configured, so a client can never pre-place one.
+const DEFAULT_ASSERTION_HEADER: &str = "X-Auth-Assertion";
+
+/// The pipeline's own state, built once beside [`App`]: the pooled upstream
+/// client and the header names no client may send the app.
+pub struct Pipeline {
+    upstream: forward::Upstream,
+    /// Python spellings of every header a client may not pass to the app.
+    spoofable: Vec<String>,
+}
+
+impl Pipeline {
+    pub fn new(config: &crate::config::Config) -> Self {
+        let headers = &config.upstream.headers;
+        let mut spoofable: Vec<String> = [
+            headers.user.as_str(),
+            headers.email.as_str(),
+            headers.roles.as_str(),
+        ]
+        .into_iter()
+        .chain([DEFAULT_ASSERTION_HEADER])
+        .chain(
+            config
+                .upstream
+                .assertion
+                .as_ref()
+                .map(|a| a.header.as_str()),
+        )
+        .chain(FORWARDING_HEADERS.iter().copied())
+        .map(python_name)
+        .collect();
+        spoofable.sort();
+        spoofable.dedup();
+        Self {
+            upstream: forward::Upstream::new(&config.upstream, config.server.body_read_timeout),
+            spoofable,
+        }
+    }
+}
+
 /// Serves one request; never fails (errors become pages or JSON).
-pub async fn handle(app: &App, req: Request<Incoming>, conn: Connection) -> Response<Body> {
+pub async fn handle(
+    app: &App,
+    state: &Pipeline,
+    req: Request<Incoming>,
+    conn: Connection,
+) -> Response<Body> {
     let started = Instant::now();
     let origin = Origin::from_request(
         conn.peer,
@@ -39,7 +86,7 @@ pub async fn handle(app: &App, req: Request<Incoming>, conn: Connection) -> Resp
     let wants_html = response::wants_html(req.headers());
     let raw_path = req.uri().path().to_string();
 
-    let mut response = match pipeline(app, req, &origin, conn.slot).await {
+    let mut response = match pipeline(app, state, req, &origin, conn.slot).await {
         Ok(response) => response,
         Err(e) => error_response(app, &e, wants_html, &origin),
     };
@@ -67,6 +114,7 @@ pub async fn handle(app: &App, req: Request<Incoming>, conn: Connection) -> Resp
 
 async fn pipeline(
     app: &App,
+    state: &Pipeline,
     mut req: Request<Incoming>,
     origin: &Origin,
     slot: Option<Arc<OwnedSemaphorePermit>>,
@@ -93,7 +141,7 @@ async fn pipeline(
         return Err(ProxyError::Forbidden);
     }
     headers::strip_hop_by_hop(req.headers_mut(), websocket);
-    headers::strip_spoofable(req.headers_mut(), &app.spoofable);
+    headers::strip_spoofable(req.headers_mut(), &state.spoofable);
 
     // authenticate (only where the rule needs a caller)
     let routes = app.routes.load_full();
@@ -118,7 +166,7 @@ async fn pipeline(
     rewrite(app, &mut req, &path, identity.as_ref(), origin)?;
 
     // forward
-    app.upstream.forward(req, websocket, slot).await
+    state.upstream.forward(req, websocket, slot).await
 }
 
 /// SPEC step 6: a browser navigation is sent to the sign-in page; anything

@@ -101,11 +101,13 @@ pub async fn run(app: Arc<App>, listener: TcpListener, shutdown: impl Future<Out
         tls: app.tls.as_ref(),
         open_gauge: Some(app.metrics.connections_open.clone()),
     };
+    let pipeline = Arc::new(proxy::Pipeline::new(&app.config));
     let handler = {
         let app = app.clone();
         move |req: Request<Incoming>, conn: Connection| {
             let app = app.clone();
-            async move { proxy::handle(&app, req, conn).await }
+            let pipeline = pipeline.clone();
+            async move { proxy::handle(&app, &pipeline, req, conn).await }
         }
     };
     serve_listener(listener, limits, handler, shutdown).await;

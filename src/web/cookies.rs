@@ -3,11 +3,11 @@
 //! `HttpOnly`, `Path=/`, no `Domain`. When `public_url` is `http://` (local
 //! development) browsers refuse `Secure` and `__Host-`, so both are dropped.
 
-use cookie::{Cookie, SameSite};
+use cookie::Cookie;
 use http::header::{COOKIE, SET_COOKIE};
 use http::{HeaderMap, HeaderValue};
 
-use crate::config::{self, Config};
+pub use crate::auth::cookies::CookieSettings;
 
 /// Session cookie values looked at per request.
 const MAX_SESSION_COOKIES: usize = 2;
@@ -15,37 +15,7 @@ const MAX_SESSION_COOKIES: usize = 2;
 /// How long the login form's CSRF nonce cookie lives.
 const CSRF_MAX_AGE: cookie::time::Duration = cookie::time::Duration::hours(12);
 
-#[derive(Debug, Clone)]
-pub struct CookieSettings {
-    /// Effective session cookie name (prefix dropped in development).
-    pub session_name: String,
-    pub csrf_name: String,
-    pub secure: bool,
-    same_site: SameSite,
-}
-
 impl CookieSettings {
-    pub fn from_config(config: &Config) -> Self {
-        let secure = config.server.public_url.as_ref().is_none_or(|u| u.https);
-        let name = &config.session.cookie_name;
-        let session_name = if secure {
-            name.clone()
-        } else {
-            strip_secure_prefix(name).to_string()
-        };
-        let csrf_name = format!("{session_name}-csrf");
-        let same_site = match config.session.same_site {
-            config::SameSite::Lax => SameSite::Lax,
-            config::SameSite::Strict => SameSite::Strict,
-        };
-        Self {
-            session_name,
-            csrf_name,
-            secure,
-            same_site,
-        }
-    }
-
     fn build<'a>(&self, name: &'a str, value: &'a str) -> cookie::CookieBuilder<'a> {
         Cookie::build((name, value))
             .path("/")
@@ -116,12 +86,6 @@ impl CookieSettings {
     }
 }
 
-fn strip_secure_prefix(name: &str) -> &str {
-    name.strip_prefix("__Host-")
-        .or_else(|| name.strip_prefix("__Secure-"))
-        .unwrap_or(name)
-}
-
 fn header(cookie: Cookie<'_>) -> HeaderValue {
     HeaderValue::from_str(&cookie.to_string()).expect("cookie names and values are validated ASCII")
 }
@@ -149,7 +113,9 @@ mod tests {
     use std::path::Path;
 
     fn settings(toml: &str) -> CookieSettings {
-        CookieSettings::from_config(&Config::from_toml(toml, Path::new(".")).unwrap())
+        CookieSettings::from_config(
+            &crate::config::Config::from_toml(toml, Path::new(".")).unwrap(),
+        )
     }
 
     #[test]
