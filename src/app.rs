@@ -23,8 +23,8 @@ pub struct App {
     pub config: Config,
     pub pages: Pages,
     /// Session and CSRF cookie names and attributes.
-    pub cookies: CookieSettings,
-    pub auth: Auth,
+    pub(crate) cookies: CookieSettings,
+    pub(crate) auth: Auth,
     pub metrics: Arc<Metrics>,
     /// Route rules; replaced whole by a reload (SIGHUP).
     pub routes: ArcSwap<RouteTable>,

@@ -8,7 +8,7 @@ use cookie::SameSite;
 use crate::config::{self, Config};
 
 #[derive(Debug, Clone)]
-pub struct CookieSettings {
+pub(crate) struct CookieSettings {
     /// Effective session cookie name (prefix dropped in development).
     pub session_name: String,
     pub csrf_name: String,
@@ -17,7 +17,7 @@ pub struct CookieSettings {
 }
 
 impl CookieSettings {
-    pub fn from_config(config: &Config) -> Self {
+    pub(crate) fn from_config(config: &Config) -> Self {
         let secure = config.server.public_url.as_ref().is_none_or(|u| u.https);
         let name = &config.session.cookie_name;
         let session_name = if secure {

@@ -16,32 +16,34 @@ use crate::store::{StoreError, TokenHash};
 
 type HmacSha256 = Hmac<Sha256>;
 
-pub struct Csrf {
+pub(crate) struct Csrf {
     key: std::sync::OnceLock<[u8; 32]>,
 }
 
 impl Csrf {
-    pub fn new(key: [u8; 32]) -> Self {
+    #[cfg(test)]
+    pub(crate) fn new(key: [u8; 32]) -> Self {
         let csrf = Self::pending();
         csrf.set_key(key);
         csrf
     }
 
-    pub fn random() -> Self {
+    #[cfg(test)]
+    pub(crate) fn random() -> Self {
         let mut key = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut key);
         Self::new(key)
     }
 
     /// A CSRF guard whose key is set later with [`Csrf::set_key`].
-    pub fn pending() -> Self {
+    pub(crate) fn pending() -> Self {
         Self {
             key: std::sync::OnceLock::new(),
         }
     }
 
     /// Sets the key; a second call is ignored.
-    pub fn set_key(&self, key: [u8; 32]) {
+    pub(crate) fn set_key(&self, key: [u8; 32]) {
         let _ = self.key.set(key);
     }
 
@@ -53,38 +55,46 @@ impl Csrf {
     }
 
     /// A fresh nonce for the login CSRF cookie.
-    pub fn new_nonce() -> String {
+    pub(crate) fn new_nonce() -> String {
         let mut bytes = [0u8; 16];
         rand::rngs::OsRng.fill_bytes(&mut bytes);
         URL_SAFE_NO_PAD.encode(bytes)
     }
 
-    pub fn login_token(&self, nonce: &str) -> Result<String, StoreError> {
+    pub(crate) fn login_token(&self, nonce: &str) -> Result<String, StoreError> {
         self.sign(b"login", nonce.as_bytes())
     }
 
-    pub fn check_login(&self, nonce: &str, token: &str) -> Result<bool, StoreError> {
+    pub(crate) fn check_login(&self, nonce: &str, token: &str) -> Result<bool, StoreError> {
         self.verify(b"login", nonce.as_bytes(), token)
     }
 
-    pub fn logout_token(&self, session: &TokenHash) -> Result<String, StoreError> {
+    pub(crate) fn logout_token(&self, session: &TokenHash) -> Result<String, StoreError> {
         self.sign(b"logout", &session.0)
     }
 
-    pub fn check_logout(&self, session: &TokenHash, token: &str) -> Result<bool, StoreError> {
+    pub(crate) fn check_logout(
+        &self,
+        session: &TokenHash,
+        token: &str,
+    ) -> Result<bool, StoreError> {
         self.verify(b"logout", &session.0, token)
     }
 
     /// Binds a pending SSO switch (`payload`) to the session it was
     /// offered to, so only that browser, from our page, can confirm it.
-    pub fn switch_token(&self, session: &TokenHash, payload: &str) -> Result<String, StoreError> {
+    pub(crate) fn switch_token(
+        &self,
+        session: &TokenHash,
+        payload: &str,
+    ) -> Result<String, StoreError> {
         self.sign(
             b"sso-switch",
             &[&session.0[..], payload.as_bytes()].concat(),
         )
     }
 
-    pub fn check_switch(
+    pub(crate) fn check_switch(
         &self,
         session: &TokenHash,
         payload: &str,

@@ -12,10 +12,10 @@ use serde::de::DeserializeOwned;
 use thiserror::Error;
 
 /// Longest token looked at.
-pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
+pub(crate) const MAX_TOKEN_BYTES: usize = 8 * 1024;
 
 #[derive(Debug, Error, PartialEq, Eq)]
-pub enum JwtError {
+pub(crate) enum JwtError {
     #[error("token over 8 KiB")]
     TooLong,
     #[error("malformed token")]
@@ -27,7 +27,7 @@ pub enum JwtError {
 }
 
 /// Checks done before any decoding: size and the raw header.
-pub fn precheck(token: &str) -> Result<(), JwtError> {
+pub(crate) fn precheck(token: &str) -> Result<(), JwtError> {
     if token.len() > MAX_TOKEN_BYTES {
         return Err(JwtError::TooLong);
     }
@@ -45,7 +45,7 @@ pub fn precheck(token: &str) -> Result<(), JwtError> {
 
 /// A validation with every check on: `exp`, `iss`, `aud` required, `nbf`
 /// honoured, `leeway_secs` of clock skew, only `algorithms` accepted.
-pub fn strict_validation(
+pub(crate) fn strict_validation(
     algorithms: &[Algorithm],
     issuer: &str,
     audience: &str,
@@ -64,7 +64,7 @@ pub fn strict_validation(
 }
 
 /// Prechecks and verifies `token` with `key`; returns its claims.
-pub fn verify<T: DeserializeOwned>(
+pub(crate) fn verify<T: DeserializeOwned>(
     token: &str,
     key: &DecodingKey,
     validation: &Validation,

@@ -10,7 +10,7 @@ use super::{password, Auth, AuthError, MAX_PASSWORD_BYTES, MAX_USERNAME_BYTES};
 use crate::store::{Gate, Identity};
 
 /// The result of a password login attempt.
-pub enum LoginOutcome {
+pub(crate) enum LoginOutcome {
     Success(Identity),
     /// Unknown user, wrong password, inactive or locked: one answer for all.
     Failed,
@@ -24,7 +24,7 @@ impl Auth {
     /// and locked accounts all fail alike, after the same hashing work.
     /// `AuthError::HashBusy` (503) when no hashing slot is free within
     /// `login.hash_wait`; such a login does not count as an attempt.
-    pub async fn password_login(
+    pub(crate) async fn password_login(
         &self,
         login: &str,
         password: &str,

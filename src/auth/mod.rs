@@ -2,15 +2,15 @@
 //! and their cookies, CSRF, the audit trail, and portcullis' own endpoints
 //! under `login.prefix` (sign-in, sign-out, `me`).
 
-pub mod cookies;
-pub mod csrf;
-pub mod jwt;
+pub(crate) mod cookies;
+pub(crate) mod csrf;
+pub(crate) mod jwt;
 mod login;
 pub mod password;
-pub mod register;
-pub mod session;
+pub(crate) mod register;
+pub(crate) mod session;
 pub mod sso;
-pub mod tokens;
+pub(crate) mod tokens;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -23,7 +23,7 @@ use crate::store::{
 };
 use csrf::Csrf;
 pub(crate) use login::rate_key;
-pub use login::LoginOutcome;
+pub(crate) use login::LoginOutcome;
 use password::PasswordVerifier;
 use session::Sessions;
 use tokens::{AccessToken, IssuedTokens, RefreshRefusal, Spent, Tokens};
@@ -33,7 +33,7 @@ use tokens::{AccessToken, IssuedTokens, RefreshRefusal, Spent, Tokens};
 const MAX_USERNAME_BYTES: usize = 256;
 const MAX_PASSWORD_BYTES: usize = 1024;
 
-pub struct Auth {
+pub(crate) struct Auth {
     pub sessions: Sessions,
     pub credentials: Arc<dyn CredentialStore>,
     pub throttle: Arc<dyn ThrottleStore>,
@@ -53,7 +53,7 @@ pub struct Auth {
 
 /// Who is making a request: a session cookie or a bearer access token.
 #[derive(Debug, Clone)]
-pub struct Caller {
+pub(crate) struct Caller {
     pub identity: Identity,
     pub auth_method: &'static str,
     /// When the session or token ends if nothing else happens.
@@ -68,14 +68,14 @@ pub struct Caller {
 /// The credentials a request presents, read from its headers by `web`:
 /// session cookie values (at most two) and a bearer token.
 #[derive(Debug, Default)]
-pub struct Presented {
+pub(crate) struct Presented {
     pub session_tokens: Vec<String>,
     pub bearer: Option<String>,
 }
 
 /// Why a sign-in could not be decided (as opposed to refused).
 #[derive(Debug, thiserror::Error)]
-pub enum AuthError {
+pub(crate) enum AuthError {
     /// A store did not answer.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -87,7 +87,7 @@ pub enum AuthError {
 impl Auth {
     /// The caller of a request: the session cookie first, then a bearer
     /// access token.
-    pub async fn caller(&self, presented: &Presented) -> Result<Option<Caller>, StoreError> {
+    pub(crate) async fn caller(&self, presented: &Presented) -> Result<Option<Caller>, StoreError> {
         if let Some(session) = self.session_of(&presented.session_tokens).await? {
             return Ok(Some(Caller {
                 expires_at: self.sessions.ends_at(&session),
@@ -129,7 +129,7 @@ impl Auth {
     /// The cache behind [`Auth::recheck_bearer`]: an entry lives
     /// `recheck_interval`, so a family's user is re-read at most that often
     /// per instance; bounded like the session cache.
-    pub fn bearer_recheck_cache(
+    pub(crate) fn bearer_recheck_cache(
         recheck_interval: Duration,
     ) -> moka::future::Cache<String, Identity> {
         moka::future::Cache::builder()
@@ -195,7 +195,7 @@ impl Auth {
     /// family, for a user who is still active (re-read from the credential
     /// backend, so changed roles apply); within the grace, the pair the
     /// first use got. `None` answers `invalid_grant`.
-    pub async fn refresh(
+    pub(crate) async fn refresh(
         &self,
         refresh_token: &str,
         client_ip: IpAddr,
@@ -275,7 +275,7 @@ impl Auth {
     /// The live session named by the request's cookie, if any. Every
     /// `recheck_interval` the user is re-read from the credential backend:
     /// an inactive or deleted user loses the session, changed roles apply.
-    pub async fn session_of(
+    pub(crate) async fn session_of(
         &self,
         session_tokens: &[String],
     ) -> Result<Option<SessionRecord>, StoreError> {
@@ -348,7 +348,13 @@ impl Auth {
     /// Records a security event: a log line with who, from where and which
     /// request, and an `audit_events` row where PostgreSQL is configured.
     /// Never carries a password or token.
-    pub fn audit(&self, event: &'static str, user: &str, client_ip: IpAddr, request_id: &str) {
+    pub(crate) fn audit(
+        &self,
+        event: &'static str,
+        user: &str,
+        client_ip: IpAddr,
+        request_id: &str,
+    ) {
         tracing::info!(target: "portcullis::audit", event, user, client_ip = %client_ip, request_id, "security event");
         self.metrics.record_event(event);
         self.audit_sink.record(AuditEvent {

@@ -22,7 +22,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use crate::store::password_hash::bcrypt_cost;
 
 /// bcrypt cost used for new hashes and, until a real hash is seen, the dummy.
-pub const DEFAULT_BCRYPT_COST: u32 = 12;
+pub(crate) const DEFAULT_BCRYPT_COST: u32 = 12;
 
 /// bcrypt hashes at most this many bytes of a password.
 const BCRYPT_MAX_PASSWORD_BYTES: usize = 72;
@@ -38,11 +38,11 @@ pub enum HashError {
 /// No hashing slot became free within `login.hash_wait`.
 #[derive(Debug, Error)]
 #[error("no password hashing slot free within {0:?} (login.hash_wait)")]
-pub struct HashBusy(pub Duration);
+pub(crate) struct HashBusy(pub Duration);
 
 /// True for a bcrypt hash cheaper than [`DEFAULT_BCRYPT_COST`]: with
 /// `rehash_update` set, a successful login rewrites it.
-pub fn is_outdated(hash: &str) -> bool {
+pub(crate) fn is_outdated(hash: &str) -> bool {
     bcrypt_cost(hash).is_some_and(|cost| cost < DEFAULT_BCRYPT_COST)
 }
 
@@ -146,7 +146,7 @@ struct Shapes {
 
 /// Runs password checks on at most `workers` blocking threads at a time;
 /// a check waits at most `wait` (`login.hash_wait`) for a thread.
-pub struct PasswordVerifier {
+pub(crate) struct PasswordVerifier {
     permits: Arc<Semaphore>,
     wait: Duration,
     /// Unknown users are checked against a dummy of the most common shape
@@ -156,12 +156,12 @@ pub struct PasswordVerifier {
 
 /// A place on the hashing pool, taken before a login counts as an attempt
 /// so an overloaded pool (503) never counts towards a lockout.
-pub struct HashSlot {
+pub(crate) struct HashSlot {
     _permit: OwnedSemaphorePermit,
 }
 
 impl PasswordVerifier {
-    pub fn new(workers: usize, wait: Duration) -> Self {
+    pub(crate) fn new(workers: usize, wait: Duration) -> Self {
         Self {
             permits: Arc::new(Semaphore::new(workers.max(1))),
             wait,
@@ -170,7 +170,7 @@ impl PasswordVerifier {
     }
 
     /// Waits at most `login.hash_wait` for a hashing slot.
-    pub async fn slot(&self) -> Result<HashSlot, HashBusy> {
+    pub(crate) async fn slot(&self) -> Result<HashSlot, HashBusy> {
         match tokio::time::timeout(self.wait, self.permits.clone().acquire_owned()).await {
             Ok(Ok(permit)) => Ok(HashSlot { _permit: permit }),
             Ok(Err(_)) | Err(_) => Err(HashBusy(self.wait)),
@@ -179,13 +179,23 @@ impl PasswordVerifier {
 
     /// Verifies `password` against `hash`, or, with `None` (unknown user),
     /// against a dummy hash so the answer takes as long as a wrong password.
-    pub async fn verify(&self, password: &str, hash: Option<&str>) -> Result<bool, HashBusy> {
+    #[cfg(test)]
+    pub(crate) async fn verify(
+        &self,
+        password: &str,
+        hash: Option<&str>,
+    ) -> Result<bool, HashBusy> {
         let slot = self.slot().await?;
         Ok(self.verify_in(slot, password, hash).await)
     }
 
     /// [`Self::verify`] on a slot already taken.
-    pub async fn verify_in(&self, slot: HashSlot, password: &str, hash: Option<&str>) -> bool {
+    pub(crate) async fn verify_in(
+        &self,
+        slot: HashSlot,
+        password: &str,
+        hash: Option<&str>,
+    ) -> bool {
         if let Some(h) = hash {
             self.record(h);
         }
@@ -209,7 +219,7 @@ impl PasswordVerifier {
 
     /// Hashes a new password (bcrypt at the default cost) on the same
     /// bounded pool; `Ok(None)` if hashing failed.
-    pub async fn hash(&self, password: &str) -> Result<Option<String>, HashBusy> {
+    pub(crate) async fn hash(&self, password: &str) -> Result<Option<String>, HashBusy> {
         let password = password.to_string();
         let slot = self.slot().await?;
         Ok(tokio::task::spawn_blocking(move || {

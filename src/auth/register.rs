@@ -34,7 +34,7 @@ const COMMON: &[&str] = &[
 ];
 
 /// Every reason `password` is refused (empty when it is acceptable).
-pub fn password_problems(
+pub(crate) fn password_problems(
     password: &str,
     username: &str,
     email: &str,
@@ -76,7 +76,7 @@ pub fn password_problems(
 }
 
 /// Problems with the username or email themselves.
-pub fn identity_problems(username: &str, email: &str) -> Vec<String> {
+pub(crate) fn identity_problems(username: &str, email: &str) -> Vec<String> {
     let mut problems = Vec::new();
     let username_ok = (3..=64).contains(&username.chars().count())
         && username

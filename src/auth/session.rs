@@ -19,33 +19,33 @@ use crate::store::{AuthMethod, Identity, SessionRecord, SessionStore, StoreError
 const TOKEN_LEN: usize = 43;
 
 /// Mints a new session token: 32 bytes from the OS CSPRNG, base64url.
-pub fn new_token() -> String {
+pub(crate) fn new_token() -> String {
     let mut bytes = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
 /// The stored form of a token.
-pub fn hash_token(token: &str) -> TokenHash {
+pub(crate) fn hash_token(token: &str) -> TokenHash {
     TokenHash(Sha256::digest(token.as_bytes()).into())
 }
 
-pub struct Sessions {
+pub(crate) struct Sessions {
     store: Arc<dyn SessionStore>,
     config: SessionConfig,
 }
 
 impl Sessions {
-    pub fn new(store: Arc<dyn SessionStore>, config: SessionConfig) -> Self {
+    pub(crate) fn new(store: Arc<dyn SessionStore>, config: SessionConfig) -> Self {
         Self { store, config }
     }
 
-    pub fn store(&self) -> &Arc<dyn SessionStore> {
+    pub(crate) fn store(&self) -> &Arc<dyn SessionStore> {
         &self.store
     }
 
     /// Starts a session for `identity`; returns the token for the cookie.
-    pub async fn create(
+    pub(crate) async fn create(
         &self,
         identity: Identity,
         auth_method: AuthMethod,
@@ -69,7 +69,7 @@ impl Sessions {
 
     /// The live session for a cookie token, if any. Expired sessions are
     /// removed on sight; a live one has its activity recorded.
-    pub async fn lookup(&self, token: &str) -> Result<Option<SessionRecord>, StoreError> {
+    pub(crate) async fn lookup(&self, token: &str) -> Result<Option<SessionRecord>, StoreError> {
         if token.len() != TOKEN_LEN {
             return Ok(None);
         }
@@ -92,13 +92,13 @@ impl Sessions {
 
     /// When the session ends if nothing else happens: the earlier of the
     /// absolute expiry and the idle timeout from now.
-    pub fn ends_at(&self, record: &SessionRecord) -> SystemTime {
+    pub(crate) fn ends_at(&self, record: &SessionRecord) -> SystemTime {
         record
             .expires_at
             .min(SystemTime::now() + self.config.idle_timeout)
     }
 
-    pub async fn revoke(&self, token_hash: &TokenHash) -> Result<bool, StoreError> {
+    pub(crate) async fn revoke(&self, token_hash: &TokenHash) -> Result<bool, StoreError> {
         self.store.remove(token_hash).await
     }
 }

@@ -23,10 +23,10 @@ use crate::config::SsoPartner;
 use crate::store::{ReplayStore, StoreError};
 
 /// The `typ` claim of a hand-off token, when present.
-pub const SSO_TYPE: &str = "sso";
+pub(crate) const SSO_TYPE: &str = "sso";
 
 #[derive(Debug, Error)]
-pub enum SsoError {
+pub(crate) enum SsoError {
     #[error("token refused: {0}")]
     Refused(String),
     #[error(transparent)]
@@ -39,7 +39,7 @@ fn refused(reason: impl Into<String>) -> SsoError {
 
 /// A verified hand-off: which partner, and the user claim's value.
 #[derive(Debug)]
-pub struct Handoff {
+pub(crate) struct Handoff {
     pub partner: SsoPartner,
     pub user: String,
     pub email: Option<String>,
@@ -52,14 +52,14 @@ struct Registered {
     jti: String,
 }
 
-pub struct Sso {
+pub(crate) struct Sso {
     /// Swapped whole on reload (SIGHUP).
     partners: ArcSwap<Vec<SsoPartner>>,
     replay: Arc<dyn ReplayStore>,
 }
 
 impl Sso {
-    pub fn new(partners: Vec<SsoPartner>, replay: Arc<dyn ReplayStore>) -> Self {
+    pub(crate) fn new(partners: Vec<SsoPartner>, replay: Arc<dyn ReplayStore>) -> Self {
         Self {
             partners: ArcSwap::from_pointee(partners),
             replay,
@@ -67,7 +67,7 @@ impl Sso {
     }
 
     /// Replaces the partner list (SIGHUP reload).
-    pub fn set_partners(&self, partners: Vec<SsoPartner>) {
+    pub(crate) fn set_partners(&self, partners: Vec<SsoPartner>) {
         self.partners.store(Arc::new(partners));
     }
 
@@ -75,7 +75,7 @@ impl Sso {
     /// namespaced `partner:user` by a partner with `require_known_user =
     /// false`. Such users are not in the credential backend, so the
     /// re-check asks whether that partner is still configured instead.
-    pub fn vouching_partner(&self, user_id: &str) -> Option<String> {
+    pub(crate) fn vouching_partner(&self, user_id: &str) -> Option<String> {
         let (name, _) = user_id.split_once(':')?;
         self.partners
             .load()
@@ -85,7 +85,7 @@ impl Sso {
     }
 
     /// Verifies a hand-off token and spends it.
-    pub async fn verify(&self, token: &str) -> Result<Handoff, SsoError> {
+    pub(crate) async fn verify(&self, token: &str) -> Result<Handoff, SsoError> {
         jwt::precheck(token).map_err(|e| refused(e.to_string()))?;
         let issuer = unverified_issuer(token).ok_or_else(|| refused("no iss claim"))?;
         let partner = self

@@ -71,7 +71,7 @@ struct AccessClaims {
 
 /// What a client receives from a JSON login or a refresh.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct IssuedTokens {
+pub(crate) struct IssuedTokens {
     pub access_token: String,
     pub refresh_token: String,
     pub token_type: &'static str,
@@ -88,7 +88,7 @@ struct SealedPair {
 
 /// A verified access token.
 #[derive(Debug, Clone)]
-pub struct AccessToken {
+pub(crate) struct AccessToken {
     pub identity: Identity,
     pub expires_at: SystemTime,
     /// When it was minted, which is when its identity was read.
@@ -99,7 +99,7 @@ pub struct AccessToken {
 /// A refresh token spent by its first use: rotate it, then
 /// [`Tokens::rotated`] (or [`Tokens::unspend`] when the rotation failed).
 #[derive(Debug)]
-pub struct Rotation {
+pub(crate) struct Rotation {
     pub hash: TokenHash,
     pub record: RefreshRecord,
     successor_key: [u8; 32],
@@ -107,7 +107,7 @@ pub struct Rotation {
 
 /// What presenting a refresh token allows.
 #[derive(Debug)]
-pub enum Spent {
+pub(crate) enum Spent {
     /// Its first use: mint a successor pair.
     Fresh(Rotation),
     /// A use within the grace: the pair the first use was answered with.
@@ -119,14 +119,14 @@ pub enum Spent {
 
 /// Why a refresh was refused (all answer `invalid_grant`).
 #[derive(Debug, PartialEq, Eq)]
-pub enum RefreshRefusal {
+pub(crate) enum RefreshRefusal {
     Unknown,
     Expired,
     /// A spent token replayed after the grace period: its family is revoked.
     Reused,
 }
 
-pub struct Tokens {
+pub(crate) struct Tokens {
     config: TokensConfig,
     /// The signing key: `tokens.secret`, or set once at start (random, or
     /// shared through PostgreSQL).
@@ -184,7 +184,7 @@ fn open(key: &[u8; 32], aad: &TokenHash, sealed: &[u8]) -> Option<IssuedTokens> 
 }
 
 impl Tokens {
-    pub fn new(config: TokensConfig, store: Arc<dyn RefreshStore>) -> Self {
+    pub(crate) fn new(config: TokensConfig, store: Arc<dyn RefreshStore>) -> Self {
         let key = OnceLock::new();
         if let Some(secret) = &config.secret {
             let _ = key.set(secret.clone());
@@ -199,12 +199,12 @@ impl Tokens {
     }
 
     /// Whether `tokens.secret` is configured (else a key must be supplied).
-    pub fn has_key(&self) -> bool {
+    pub(crate) fn has_key(&self) -> bool {
         self.key.get().is_some()
     }
 
     /// Supplies the signing key when `tokens.secret` is not set.
-    pub fn set_key(&self, key: &[u8]) {
+    pub(crate) fn set_key(&self, key: &[u8]) {
         let _ = self.key.set(key.to_vec());
     }
 
@@ -221,7 +221,7 @@ impl Tokens {
     /// Mints an access token and a new refresh token for `identity`, in
     /// `family` (a new family for a login). `None` when the family was
     /// revoked meanwhile.
-    pub async fn issue(
+    pub(crate) async fn issue(
         &self,
         identity: &Identity,
         family: Option<String>,
@@ -274,12 +274,12 @@ impl Tokens {
 
     /// Whether bearer tokens can be checked yet: the shared key is loaded
     /// and the revoked families are known.
-    pub fn ready(&self) -> bool {
+    pub(crate) fn ready(&self) -> bool {
         self.key.get().is_some() && self.store.revocations_current()
     }
 
     /// Why [`Tokens::ready`] is false, for the 503's log line.
-    pub fn not_ready_reason(&self) -> &'static str {
+    pub(crate) fn not_ready_reason(&self) -> &'static str {
         if self.key.get().is_none() {
             "shared token key not loaded yet"
         } else {
@@ -289,7 +289,7 @@ impl Tokens {
 
     /// Verifies a bearer access token; `None` for anything else (expired,
     /// forged, another kind of token, oversized, of a revoked family, ...).
-    pub fn verify_access(&self, token: &str) -> Option<AccessToken> {
+    pub(crate) fn verify_access(&self, token: &str) -> Option<AccessToken> {
         let key = self.key.get()?;
         let claims: AccessClaims =
             jwt::verify(token, &DecodingKey::from_secret(key), &self.validation).ok()?;
@@ -313,7 +313,7 @@ impl Tokens {
     /// the grace gets the pair the first use was answered with (waiting up
     /// to [`SUCCESSOR_WAIT`] for a concurrent first use to finish); a replay
     /// after the grace revokes the family.
-    pub async fn spend(
+    pub(crate) async fn spend(
         &self,
         refresh_token: &str,
     ) -> Result<Result<Spent, RefreshRefusal>, StoreError> {
@@ -364,7 +364,7 @@ impl Tokens {
     /// Keeps the pair a rotation was answered with for the rest of the
     /// grace, so a concurrent use gets the same. Failure only logs: the
     /// concurrent use then gets a 503 and retries.
-    pub async fn rotated(&self, rotation: &Rotation, issued: &IssuedTokens) {
+    pub(crate) async fn rotated(&self, rotation: &Rotation, issued: &IssuedTokens) {
         let Some(sealed) = seal(&rotation.successor_key, &rotation.hash, issued) else {
             tracing::warn!("could not seal a successor pair; a concurrent refresh will be retried");
             return;
@@ -375,7 +375,7 @@ impl Tokens {
     }
 
     /// Gives a freshly spent token back (its rotation failed on the way).
-    pub async fn unspend(&self, rotation: &Rotation) {
+    pub(crate) async fn unspend(&self, rotation: &Rotation) {
         if let Err(e) = self.store.unspend(&rotation.hash).await {
             tracing::warn!(error = %e, "could not restore a refresh token after a failed rotation");
         }
@@ -383,13 +383,14 @@ impl Tokens {
 
     /// Revokes a family: its refresh tokens are deleted and its access
     /// tokens refused by every instance.
-    pub async fn revoke_family(&self, family: &str) -> Result<u64, StoreError> {
+    pub(crate) async fn revoke_family(&self, family: &str) -> Result<u64, StoreError> {
         self.store.revoke_family(family).await
     }
 
     /// Revokes every family of a username (`sessions revoke --user`, a
     /// password change or reset); returns how many families.
-    pub async fn revoke_username(&self, username: &str) -> Result<u64, StoreError> {
+    #[cfg(test)]
+    pub(crate) async fn revoke_username(&self, username: &str) -> Result<u64, StoreError> {
         self.store.revoke_username(username).await
     }
 }

@@ -33,7 +33,7 @@ struct Claims<'a> {
 /// Signs the assertion for `identity`. An error must fail the request
 /// (503): forwarding without the assertion would fail open for an app that
 /// relies on it.
-pub fn sign(
+pub(crate) fn sign(
     config: &AssertionConfig,
     identity: &Identity,
     request_id: &str,

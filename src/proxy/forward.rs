@@ -34,7 +34,7 @@ use crate::web::response::{Body, BoxError};
 /// A proxied request body: the client's, cut off when it stalls.
 type UpstreamBody = ReadTimeout<Incoming>;
 
-pub struct Upstream {
+pub(crate) struct Upstream {
     client: Client<BoundedConnector, UpstreamBody>,
     config: UpstreamConfig,
     /// `server.body_read_timeout`, for the bodies sent upstream.
@@ -42,7 +42,7 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    pub fn new(config: &UpstreamConfig, body_read_timeout: Duration) -> Self {
+    pub(crate) fn new(config: &UpstreamConfig, body_read_timeout: Duration) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(config.connect_timeout));
         connector.set_nodelay(true);
@@ -66,7 +66,7 @@ impl Upstream {
     /// Sends `req` (its path already normalized, headers already rewritten)
     /// to the app and returns the app's response with hop-by-hop headers
     /// removed.
-    pub async fn forward(
+    pub(crate) async fn forward(
         &self,
         mut req: Request<Incoming>,
         websocket: bool,

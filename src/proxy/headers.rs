@@ -22,7 +22,7 @@ const HOP_BY_HOP: &[&str] = &[
 /// spelling, is removed first. `X-Auth-Session` (SPEC step 7: the session's
 /// public id, which the app ties its per-login state to) has no config key
 /// yet, so its default name is reserved here: a client can never pre-place it.
-pub const FORWARDING_HEADERS: &[&str] = &[
+pub(crate) const FORWARDING_HEADERS: &[&str] = &[
     "x-auth-session",
     "x-forwarded-for",
     "x-forwarded-proto",
@@ -37,7 +37,7 @@ pub const FORWARDING_HEADERS: &[&str] = &[
 
 /// The spelling a Python server may fold a header name into: lowercase with
 /// `_` read as `-` (WSGI's `HTTP_X_AUTH_USER`, FastAPI's `x_auth_user`).
-pub fn python_name(name: &str) -> String {
+pub(crate) fn python_name(name: &str) -> String {
     name.bytes()
         .map(|b| {
             if b == b'_' {
@@ -64,7 +64,7 @@ fn reads_as(name: &str, python: &str) -> bool {
 
 /// True for a WebSocket handshake (HTTP/1.1 GET with `Connection: upgrade`
 /// and `Upgrade: websocket`): the one upgrade that is tunnelled.
-pub fn is_websocket_upgrade(method: &Method, version: Version, headers: &HeaderMap) -> bool {
+pub(crate) fn is_websocket_upgrade(method: &Method, version: Version, headers: &HeaderMap) -> bool {
     method == Method::GET
         && version == Version::HTTP_11
         && has_token(headers, &header::CONNECTION, "upgrade")
@@ -88,7 +88,7 @@ fn has_token(headers: &HeaderMap, name: &HeaderName, token: &str) -> bool {
 /// nothing else a `Connection` header named) for a WebSocket handshake.
 /// `Connection` is read as bytes: one non-ASCII byte in it must not hide the
 /// names listed beside it.
-pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_websocket: bool) {
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, keep_websocket: bool) {
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -126,7 +126,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_websocket: bool) {
 /// Removes every header whose Python spelling equals one of `names` (which
 /// must already be in [`python_name`] form): any case, `_` for `-`, every
 /// duplicate.
-pub fn strip_spoofable(headers: &mut HeaderMap, names: &[String]) {
+pub(crate) fn strip_spoofable(headers: &mut HeaderMap, names: &[String]) {
     let doomed: Vec<HeaderName> = headers
         .keys()
         .filter(|k| names.iter().any(|n| reads_as(k.as_str(), n)))

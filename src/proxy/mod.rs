@@ -2,9 +2,9 @@
 //! normalize -> own endpoints -> strip -> authorize -> rewrite -> forward.
 //! Each phase can short-circuit with a response.
 
-pub mod assertion;
-pub mod forward;
-pub mod headers;
+pub(crate) mod assertion;
+pub(crate) mod forward;
+pub(crate) mod headers;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -32,14 +32,14 @@ const DEFAULT_ASSERTION_HEADER: &str = "X-Auth-Assertion";
 
 /// The pipeline's own state, built once beside [`App`]: the pooled upstream
 /// client and the header names no client may send the app.
-pub struct Pipeline {
+pub(crate) struct Pipeline {
     upstream: forward::Upstream,
     /// Python spellings of every header a client may not pass to the app.
     spoofable: Vec<String>,
 }
 
 impl Pipeline {
-    pub fn new(config: &crate::config::Config) -> Self {
+    pub(crate) fn new(config: &crate::config::Config) -> Self {
         let headers = &config.upstream.headers;
         let mut spoofable: Vec<String> = [
             headers.user.as_str(),
@@ -68,7 +68,7 @@ impl Pipeline {
 }
 
 /// Serves one request; never fails (errors become pages or JSON).
-pub async fn handle(
+pub(crate) async fn handle(
     app: &App,
     state: &Pipeline,
     req: Request<Incoming>,

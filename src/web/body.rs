@@ -18,7 +18,7 @@ use crate::web::response::BoxError;
 /// The error a [`ReadTimeout`] body ends with.
 #[derive(Debug, Error)]
 #[error("request body stalled: no bytes for {0:?} (server.body_read_timeout)")]
-pub struct BodyStalled(pub Duration);
+pub(crate) struct BodyStalled(pub Duration);
 
 /// True when `error` or anything in its `source()` chain is a
 /// [`BodyStalled`] (hyper and hyper-util wrap a body's error).
@@ -37,7 +37,7 @@ pub(crate) fn is_body_stalled(error: &(dyn StdError + 'static)) -> bool {
 /// clock runs only while someone is waiting for a frame, so a reader that is
 /// itself slow (an upstream applying backpressure, a pool still connecting)
 /// never makes the client look stalled.
-pub struct ReadTimeout<B> {
+pub(crate) struct ReadTimeout<B> {
     inner: B,
     timeout: Duration,
     sleep: Pin<Box<Sleep>>,
@@ -45,7 +45,7 @@ pub struct ReadTimeout<B> {
 }
 
 impl<B> ReadTimeout<B> {
-    pub fn new(inner: B, timeout: Duration) -> Self {
+    pub(crate) fn new(inner: B, timeout: Duration) -> Self {
         Self {
             inner,
             timeout,

@@ -7,7 +7,7 @@ use cookie::Cookie;
 use http::header::{COOKIE, SET_COOKIE};
 use http::{HeaderMap, HeaderValue};
 
-pub use crate::auth::cookies::CookieSettings;
+pub(crate) use crate::auth::cookies::CookieSettings;
 
 /// Session cookie values looked at per request.
 const MAX_SESSION_COOKIES: usize = 2;
@@ -26,11 +26,11 @@ impl CookieSettings {
 
     /// `Set-Cookie` for a new session (a browser-session cookie: the server
     /// enforces the idle and absolute timeouts).
-    pub fn session(&self, token: &str) -> HeaderValue {
+    pub(crate) fn session(&self, token: &str) -> HeaderValue {
         header(self.build(&self.session_name, token).build())
     }
 
-    pub fn clear_session(&self) -> HeaderValue {
+    pub(crate) fn clear_session(&self) -> HeaderValue {
         header(
             self.build(&self.session_name, "")
                 .max_age(cookie::time::Duration::ZERO)
@@ -38,7 +38,7 @@ impl CookieSettings {
         )
     }
 
-    pub fn csrf(&self, nonce: &str) -> HeaderValue {
+    pub(crate) fn csrf(&self, nonce: &str) -> HeaderValue {
         header(
             self.build(&self.csrf_name, nonce)
                 .max_age(CSRF_MAX_AGE)
@@ -50,20 +50,20 @@ impl CookieSettings {
     /// order. A browser may hold two (say, one set for a parent path), never
     /// hundreds: the rest are ignored, so one request cannot cost more than
     /// [`MAX_SESSION_COOKIES`] lookups.
-    pub fn session_tokens(&self, headers: &HeaderMap) -> Vec<String> {
+    pub(crate) fn session_tokens(&self, headers: &HeaderMap) -> Vec<String> {
         let mut values = cookie_values(headers, &self.session_name);
         values.truncate(MAX_SESSION_COOKIES);
         values
     }
 
-    pub fn csrf_nonce(&self, headers: &HeaderMap) -> Option<String> {
+    pub(crate) fn csrf_nonce(&self, headers: &HeaderMap) -> Option<String> {
         cookie_values(headers, &self.csrf_name).into_iter().next()
     }
 
     /// Rewrites the `Cookie` header for the app: one header (HTTP/2 clients
     /// send one per cookie; Starlette reads only the first), without the
     /// session and CSRF cookies unless `pass_ours` (`pass_session_cookie`).
-    pub fn prepare_for_upstream(&self, headers: &mut HeaderMap, pass_ours: bool) {
+    pub(crate) fn prepare_for_upstream(&self, headers: &mut HeaderMap, pass_ours: bool) {
         let kept: Vec<String> = headers
             .get_all(COOKIE)
             .iter()
@@ -103,7 +103,7 @@ fn cookie_values(headers: &HeaderMap, name: &str) -> Vec<String> {
 }
 
 /// Adds a `Set-Cookie` header.
-pub fn append_set_cookie(headers: &mut HeaderMap, value: HeaderValue) {
+pub(crate) fn append_set_cookie(headers: &mut HeaderMap, value: HeaderValue) {
     headers.append(SET_COOKIE, value);
 }
 

@@ -12,7 +12,7 @@ use crate::store::StoreError;
 use crate::web::response::BoxError;
 
 #[derive(Debug, Error)]
-pub enum ProxyError {
+pub(crate) enum ProxyError {
     #[error("refused path: {0}")]
     BadPath(#[from] PathError),
     #[error("bad request: {0}")]
@@ -68,7 +68,7 @@ impl From<&ProxyError> for StatusCode {
 impl ProxyError {
     /// Seconds a client should wait before retrying (`Retry-After`), for
     /// the errors that are about load rather than the request.
-    pub fn retry_after(&self) -> Option<&'static str> {
+    pub(crate) fn retry_after(&self) -> Option<&'static str> {
         match self {
             ProxyError::Store(_) | ProxyError::AssertionUnsigned(_) => Some("5"),
             ProxyError::UpstreamBusy(_) | ProxyError::HashBusy(_) => Some("1"),
@@ -77,7 +77,7 @@ impl ProxyError {
     }
 
     /// `(json error code, page heading, one sentence for the user)`.
-    pub fn public_text(&self) -> (&'static str, &'static str, &'static str) {
+    pub(crate) fn public_text(&self) -> (&'static str, &'static str, &'static str) {
         match self {
             ProxyError::BadPath(_) | ProxyError::BadRequest(_) => (
                 "bad_request",

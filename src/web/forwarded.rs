@@ -14,7 +14,7 @@ use ipnet::IpNet;
 
 /// The facts about a request's origin that portcullis forwards and logs.
 #[derive(Debug, Clone)]
-pub struct Origin {
+pub(crate) struct Origin {
     pub client_ip: IpAddr,
     /// The peer is in `server.trusted_proxies`.
     pub from_trusted_proxy: bool,
@@ -25,7 +25,7 @@ pub struct Origin {
 
 /// How a connection reached us.
 #[derive(Debug, Clone)]
-pub struct Connection {
+pub(crate) struct Connection {
     pub peer: SocketAddr,
     pub tls: bool,
     /// The connection's place under `server.max_connections`; a WebSocket
@@ -33,7 +33,7 @@ pub struct Connection {
     pub slot: Option<Arc<OwnedSemaphorePermit>>,
 }
 
-pub fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {
+pub(crate) fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {
     let ip = canonical(ip);
     trusted.iter().any(|net| net.contains(&ip))
 }
@@ -49,7 +49,10 @@ fn canonical(ip: IpAddr) -> IpAddr {
 impl Origin {
     /// Our own origin as a browser names it: `server.public_url`'s, else
     /// the scheme and host this request arrived with.
-    pub fn own_origin(&self, public_url: Option<&crate::config::PublicUrl>) -> Option<String> {
+    pub(crate) fn own_origin(
+        &self,
+        public_url: Option<&crate::config::PublicUrl>,
+    ) -> Option<String> {
         match public_url {
             Some(url) => Some(url.origin.clone()),
             None => self
@@ -60,7 +63,7 @@ impl Origin {
     }
 
     /// True when the request's `Origin` header names our own origin.
-    pub fn is_same_origin(
+    pub(crate) fn is_same_origin(
         &self,
         headers: &http::HeaderMap,
         public_url: Option<&crate::config::PublicUrl>,
@@ -75,7 +78,7 @@ impl Origin {
             .is_some_and(|ours| sent.eq_ignore_ascii_case(&ours))
     }
 
-    pub fn from_request(
+    pub(crate) fn from_request(
         peer: SocketAddr,
         tls: bool,
         uri: &Uri,
@@ -182,7 +185,7 @@ fn is_valid_request_id(id: &str) -> bool {
 }
 
 /// 128 random bits as 32 hex digits.
-pub fn new_request_id() -> String {
+pub(crate) fn new_request_id() -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let bytes: [u8; 16] = rand::random();
     let mut id = String::with_capacity(32);

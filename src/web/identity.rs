@@ -9,7 +9,7 @@ use crate::store::Identity;
 /// Sets the identity headers for `identity`. A value that cannot be a
 /// header (a control character in the users table) is left out rather than
 /// sent mangled.
-pub fn set_identity(headers: &mut HeaderMap, names: &IdentityHeaders, identity: &Identity) {
+pub(crate) fn set_identity(headers: &mut HeaderMap, names: &IdentityHeaders, identity: &Identity) {
     let roles = identity.roles.join(",");
     for (name, value) in [
         (&names.user, identity.id.as_str()),

@@ -3,11 +3,11 @@
 //! to a status, response building and content negotiation, cookies, the
 //! client's origin, bounded body reads.
 
-pub mod body;
-pub mod cookies;
-pub mod error;
+pub(crate) mod body;
+pub(crate) mod cookies;
+pub(crate) mod error;
 pub(crate) mod forward_auth;
-pub mod forwarded;
+pub(crate) mod forwarded;
 pub(crate) mod identity;
 mod login;
 mod logout;
@@ -31,7 +31,7 @@ use response::Body;
 use crate::web::body::{is_body_stalled, ReadTimeout};
 
 /// Login and logout bodies over this are refused before any hashing.
-pub const FORM_BODY_LIMIT: usize = 16 * 1024;
+pub(crate) const FORM_BODY_LIMIT: usize = 16 * 1024;
 
 /// Serves a request whose normalized path is under the prefix.
 pub(crate) async fn handle(
@@ -67,7 +67,7 @@ pub(crate) fn login_path(app: &App) -> String {
 }
 
 /// `{prefix}/login?next=...` for a redirect from a protected page.
-pub fn login_url(app: &App, next: &str) -> String {
+pub(crate) fn login_url(app: &App, next: &str) -> String {
     let query = serde_urlencoded::to_string([("next", next)]).unwrap_or_default();
     format!("{}?{query}", login_path(app))
 }
@@ -164,7 +164,7 @@ pub(crate) fn rate_limited_json(wait: std::time::Duration) -> Response<Body> {
 }
 
 /// `Retry-After` in whole seconds, at least one.
-pub fn set_retry_after(response: &mut Response<Body>, wait: std::time::Duration) {
+pub(crate) fn set_retry_after(response: &mut Response<Body>, wait: std::time::Duration) {
     let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
     response
         .headers_mut()
@@ -172,7 +172,7 @@ pub fn set_retry_after(response: &mut Response<Body>, wait: std::time::Duration)
 }
 
 /// 401 for API clients: `WWW-Authenticate: Bearer` and a JSON body.
-pub fn unauthenticated_json() -> Response<Body> {
+pub(crate) fn unauthenticated_json() -> Response<Body> {
     let mut response = response::json(
         StatusCode::UNAUTHORIZED,
         &serde_json::json!({"error": "unauthenticated"}),

@@ -36,7 +36,7 @@ fn own_page_headers(headers: &mut HeaderMap) {
     );
 }
 
-pub fn html(status: StatusCode, page: String) -> Response<Body> {
+pub(crate) fn html(status: StatusCode, page: String) -> Response<Body> {
     let mut response = Response::new(full(page));
     *response.status_mut() = status;
     let headers = response.headers_mut();
@@ -54,7 +54,7 @@ pub fn html(status: StatusCode, page: String) -> Response<Body> {
     response
 }
 
-pub fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
+pub(crate) fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
     let mut response = Response::new(full(value.to_string()));
     *response.status_mut() = status;
     let headers = response.headers_mut();
@@ -67,7 +67,7 @@ pub fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
 }
 
 /// A redirect to a path of ours or a validated `next` (never user text as is).
-pub fn redirect(status: StatusCode, location: &str) -> Response<Body> {
+pub(crate) fn redirect(status: StatusCode, location: &str) -> Response<Body> {
     let mut response = Response::new(empty());
     *response.status_mut() = status;
     let headers = response.headers_mut();
@@ -80,7 +80,7 @@ pub fn redirect(status: StatusCode, location: &str) -> Response<Body> {
 /// SPEC request flow step 6: is this a browser navigation (answered with a
 /// page or a redirect) rather than an XHR / fetch / API call (answered with
 /// JSON)?
-pub fn is_navigation(method: &Method, headers: &HeaderMap) -> bool {
+pub(crate) fn is_navigation(method: &Method, headers: &HeaderMap) -> bool {
     if method != Method::GET && method != Method::HEAD {
         return false;
     }
@@ -97,7 +97,7 @@ pub fn is_navigation(method: &Method, headers: &HeaderMap) -> bool {
 
 /// Like [`is_navigation`] but for choosing an error format on any method:
 /// a browser form POST also wants an HTML page back.
-pub fn wants_html(headers: &HeaderMap) -> bool {
+pub(crate) fn wants_html(headers: &HeaderMap) -> bool {
     if let Some(mode) = headers.get("sec-fetch-mode") {
         return mode.as_bytes().eq_ignore_ascii_case(b"navigate");
     }
