@@ -95,12 +95,66 @@ fn check_reports_a_missing_environment_variable() {
 
 #[test]
 fn environment_variables_are_interpolated() {
-    let file = config_file("[login]\ntitle = \"${PORTCULLIS_TEST_TITLE}\"\n");
+    let file = config_file(&format!(
+        "[login]\ntitle = \"${{PORTCULLIS_TEST_TITLE}}\"\n[credentials.file]\npath = \"{}/deploy/users.toml\"\n",
+        env!("CARGO_MANIFEST_DIR")
+    ));
     let out = portcullis()
         .arg("check")
         .arg("--config")
         .arg(file.path())
         .env("PORTCULLIS_TEST_TITLE", "Welcome")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `--config /etc/portcullis/proxy.toml` finds `users.toml` beside it
+/// whatever the working directory.
+#[test]
+fn relative_paths_are_read_from_the_config_files_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/users.toml"),
+        dir.path().join("users.toml"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("proxy.toml"),
+        "[credentials.file]\npath = \"users.toml\"\n[sqlite]\npath = \"portcullis.db\"\n",
+    )
+    .unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let out = portcullis()
+        .current_dir(elsewhere.path())
+        .arg("check")
+        .arg("--config")
+        .arg(dir.path().join("proxy.toml"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The same file named relative to another working directory.
+    let out = portcullis()
+        .current_dir(dir.path().parent().unwrap())
+        .arg("check")
+        .arg("--config")
+        .arg(
+            dir.path()
+                .file_name()
+                .unwrap()
+                .to_os_string()
+                .into_string()
+                .unwrap()
+                + "/proxy.toml",
+        )
         .output()
         .unwrap();
     assert!(

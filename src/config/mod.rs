@@ -24,8 +24,8 @@ use crate::policy::routes::RouteTable;
 
 pub use errors::ConfigErrors;
 pub(crate) use sections::{
-    AdminConfig, AuditConfig, CredentialsConfig, Fingerprint, RegistrationConfig, SameSite,
-    ServerConfig, SessionStoreKind, TlsConfig,
+    AdminConfig, AuditConfig, CredentialsConfig, Fingerprint, MailConfig, MfaConfig,
+    RegistrationConfig, SameSite, ServerConfig, SessionStoreKind, SqliteConfig, TlsConfig,
 };
 // Public because the binary or other modules' public items name them.
 pub use sections::{
@@ -50,6 +50,10 @@ pub struct Config {
     pub sso: Vec<SsoPartner>,
     /// `None` unless `registration.enabled`.
     pub(crate) registration: Option<RegistrationConfig>,
+    pub(crate) sqlite: SqliteConfig,
+    pub(crate) mfa: MfaConfig,
+    /// `None` without a `[mail]` section: nothing is mailed.
+    pub(crate) mail: Option<MailConfig>,
     pub(crate) routes: Arc<RouteTable>,
     pub log: LogConfig,
 }
@@ -65,15 +69,16 @@ impl Config {
     }
 
     /// Parses and validates TOML text. Relative paths in it (users file,
-    /// templates, certificates) are resolved from the working directory, as an
-    /// operator reading the file expects; `_base` is kept for error context.
-    pub fn from_toml(text: &str, _base: &Path) -> Result<Config, ConfigErrors> {
-        Self::from_toml_with_env(text, &|name| std::env::var(name).ok())
+    /// templates, keys, certificates, the SQLite file) are resolved against
+    /// `base`, the config file's directory, not the working directory.
+    pub fn from_toml(text: &str, base: &Path) -> Result<Config, ConfigErrors> {
+        Self::from_toml_with_env(text, base, &|name| std::env::var(name).ok())
     }
 
     /// [`Config::from_toml`] with `${NAME}` looked up in `env`.
     fn from_toml_with_env(
         text: &str,
+        base: &Path,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigErrors> {
         // Syntax errors carry a line and column. Values are typed only after
@@ -82,9 +87,10 @@ impl Config {
         let value: toml::Value = toml::from_str(text).map_err(ConfigErrors::from_toml)?;
         let value = env::interpolate(value, env)?;
         let (raw, mut errors) = typed::typed(value);
-        let Some(raw) = raw else {
+        let Some(mut raw) = raw else {
             return Err(errors);
         };
+        raw.resolve_paths(base);
         match validate::validate(raw) {
             Ok(config) => errors.into_result(config),
             Err(more) => {
@@ -116,6 +122,9 @@ impl Config {
             ("credentials", self.credentials != new.credentials),
             ("login", self.login != new.login),
             ("registration", self.registration != new.registration),
+            ("sqlite", self.sqlite != new.sqlite),
+            ("mfa", self.mfa != new.mfa),
+            ("mail", self.mail != new.mail),
             ("tokens", self.tokens != new.tokens),
             ("forward_auth", self.forward_auth != new.forward_auth),
             ("audit", self.audit != new.audit),

@@ -107,7 +107,7 @@ fn string_value() -> impl Strategy<Value = String> {
             "/**", "/a**", "/*/x", "HS256", "HS384", "EdDSA", "RS256", "ES256", "none", "PS256",
             "20/min", "0/min", "4294967296/s", "1/0s", "1/18446744073709551615s", "5/", "/min",
             "10.0.0.0/8", "::1/200", "1.2.3.4", "300.0.0.1", "0.0.0.0:8080", "127.0.0.1:0",
-            "[::1]:99999", "memory", "postgres", "file", "mysql", "lax", "strict", "json",
+            "[::1]:99999", "memory", "sqlite", "postgres", "file", "mysql", "lax", "strict", "json",
             "pretty", "public", "deny", "authenticated", "GET", "get", "BREW", "SELECT ? ?",
             "INSERT ? ? ?", "UPDATE ? ?", "__Host-x", "email", "0123456789abcdef0123456789abcdef",
             "\u{0}", "\u{85}", "é",

@@ -153,13 +153,26 @@ pub struct IdentityHeaders {
     pub(crate) user: HeaderName,
     pub(crate) email: HeaderName,
     pub(crate) roles: HeaderName,
+    /// The session's public id (the refresh family's for bearer callers).
+    pub(crate) session: HeaderName,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum SessionStoreKind {
-    Memory,
+    /// One file (`[sqlite] path`), survives restarts; a single instance.
+    Sqlite,
+    /// Several instances sharing one database.
     Postgres,
+    /// Throwaway runs: everything ends with the process.
+    Memory,
+}
+
+/// `[sqlite]`: where the embedded store keeps its file.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct SqliteConfig {
+    /// Absolute, or relative to the config file's directory.
+    pub(crate) path: PathBuf,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -216,6 +229,11 @@ pub struct MysqlConfig {
     pub(crate) pool_size: u32,
     pub(crate) user_query: String,
     pub(crate) rehash_update: Option<String>,
+    /// `UPDATE ... SET password_hash = ? WHERE id = ?`: enables password
+    /// change and reset.
+    pub(crate) password_update: Option<String>,
+    /// Run after each successful sign-in, `?` bound to the user id.
+    pub(crate) login_update: Option<String>,
 }
 
 impl std::fmt::Debug for MysqlConfig {
@@ -265,6 +283,50 @@ pub(crate) struct RegistrationConfig {
     pub(crate) password_max: usize,
     /// INSERT with `?` bound to username, email, password_hash.
     pub(crate) insert: String,
+    /// `Some(UPDATE ... WHERE id = ?)` when new accounts must follow an
+    /// emailed link before they can sign in (`registration.verify_email`).
+    pub(crate) activate: Option<String>,
+}
+
+/// `[mfa]`: second factors (TOTP).
+/// `PartialEq` sees the key that `Debug` hides.
+#[derive(Clone, PartialEq)]
+pub(crate) struct MfaConfig {
+    /// Users with any of these roles must enrol at their next sign-in.
+    pub(crate) required_roles: Vec<String>,
+    /// Shown in the authenticator app.
+    pub(crate) issuer: String,
+    /// Encrypts TOTP secrets at rest when set.
+    pub(crate) secret_key: Option<[u8; 32]>,
+}
+
+impl std::fmt::Debug for MfaConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MfaConfig")
+            .field("required_roles", &self.required_roles)
+            .field("issuer", &self.issuer)
+            .field("encrypted", &self.secret_key.is_some())
+            .finish()
+    }
+}
+
+/// `[mail]`: outgoing mail for password reset and address verification.
+/// `PartialEq` sees the URL that `Debug` hides (it may carry a password).
+#[derive(Clone, PartialEq)]
+pub(crate) struct MailConfig {
+    /// `smtp://` (STARTTLS when offered) or `smtps://`, `user:pass@` allowed.
+    pub(crate) smtp: String,
+    pub(crate) from: String,
+    pub(crate) reset_ttl: Duration,
+}
+
+impl std::fmt::Debug for MailConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MailConfig")
+            .field("from", &self.from)
+            .field("reset_ttl", &self.reset_ttl)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Bearer tokens for API clients (`[tokens]`).

@@ -19,9 +19,10 @@ const HOP_BY_HOP: &[&str] = &[
 ];
 
 /// Headers portcullis sets itself for the app; any client copy, in any
-/// spelling, is removed first. `X-Auth-Session` (SPEC step 7: the session's
-/// public id, which the app ties its per-login state to) has no config key
-/// yet, so its default name is reserved here: a client can never pre-place it.
+/// spelling, is removed first. `X-Auth-Session` is the default of
+/// `upstream.headers.session`; it stays reserved when that is renamed, as
+/// the default assertion header does, so an app still reading the default
+/// name can never be handed a client's copy.
 pub(crate) const FORWARDING_HEADERS: &[&str] = &[
     "x-auth-session",
     "x-forwarded-for",

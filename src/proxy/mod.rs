@@ -45,6 +45,7 @@ impl Pipeline {
             headers.user.as_str(),
             headers.email.as_str(),
             headers.roles.as_str(),
+            headers.session.as_str(),
         ]
         .into_iter()
         .chain([DEFAULT_ASSERTION_HEADER])

@@ -91,7 +91,8 @@ impl Stores {
         let migrate = config.postgres.migrate;
         let connect_timeout = config.postgres.connect_timeout;
         Ok(match session.store {
-            SessionStoreKind::Memory => Stores {
+            // Until the SQLite backend lands, "sqlite" runs in memory.
+            SessionStoreKind::Memory | SessionStoreKind::Sqlite => Stores {
                 sessions: Arc::new(MemorySessionStore::new(session.idle_timeout)),
                 credentials,
                 credentials_key,

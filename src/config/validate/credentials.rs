@@ -41,11 +41,28 @@ pub(super) fn credentials(raw: raw::RawCredentials, e: &mut ConfigErrors) -> Cre
                     "must have exactly two `?`: the new hash, then the user id (UPDATE users SET password_hash = ? WHERE id = ?)",
                 );
             }
+            let password_update = m.password_update.trim();
+            if !password_update.is_empty() && password_update.matches('?').count() != 2 {
+                e.push(
+                    "credentials.mysql.password_update",
+                    "must have exactly two `?`: the new hash, then the user id (UPDATE users SET password_hash = ? WHERE id = ?)",
+                );
+            }
+            let login_update = m.login_update.trim();
+            if !login_update.is_empty() && login_update.matches('?').count() != 1 {
+                e.push(
+                    "credentials.mysql.login_update",
+                    "must have exactly one `?`: the user id (UPDATE users SET last_login = NOW() WHERE id = ?)",
+                );
+            }
+            let optional = |s: &str| (!s.is_empty()).then(|| s.to_string());
             CredentialsConfig::Mysql(MysqlConfig {
                 url: m.url,
                 pool_size: m.pool_size,
                 user_query: m.user_query,
-                rehash_update: (!rehash.is_empty()).then(|| rehash.to_string()),
+                rehash_update: optional(rehash),
+                password_update: optional(password_update),
+                login_update: optional(login_update),
             })
         }
     }
@@ -80,9 +97,23 @@ pub(super) fn registration(
             ),
         );
     }
+    let activate = raw.activate.trim();
+    if raw.verify_email && activate.matches('?').count() != 1 {
+        e.push(
+            "registration.activate",
+            "with verify_email = true, must be an UPDATE with one `?`, the user id (UPDATE users SET is_active = 1 WHERE id = ?)",
+        );
+    }
+    if !raw.verify_email && !activate.is_empty() {
+        e.push(
+            "registration.activate",
+            "is only used with registration.verify_email = true",
+        );
+    }
     Some(RegistrationConfig {
         password_min: raw.password_min,
         password_max: raw.password_max,
         insert: raw.insert,
+        activate: raw.verify_email.then(|| activate.to_string()),
     })
 }

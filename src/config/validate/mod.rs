@@ -3,6 +3,7 @@
 //! (value)`, so an operator fixes the whole file in one pass; checks that
 //! span sections (secrets that must differ) are here.
 
+mod accounts;
 mod credentials;
 mod login;
 mod routes;
@@ -37,6 +38,15 @@ pub(crate) fn validate(raw: RawConfig) -> Result<Config, ConfigErrors> {
     let tokens = tokens::tokens(raw.tokens, &mut e);
     let sso = sso::partners(raw.sso.partners, &mut e);
     let registration = credentials::registration(raw.registration, &credentials, &mut e);
+    let sqlite = accounts::sqlite(raw.sqlite, &mut e);
+    let mfa = accounts::mfa(raw.mfa, &mut e);
+    let mail = accounts::mail(raw.mail, &mut e);
+    if registration.as_ref().is_some_and(|r| r.activate.is_some()) && mail.is_none() {
+        e.push(
+            "registration.verify_email",
+            "needs a [mail] section: the activation link is mailed",
+        );
+    }
     sign_up_keeps_sso_safe(registration.as_ref(), &sso, &mut e);
     secrets_differ(&tokens, &sso, assertion_secret.as_deref(), &mut e);
     let forward_auth = ForwardAuthConfig {
@@ -72,6 +82,9 @@ pub(crate) fn validate(raw: RawConfig) -> Result<Config, ConfigErrors> {
         audit,
         sso,
         registration,
+        sqlite,
+        mfa,
+        mail,
         routes: Arc::new(routes),
         log,
     };

@@ -131,11 +131,11 @@ fn interpolated_durations_and_words_are_typed_after_substitution() {
         _ => None,
     };
     let text = "[session]\nidle_timeout = \"${IDLE}\"\nstore = \"${STORE}\"\n";
-    let c = Config::from_toml_with_env(text, &env).unwrap();
+    let c = Config::from_toml_with_env(text, Path::new(""), &env).unwrap();
     assert_eq!(c.session.idle_timeout.as_secs(), 45 * 60);
     assert_eq!(c.session.store, crate::config::SessionStoreKind::Postgres);
     let text = "[session]\nidle_timeout = \"${SOON}\"\n";
-    let err = Config::from_toml_with_env(text, &env)
+    let err = Config::from_toml_with_env(text, Path::new(""), &env)
         .unwrap_err()
         .to_string();
     assert!(err.contains("session.idle_timeout: "), "{err}");
@@ -198,4 +198,116 @@ fn websocket_origin_must_be_an_origin() {
 fn idle_longer_than_absolute_is_refused() {
     let err = errors("[session]\nidle_timeout = \"13h\"\n");
     assert!(err.contains("session.idle_timeout"), "{err}");
+}
+
+/// Every key of SPEC's example that needs no file on disk, as written there.
+#[test]
+fn the_account_and_store_keys_are_accepted() {
+    let c = Config::from_toml(
+        r#"
+[upstream.headers]
+session = "X-Auth-Session"
+[session]
+store = "sqlite"
+[sqlite]
+path = "portcullis.db"
+[credentials]
+backend = "mysql"
+[credentials.mysql]
+url = "mysql://reader:pw@127.0.0.1/app"
+rehash_update = "UPDATE users SET password_hash = ? WHERE id = ?"
+password_update = "UPDATE users SET password_hash = ? WHERE id = ?"
+login_update = "UPDATE users SET last_login = NOW() WHERE id = ?"
+[registration]
+enabled = true
+insert = "INSERT INTO users (username, email, password_hash) VALUES (?, ?, ?)"
+verify_email = true
+activate = "UPDATE users SET is_active = 1 WHERE id = ?"
+[mfa]
+required_roles = ["therapist", "admin"]
+issuer = "portcullis"
+secret_key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+[mail]
+smtp = "smtp://127.0.0.1:25"
+from = "portcullis <no-reply@example.com>"
+reset_ttl = "30m"
+"#,
+        Path::new("/etc/portcullis"),
+    )
+    .unwrap();
+    assert_eq!(c.upstream.headers.session.as_str(), "x-auth-session");
+    assert_eq!(
+        c.sqlite.path,
+        std::path::PathBuf::from("/etc/portcullis/portcullis.db")
+    );
+    assert_eq!(c.mfa.required_roles, ["therapist", "admin"]);
+    assert_eq!(c.mfa.secret_key.unwrap()[31], 31);
+    let mail = c.mail.unwrap();
+    assert_eq!(mail.reset_ttl.as_secs(), 30 * 60);
+    let registration = c.registration.unwrap();
+    assert!(registration.activate.is_some());
+}
+
+#[test]
+fn defaults_of_the_account_keys() {
+    let c = Config::from_toml("", Path::new("")).unwrap();
+    assert_eq!(c.session.store, crate::config::SessionStoreKind::Sqlite);
+    assert_eq!(c.sqlite.path, std::path::PathBuf::from("portcullis.db"));
+    assert_eq!(c.upstream.headers.session.as_str(), "x-auth-session");
+    assert!(c.mail.is_none());
+    assert!(c.mfa.secret_key.is_none());
+    assert_eq!(c.mfa.issuer, "portcullis");
+}
+
+#[test]
+fn relative_paths_are_resolved_from_the_config_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("users.toml"),
+        "[[user]]\nid = \"1\"\nusername = \"u\"\nemail = \"u@example.com\"\npassword_hash = \"x\"\nroles = []\n",
+    )
+    .unwrap();
+    let text = "[credentials.file]\npath = \"users.toml\"\n[sqlite]\npath = \"state/p.db\"\n";
+    let c = Config::from_toml(text, dir.path()).unwrap();
+    let crate::config::CredentialsConfig::File { path } = &c.credentials else {
+        panic!("file backend expected");
+    };
+    assert_eq!(path, &dir.path().join("users.toml"));
+    assert_eq!(c.sqlite.path, dir.path().join("state/p.db"));
+    // Absolute paths are left alone.
+    let c = Config::from_toml("[sqlite]\npath = \"/var/lib/p.db\"\n", dir.path()).unwrap();
+    assert_eq!(c.sqlite.path, std::path::PathBuf::from("/var/lib/p.db"));
+}
+
+#[test]
+fn bad_account_keys_are_named() {
+    let err = errors(
+        "[mfa]\nsecret_key = \"c2hvcnQ=\"\nissuer = \"a:b\"\n[mail]\nsmtp = \"http://x\"\nfrom = \"nobody\"\n\
+         [credentials]\nbackend = \"mysql\"\n[credentials.mysql]\nurl = \"mysql://r@h/app\"\n\
+         password_update = \"UPDATE users SET password_hash = ?\"\nlogin_update = \"UPDATE users SET x = ? WHERE id = ?\"\n",
+    );
+    for key in [
+        "mfa.secret_key",
+        "mfa.issuer",
+        "mail.smtp",
+        "mail.from",
+        "credentials.mysql.password_update",
+        "credentials.mysql.login_update",
+    ] {
+        assert!(err.contains(key), "{key} missing in {err}");
+    }
+    assert!(
+        !err.contains("c2hvcnQ"),
+        "the key's value is not echoed: {err}"
+    );
+}
+
+#[test]
+fn address_verification_needs_mail_and_an_activate_statement() {
+    let err = errors(
+        "[credentials]\nbackend = \"mysql\"\n[credentials.mysql]\nurl = \"mysql://r@h/app\"\n\
+         [registration]\nenabled = true\ninsert = \"INSERT INTO users VALUES (?, ?, ?)\"\nverify_email = true\n",
+    );
+    assert!(err.contains("registration.activate"), "{err}");
+    assert!(err.contains("registration.verify_email"), "{err}");
 }

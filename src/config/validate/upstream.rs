@@ -48,6 +48,7 @@ pub(super) fn upstream(
         user: header_name(e, "upstream.headers.user", &raw.headers.user),
         email: header_name(e, "upstream.headers.email", &raw.headers.email),
         roles: header_name(e, "upstream.headers.roles", &raw.headers.roles),
+        session: header_name(e, "upstream.headers.session", &raw.headers.session),
     };
     let config = UpstreamConfig {
         scheme,
