@@ -63,6 +63,9 @@ pub(crate) struct Caller {
     /// The refresh family, for a bearer caller.
     pub family: Option<String>,
     pub bearer: bool,
+    /// The session's public id, or the refresh family for a bearer caller:
+    /// what the app sees as `X-Auth-Session`.
+    pub public_id: String,
 }
 
 /// The credentials a request presents, read from its headers by `web`:
@@ -95,6 +98,7 @@ impl Auth {
                 session: Some(session.token_hash),
                 family: None,
                 bearer: false,
+                public_id: session.public_id,
                 identity: session.identity,
             }));
         }
@@ -121,6 +125,7 @@ impl Auth {
             auth_method: "bearer",
             expires_at: access.expires_at,
             session: None,
+            public_id: access.family.clone(),
             family: Some(access.family),
             bearer: true,
         }))

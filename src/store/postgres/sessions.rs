@@ -32,7 +32,8 @@ pub(crate) const FLUSH_INTERVAL: Duration = Duration::from_secs(5);
 /// hex, or `*` for "drop everything".
 const CHANNEL: &str = "portcullis_sessions";
 const COLUMNS: &str =
-    "token_hash, user_id, username, email, roles, auth_method, created_at, last_seen, expires_at, checked_at";
+    "token_hash, user_id, username, email, roles, auth_method, created_at, last_seen, expires_at, checked_at, \
+     public_id, client_ip, user_agent";
 
 pub(crate) struct PgSessionStore {
     pg: Arc<Pg>,
@@ -141,13 +142,13 @@ impl PgSessionStore {
     async fn delete_where(
         &self,
         condition: &str,
-        param: &(dyn tokio_postgres::types::ToSql + Sync),
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> Result<u64, StoreError> {
         let client = self.client().await?;
         let rows = client
             .query(
                 &format!("DELETE FROM sessions WHERE {condition} RETURNING token_hash"),
-                &[param],
+                params,
             )
             .await
             .map_err(db_error)?;
@@ -198,6 +199,11 @@ fn record_of(row: &Row) -> SessionRecord {
         last_seen: row.get("last_seen"),
         expires_at: row.get("expires_at"),
         checked_at: row.get("checked_at"),
+        public_id: row.get("public_id"),
+        client_ip: row
+            .get::<_, Option<&str>>("client_ip")
+            .and_then(|ip| ip.parse().ok()),
+        user_agent: row.get("user_agent"),
     }
 }
 
@@ -219,7 +225,7 @@ impl SessionStore for PgSessionStore {
         let client = self.client().await?;
         client
             .execute(
-                &format!("INSERT INTO sessions ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"),
+                &format!("INSERT INTO sessions ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"),
                 &[
                     &&s.token_hash.0[..],
                     &s.identity.id,
@@ -231,6 +237,9 @@ impl SessionStore for PgSessionStore {
                     &s.last_seen,
                     &s.expires_at,
                     &s.checked_at,
+                    &s.public_id,
+                    &s.client_ip.map(|ip| ip.to_string()),
+                    &s.user_agent,
                 ],
             )
             .await
@@ -285,13 +294,28 @@ impl SessionStore for PgSessionStore {
 
     async fn remove(&self, token_hash: &TokenHash) -> Result<bool, StoreError> {
         Ok(self
-            .delete_where("token_hash = $1", &&token_hash.0[..])
+            .delete_where("token_hash = $1", &[&&token_hash.0[..]])
             .await?
             > 0)
     }
 
     async fn remove_username(&self, username: &str) -> Result<u64, StoreError> {
-        self.delete_where("username = $1", &username).await
+        self.delete_where("username = $1", &[&username]).await
+    }
+
+    async fn remove_public(&self, username: &str, public_id: &str) -> Result<bool, StoreError> {
+        let removed = self
+            .delete_where("username = $1 AND public_id = $2", &[&username, &public_id])
+            .await?;
+        Ok(removed > 0)
+    }
+
+    async fn remove_others(&self, username: &str, keep: &TokenHash) -> Result<u64, StoreError> {
+        self.delete_where(
+            "username = $1 AND token_hash <> $2",
+            &[&username, &&keep.0[..]],
+        )
+        .await
     }
 
     async fn remove_all(&self) -> Result<u64, StoreError> {
