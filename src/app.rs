@@ -8,6 +8,7 @@ use arc_swap::ArcSwap;
 
 use crate::auth::cookies::CookieSettings;
 use crate::auth::csrf::Csrf;
+use crate::auth::mfa::Mfa;
 use crate::auth::password::PasswordVerifier;
 use crate::auth::session::Sessions;
 use crate::auth::sso::Sso;
@@ -81,6 +82,9 @@ impl App {
         let pages = Pages::new(&config.login.title, config.login.template.as_deref())?;
         let metrics = Arc::new(Metrics::new());
         let cookies = CookieSettings::from_config(&config);
+        if let Some(warning) = mfa_key_warning(&config) {
+            tracing::warn!("{warning}");
+        }
         if !cookies.secure {
             tracing::warn!(
                 cookie = %cookies.session_name,
@@ -93,12 +97,18 @@ impl App {
             throttle: stores.throttle,
             audit_sink: stores.audit,
             verifier: PasswordVerifier::new(config.login.hash_workers, config.login.hash_wait),
-            csrf,
+            csrf: csrf.clone(),
             login: config.login.clone(),
             recheck_interval: config.session.recheck_interval,
             tokens,
             bearer_rechecks: Auth::bearer_recheck_cache(config.session.recheck_interval),
-            sso: Sso::new(config.sso.clone(), stores.replay),
+            sso: Sso::new(config.sso.clone(), stores.replay.clone()),
+            mfa: Mfa::new(
+                stores.factors,
+                stores.replay,
+                csrf.clone(),
+                config.mfa.clone(),
+            ),
             metrics: metrics.clone(),
         };
         Ok(Arc::new(App {
@@ -116,6 +126,15 @@ impl App {
             config,
         }))
     }
+}
+
+/// `mfa.secret_key` unset on a deployment served over https: TOTP secrets
+/// would be stored in the clear (shown by `check` and at start).
+pub(crate) fn mfa_key_warning(config: &Config) -> Option<&'static str> {
+    let https = config.server.public_url.as_ref().is_some_and(|u| u.https);
+    (https && config.mfa.secret_key.is_none()).then_some(
+        "mfa.secret_key is not set: TOTP secrets are stored unencrypted; set it to 32 random bytes in base64 (openssl rand -base64 32)",
+    )
 }
 
 impl App {

@@ -43,6 +43,12 @@ enum Command {
         #[command(subcommand)]
         action: SessionsAction,
     },
+    /// Second factors: `mfa reset --user U` removes U's (a lost phone); U
+    /// then signs in with the password alone and may enrol again.
+    Mfa {
+        #[command(subcommand)]
+        action: MfaAction,
+    },
     /// Mint an SSO hand-off token with a configured partner's key.
     SsoToken {
         #[arg(long)]
@@ -54,6 +60,16 @@ enum Command {
         /// public-key algorithm; HS* partners use their configured secret.
         #[arg(long)]
         private_key: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum MfaAction {
+    /// Remove a user's second factor and recovery codes.
+    Reset {
+        /// The username (or email) as the credential backend knows it.
+        #[arg(long)]
+        user: String,
     },
 }
 
@@ -81,6 +97,7 @@ fn main() -> ExitCode {
         Command::Sessions { action } => {
             with_runtime(&cli.config, |config| sessions(config, action))
         }
+        Command::Mfa { action } => with_runtime(&cli.config, |config| mfa(config, action)),
         Command::SsoToken {
             partner,
             user,
@@ -200,6 +217,9 @@ where
 
 fn check(path: &std::path::Path) -> ExitCode {
     with_runtime(path, |config| async move {
+        for warning in portcullis::ops::warnings(&config) {
+            eprintln!("warning: {warning}");
+        }
         let problems = portcullis::ops::check(&config).await;
         if problems.is_empty() {
             println!(
@@ -256,6 +276,24 @@ async fn sessions(config: Config, action: SessionsAction) -> ExitCode {
         };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn mfa(config: Config, action: MfaAction) -> ExitCode {
+    let MfaAction::Reset { user } = action;
+    match portcullis::ops::mfa_reset(&config, &user).await {
+        Ok(true) => {
+            println!("second factor of {user} removed; they sign in with their password and may enrol again");
+            ExitCode::SUCCESS
+        }
+        Ok(false) => {
+            println!("{user} had no second factor on (any pending enrolment was removed)");
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("{e:#}");
             ExitCode::FAILURE

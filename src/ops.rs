@@ -1,13 +1,13 @@
 //! Operator commands behind the CLI: `check` (config plus a live try of
-//! every backend), `migrate`, and `sessions list / revoke` (revoke also ends
-//! bearer token families). Each prints what it did or what is wrong, naming
+//! every backend), `migrate`, `sessions list / revoke` (revoke also ends
+//! bearer token families) and `mfa reset`. Each prints what it did or what is wrong, naming
 //! the config key to fix.
 
 use std::time::SystemTime;
 
 use crate::auth::tokens::revocation_window;
 use crate::config::Config;
-use crate::store::{self, OperatorStores, SessionRecord, StoreError, Stores};
+use crate::store::{self, FactorOperatorStores, OperatorStores, SessionRecord, StoreError, Stores};
 
 /// Tries every backend the config names; returns the problems found, each
 /// starting with the key to look at.
@@ -16,6 +16,43 @@ pub async fn check(config: &Config) -> Vec<String> {
         Ok(stores) => stores.problems().await,
         Err(e) => vec![format!("{e:#}")],
     }
+}
+
+/// What is allowed but unwise in the config (`check` prints these and still
+/// exits 0), each starting with the key to look at.
+pub fn warnings(config: &Config) -> Vec<String> {
+    crate::app::mfa_key_warning(config)
+        .into_iter()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Removes the second factor and recovery codes of the user named
+/// `login` (username or email, found through the credential backend), so
+/// they can sign in with their password and enrol again (a lost phone).
+/// Audited as `mfa_reset`; false when they had no factor on.
+pub async fn mfa_reset(config: &Config, login: &str) -> anyhow::Result<bool> {
+    let stores = FactorOperatorStores::build(config)?;
+    let user = stores
+        .credentials
+        .find_by_login(login)
+        .await
+        .map_err(|e| anyhow::anyhow!("credentials: {e}"))?
+        .ok_or_else(|| anyhow::anyhow!("no user {login:?} in the credential backend"))?;
+    let database = |e: StoreError| anyhow::anyhow!("postgres.url: {e}");
+    let removed = stores
+        .factors
+        .remove(&user.identity.id)
+        .await
+        .map_err(database)?;
+    let username = &user.identity.username;
+    stores
+        .audit
+        .record_operator("mfa_reset", username)
+        .await
+        .map_err(database)?;
+    tracing::info!(target: "portcullis::audit", event = "mfa_reset", user = %username, removed, "security event");
+    Ok(removed)
 }
 
 /// Applies the PostgreSQL schema; returns how many steps ran.

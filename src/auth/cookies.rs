@@ -1,4 +1,4 @@
-//! The session and login-CSRF cookies' names and attributes, resolved once
+//! The session, login-CSRF and pending sign-in cookies' names and attributes, resolved once
 //! from the config. Production cookies are `__Host-` prefixed and `Secure`;
 //! when `public_url` is `http://` (local development) browsers refuse both,
 //! so they are dropped. Writing and reading the headers is `web::cookies`.
@@ -12,6 +12,8 @@ pub(crate) struct CookieSettings {
     /// Effective session cookie name (prefix dropped in development).
     pub session_name: String,
     pub csrf_name: String,
+    /// The pending sign-in between a password and its second factor.
+    pub mfa_name: String,
     pub secure: bool,
     pub(crate) same_site: SameSite,
 }
@@ -26,6 +28,7 @@ impl CookieSettings {
             strip_secure_prefix(name).to_string()
         };
         let csrf_name = format!("{session_name}-csrf");
+        let mfa_name = format!("{session_name}-mfa");
         let same_site = match config.session.same_site {
             config::SameSite::Lax => SameSite::Lax,
             config::SameSite::Strict => SameSite::Strict,
@@ -33,6 +36,7 @@ impl CookieSettings {
         Self {
             session_name,
             csrf_name,
+            mfa_name,
             secure,
             same_site,
         }

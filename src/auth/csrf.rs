@@ -107,6 +107,21 @@ impl Csrf {
         )
     }
 
+    /// A token for `data` under `purpose` (a second-factor form bound to its
+    /// pending sign-in or session, the pending sign-in cookie itself).
+    pub(crate) fn bound_token(&self, purpose: &[u8], data: &[u8]) -> Result<String, StoreError> {
+        self.sign(purpose, data)
+    }
+
+    pub(crate) fn check_bound(
+        &self,
+        purpose: &[u8],
+        data: &[u8],
+        token: &str,
+    ) -> Result<bool, StoreError> {
+        self.verify(purpose, data, token)
+    }
+
     fn mac(&self, purpose: &[u8], data: &[u8]) -> Result<HmacSha256, StoreError> {
         let mut mac = HmacSha256::new_from_slice(self.key()?).expect("HMAC takes any key length");
         mac.update(purpose);

@@ -1,17 +1,25 @@
 //! Password sign-in: the per-IP rate limit, account lockout counted before
-//! hashing, one answer for every failure, and rewriting outdated hashes.
+//! hashing, one answer for every failure, rewriting outdated hashes, and
+//! handing users with a second factor on to its step.
 
 use std::net::IpAddr;
 use std::time::Duration;
 
 use sha2::Digest as _;
 
+use super::mfa::SecondStep;
 use super::{password, Auth, AuthError, MAX_PASSWORD_BYTES, MAX_USERNAME_BYTES};
 use crate::store::{Gate, Identity};
 
 /// The result of a password login attempt.
 pub(crate) enum LoginOutcome {
     Success(Identity),
+    /// The right password of a user with a second factor: no sign-in yet,
+    /// a code must follow ([`Auth::second_factor_login`]).
+    NeedsCode(Identity),
+    /// The right password of a user whose role requires a second factor
+    /// they do not have yet: enrolment must follow.
+    NeedsEnrolment(Identity),
     /// Unknown user, wrong password, inactive or locked: one answer for all.
     Failed,
     /// Too many attempts from this address; retry after this long.
@@ -69,11 +77,27 @@ impl Auth {
             .map_or_else(|| account.clone(), |u| u.identity.username.clone());
         match (user, gate) {
             (Some(u), Gate::Allowed { .. }) if password_ok && u.active => {
-                self.throttle.clear_failures(&account).await?;
                 self.rehash_if_outdated(&u.identity.id, &u.password_hash, password)
                     .await;
-                self.audit("login_ok", &u.identity.username, client_ip, request_id);
-                Ok(LoginOutcome::Success(u.identity))
+                let step = self.mfa.second_step(&u.identity).await?;
+                if step == SecondStep::None {
+                    self.throttle.clear_failures(&account).await?;
+                    self.audit("login_ok", &u.identity.username, client_ip, request_id);
+                    return Ok(LoginOutcome::Success(u.identity));
+                }
+                // Not a sign-in yet: earlier failures stay counted (only a
+                // completed sign-in clears them), this attempt does not.
+                self.throttle.release_attempt(&account).await?;
+                self.audit(
+                    "login_second_step",
+                    &u.identity.username,
+                    client_ip,
+                    request_id,
+                );
+                Ok(match step {
+                    SecondStep::Enrol => LoginOutcome::NeedsEnrolment(u.identity),
+                    _ => LoginOutcome::NeedsCode(u.identity),
+                })
             }
             (_, Gate::Allowed { attempt }) => {
                 self.audit("login_failed", &logged, client_ip, request_id);
@@ -129,7 +153,7 @@ pub(crate) fn rate_key(ip: IpAddr) -> String {
 /// The lockout key: the user id when the name exists (whichever of username
 /// or email was typed), else a hash of the name as typed, so probing unknown
 /// names is counted alike and stored keys stay short.
-fn account_key(user_id: Option<&str>, login: &str) -> String {
+pub(super) fn account_key(user_id: Option<&str>, login: &str) -> String {
     match user_id {
         Some(id) => format!("id:{id}"),
         None => {

@@ -1,11 +1,12 @@
-//! Authentication: password checks with lockout and rate limits, sessions
-//! and their cookies, CSRF, the audit trail, and portcullis' own endpoints
-//! under `login.prefix` (sign-in, sign-out, `me`).
+//! Authentication: password checks with lockout and rate limits, second
+//! factors, sessions and their cookies, CSRF, the audit trail, and
+//! portcullis' own endpoints under `login.prefix` (sign-in, sign-out, `me`).
 
 pub(crate) mod cookies;
 pub(crate) mod csrf;
 pub(crate) mod jwt;
 mod login;
+pub(crate) mod mfa;
 pub mod password;
 pub(crate) mod register;
 pub(crate) mod session;
@@ -48,6 +49,7 @@ pub(crate) struct Auth {
     /// family (see [`Auth::bearer_recheck_cache`]).
     pub bearer_rechecks: moka::future::Cache<String, Identity>,
     pub sso: sso::Sso,
+    pub mfa: mfa::Mfa,
     pub metrics: Arc<crate::metrics::Metrics>,
 }
 

@@ -1,18 +1,26 @@
-//! HTML pages portcullis serves itself: sign-in, sign-out and error pages,
-//! rendered with minijinja from templates embedded in the binary (no
-//! external assets). `login.template` replaces the sign-in page; it may
+//! HTML pages portcullis serves itself: sign-in, sign-out, second-factor
+//! and error pages, rendered with minijinja from templates embedded in the
+//! binary (no external assets). `login.template` replaces the sign-in page; it may
 //! extend the built-in `layout.html`.
+
+mod mfa;
 
 use std::path::Path;
 
 use minijinja::{context, Environment};
 use serde::Serialize;
 
+pub use mfa::{MfaCodeView, MfaSetupView, MfaStatusView};
+
 const LAYOUT: &str = include_str!("templates/layout.html");
 const LOGIN: &str = include_str!("templates/login.html");
 const LOGOUT: &str = include_str!("templates/logout.html");
 const SSO_SWITCH: &str = include_str!("templates/sso_switch.html");
 const ERROR: &str = include_str!("templates/error.html");
+const MFA: &str = include_str!("templates/mfa.html");
+const MFA_SETUP: &str = include_str!("templates/mfa_setup.html");
+const MFA_STATUS: &str = include_str!("templates/mfa_status.html");
+const MFA_RECOVERY: &str = include_str!("templates/mfa_recovery.html");
 
 /// What the sign-in form shows.
 #[derive(Debug, Default, Serialize)]
@@ -50,6 +58,10 @@ impl Pages {
         env.add_template("logout.html", LOGOUT)?;
         env.add_template("error.html", ERROR)?;
         env.add_template("sso_switch.html", SSO_SWITCH)?;
+        env.add_template("mfa.html", MFA)?;
+        env.add_template("mfa_setup.html", MFA_SETUP)?;
+        env.add_template("mfa_status.html", MFA_STATUS)?;
+        env.add_template("mfa_recovery.html", MFA_RECOVERY)?;
         match custom_login {
             Some(path) => {
                 let text = std::fs::read_to_string(path).map_err(|e| {

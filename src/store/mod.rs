@@ -1,7 +1,8 @@
 //! Storage behind traits, so the request path never knows which backend it
 //! talks to: [`SessionStore`] (server-side sessions), [`CredentialStore`]
 //! (users and password hashes), [`ThrottleStore`] (lockout and login
-//! rate), [`RefreshStore`], [`ReplayStore`] and [`AuditSink`]. `memory` and
+//! rate), [`RefreshStore`], [`ReplayStore`], [`FactorStore`] (second
+//! factors) and [`AuditSink`]. `memory` and
 //! `file` are the embedded defaults; the PostgreSQL and MySQL backends
 //! implement the same traits. `wiring` ([`Stores`]) is the one place that
 //! picks a backend per trait from the config and runs the start-up work;
@@ -22,7 +23,7 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use thiserror::Error;
 
-pub(crate) use wiring::{migrate, OperatorStores, Started, Stores};
+pub(crate) use wiring::{migrate, FactorOperatorStores, OperatorStores, Started, Stores};
 
 /// Who a user is, as injected into upstream headers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -198,6 +199,10 @@ pub trait ThrottleStore: Send + Sync {
     async fn lock(&self, account: &str, lockout: Duration) -> Result<(), StoreError>;
     /// Forgets the failures of `account` (a successful login).
     async fn clear_failures(&self, account: &str) -> Result<(), StoreError>;
+    /// Uncounts one attempt on `account` that turned out right without
+    /// completing a sign-in (a correct password before its second factor):
+    /// earlier failures stay, and a lock in force is left alone.
+    async fn release_attempt(&self, account: &str) -> Result<(), StoreError>;
 }
 
 /// Whether a login attempt on an account may be checked.
@@ -290,6 +295,57 @@ pub trait ReplayStore: Send + Sync {
         jti: &str,
         expires_at: SystemTime,
     ) -> Result<bool, StoreError>;
+}
+
+/// A user's TOTP factor as stored. The secret arrives sealed by `auth`
+/// (AES-256-GCM under `mfa.secret_key` when set): the store keeps bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FactorRecord {
+    pub(crate) secret: Vec<u8>,
+    /// False while the enrolment waits for its first code.
+    pub(crate) enabled: bool,
+    /// The last TOTP time step accepted (`None` before the first).
+    pub(crate) last_step: Option<i64>,
+}
+
+/// Second factors, keyed by user id: one TOTP factor (pending or enabled)
+/// and its one-time recovery codes, stored as hashes made by `auth`.
+#[async_trait]
+pub trait FactorStore: Send + Sync {
+    async fn get(&self, user_id: &str) -> Result<Option<FactorRecord>, StoreError>;
+    /// Keeps `secret` as the user's pending factor unless they have one
+    /// already (enabled, or pending and younger than `fresh_for`, so a
+    /// reload of the setup page shows the same secret); returns the factor
+    /// now stored.
+    async fn pending(
+        &self,
+        user_id: &str,
+        secret: &[u8],
+        fresh_for: Duration,
+    ) -> Result<FactorRecord, StoreError>;
+    /// Turns on the pending factor whose stored secret is `secret`, with
+    /// `step` counted as used, and makes `recovery` (hashes) the user's
+    /// recovery codes; false when it is no longer pending (another tab
+    /// confirmed it, or it was replaced or reset meanwhile).
+    async fn enable(
+        &self,
+        user_id: &str,
+        secret: &[u8],
+        step: i64,
+        recovery: &[[u8; 32]],
+    ) -> Result<bool, StoreError>;
+    /// Records `step` as used if it is later than the last one used, in one
+    /// atomic step (two requests with one code cannot both pass); false
+    /// otherwise or without an enabled factor.
+    async fn use_step(&self, user_id: &str, step: i64) -> Result<bool, StoreError>;
+    /// Spends one unspent recovery code stored under any of `hashes`;
+    /// false when there is none.
+    async fn use_recovery(&self, user_id: &str, hashes: &[[u8; 32]]) -> Result<bool, StoreError>;
+    /// How many unspent recovery codes the user has.
+    async fn recovery_left(&self, user_id: &str) -> Result<u32, StoreError>;
+    /// Removes the user's factor and recovery codes; true when an enabled
+    /// factor was removed.
+    async fn remove(&self, user_id: &str) -> Result<bool, StoreError>;
 }
 
 /// A security event for the audit trail (the log line is written anyway).

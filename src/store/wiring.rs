@@ -9,14 +9,17 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::file::FileCredentialStore;
-use super::memory::{MemoryRefreshStore, MemoryReplayStore, MemorySessionStore, MemoryThrottle};
+use super::memory::{
+    MemoryFactorStore, MemoryRefreshStore, MemoryReplayStore, MemorySessionStore, MemoryThrottle,
+};
 use super::mysql::MysqlCredentialStore;
 use super::postgres::{
-    Pg, PgAudit, PgDirectAudit, PgRefreshStore, PgReplayStore, PgSessionStore, PgThrottle,
+    Pg, PgAudit, PgDirectAudit, PgFactorStore, PgRefreshStore, PgReplayStore, PgSessionStore,
+    PgThrottle,
 };
 use super::{
-    AuditSink, CredentialStore, LogOnlyAudit, RefreshStore, ReplayStore, SessionStore, StoreError,
-    ThrottleStore,
+    AuditSink, CredentialStore, FactorStore, LogOnlyAudit, RefreshStore, ReplayStore, SessionStore,
+    StoreError, ThrottleStore,
 };
 use crate::config::{Config, CredentialsConfig, PostgresConfig, SessionStoreKind};
 
@@ -36,6 +39,7 @@ pub(crate) struct Stores {
     pub(crate) audit: Arc<dyn AuditSink>,
     pub(crate) refresh: Arc<dyn RefreshStore>,
     pub(crate) replay: Arc<dyn ReplayStore>,
+    pub(crate) factors: Arc<dyn FactorStore>,
     /// The config key naming the credential backend, for error messages.
     credentials_key: &'static str,
     /// The PostgreSQL backend, when `session.store = "postgres"`.
@@ -52,6 +56,14 @@ pub(crate) struct Stores {
 pub(crate) struct OperatorStores {
     pub(crate) sessions: Arc<dyn SessionStore>,
     pub(crate) refresh: Arc<dyn RefreshStore>,
+    pub(crate) audit: Arc<dyn AuditSink>,
+}
+
+/// What `mfa reset` acts on: the credential backend (to find a user's id
+/// from their name), the shared second factors and the audit trail.
+pub(crate) struct FactorOperatorStores {
+    pub(crate) credentials: Arc<dyn CredentialStore>,
+    pub(crate) factors: Arc<dyn FactorStore>,
     pub(crate) audit: Arc<dyn AuditSink>,
 }
 
@@ -76,17 +88,7 @@ impl Stores {
     /// `revocation_window`: how long a revoked token family must be
     /// remembered (the longest one of its access tokens can verify).
     pub(crate) fn build(config: &Config, revocation_window: Duration) -> anyhow::Result<Stores> {
-        let (credentials, credentials_key): (Arc<dyn CredentialStore>, _) =
-            match &config.credentials {
-                CredentialsConfig::File { path } => (
-                    Arc::new(FileCredentialStore::load(path)?),
-                    "credentials.file.path",
-                ),
-                CredentialsConfig::Mysql(mysql) => (
-                    Arc::new(MysqlCredentialStore::new(mysql).map_err(anyhow::Error::msg)?),
-                    "credentials.mysql.url",
-                ),
-            };
+        let (credentials, credentials_key) = credentials(config)?;
         let session = &config.session;
         let migrate = config.postgres.migrate;
         let connect_timeout = config.postgres.connect_timeout;
@@ -100,6 +102,7 @@ impl Stores {
                 audit: Arc::new(LogOnlyAudit),
                 refresh: Arc::new(MemoryRefreshStore::new(revocation_window)),
                 replay: Arc::new(MemoryReplayStore::default()),
+                factors: Arc::new(MemoryFactorStore::default()),
                 postgres: None,
                 migrate,
                 connect_timeout,
@@ -122,6 +125,7 @@ impl Stores {
                         session.cache_ttl,
                     ),
                     replay: Arc::new(PgReplayStore::new(pg.clone())),
+                    factors: Arc::new(PgFactorStore::new(pg.clone())),
                     postgres: Some(pg),
                     migrate,
                     connect_timeout,
@@ -210,6 +214,41 @@ impl OperatorStores {
             audit: Arc::new(PgDirectAudit::new(pg)),
         })
     }
+}
+
+impl FactorOperatorStores {
+    /// Refused unless `session.store = "postgres"`: in memory, second
+    /// factors live inside the running proxy and nothing outside reaches them.
+    pub(crate) fn build(config: &Config) -> anyhow::Result<FactorOperatorStores> {
+        if config.session.store != SessionStoreKind::Postgres {
+            anyhow::bail!(
+                "session.store is not \"postgres\": second factors live inside the running proxy; \
+                 the mfa commands need session.store = \"postgres\""
+            );
+        }
+        let pg = Pg::new(&config.postgres).map_err(anyhow::Error::msg)?;
+        pg.assume_migrated();
+        Ok(FactorOperatorStores {
+            credentials: credentials(config)?.0,
+            factors: Arc::new(PgFactorStore::new(pg.clone())),
+            audit: Arc::new(PgDirectAudit::new(pg)),
+        })
+    }
+}
+
+/// The credential backend a config names, with the key naming it (for
+/// error messages).
+fn credentials(config: &Config) -> anyhow::Result<(Arc<dyn CredentialStore>, &'static str)> {
+    Ok(match &config.credentials {
+        CredentialsConfig::File { path } => (
+            Arc::new(FileCredentialStore::load(path)?),
+            "credentials.file.path",
+        ),
+        CredentialsConfig::Mysql(mysql) => (
+            Arc::new(MysqlCredentialStore::new(mysql).map_err(anyhow::Error::msg)?),
+            "credentials.mysql.url",
+        ),
+    })
 }
 
 /// Applies the PostgreSQL schema (`portcullis migrate`); returns how many

@@ -1,6 +1,6 @@
-//! Cookie attributes for the session and login-CSRF cookies, and reading them
-//! back from requests. Production cookies are `__Host-` prefixed, `Secure`,
-//! `HttpOnly`, `Path=/`, no `Domain`. When `public_url` is `http://` (local
+//! Cookie attributes for the session, login-CSRF and pending sign-in
+//! cookies, and reading them back from requests. Production cookies are
+//! `__Host-` prefixed, `Secure`, `HttpOnly`, `Path=/`, no `Domain`. When `public_url` is `http://` (local
 //! development) browsers refuse `Secure` and `__Host-`, so both are dropped.
 
 use cookie::Cookie;
@@ -46,6 +46,30 @@ impl CookieSettings {
         )
     }
 
+    /// `Set-Cookie` for a pending sign-in (password given, second factor
+    /// to come): as the session cookie, but gone after five minutes.
+    pub(crate) fn pending_mfa(&self, value: &str) -> HeaderValue {
+        let max_age = crate::auth::mfa::PENDING_TTL.as_secs() as i64;
+        header(
+            self.build(&self.mfa_name, value)
+                .max_age(cookie::time::Duration::seconds(max_age))
+                .build(),
+        )
+    }
+
+    pub(crate) fn clear_pending_mfa(&self) -> HeaderValue {
+        header(
+            self.build(&self.mfa_name, "")
+                .max_age(cookie::time::Duration::ZERO)
+                .build(),
+        )
+    }
+
+    /// The pending sign-in cookie's value, if the request carries one.
+    pub(crate) fn pending_mfa_value(&self, headers: &HeaderMap) -> Option<String> {
+        cookie_values(headers, &self.mfa_name).into_iter().next()
+    }
+
     /// The values the request carries for the session cookie, tried in
     /// order. A browser may hold two (say, one set for a parent path), never
     /// hundreds: the rest are ignored, so one request cannot cost more than
@@ -62,7 +86,8 @@ impl CookieSettings {
 
     /// Rewrites the `Cookie` header for the app: one header (HTTP/2 clients
     /// send one per cookie; Starlette reads only the first), without the
-    /// session and CSRF cookies unless `pass_ours` (`pass_session_cookie`).
+    /// session, CSRF and pending sign-in cookies unless `pass_ours`
+    /// (`pass_session_cookie`).
     pub(crate) fn prepare_for_upstream(&self, headers: &mut HeaderMap, pass_ours: bool) {
         let kept: Vec<String> = headers
             .get_all(COOKIE)
@@ -73,7 +98,10 @@ impl CookieSettings {
             .filter(|pair| {
                 let name = pair.split_once('=').map_or(*pair, |(n, _)| n).trim();
                 !pair.is_empty()
-                    && (pass_ours || (name != self.session_name && name != self.csrf_name))
+                    && (pass_ours
+                        || (name != self.session_name
+                            && name != self.csrf_name
+                            && name != self.mfa_name))
             })
             .map(str::to_string)
             .collect();
@@ -157,6 +185,25 @@ mod tests {
             s.session_tokens(&h),
             vec!["v0".to_string(), "v1".to_string()]
         );
+    }
+
+    #[test]
+    fn the_pending_sign_in_cookie_is_a_host_cookie_for_five_minutes() {
+        let c = settings("").pending_mfa("v").to_str().unwrap().to_string();
+        assert!(c.starts_with("__Host-portcullis-mfa=v"), "{c}");
+        for attr in [
+            "Secure",
+            "HttpOnly",
+            "SameSite=Lax",
+            "Path=/",
+            "Max-Age=300",
+        ] {
+            assert!(c.contains(attr), "{attr} missing in {c}");
+        }
+        let mut h = HeaderMap::new();
+        h.insert(COOKIE, "__Host-portcullis-mfa=v; a=1".parse().unwrap());
+        settings("").prepare_for_upstream(&mut h, false);
+        assert_eq!(h.get(COOKIE).unwrap(), "a=1");
     }
 
     #[test]

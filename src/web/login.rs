@@ -1,5 +1,6 @@
 //! The sign-in page and its POST: the form with its multi-tab CSRF token,
-//! the password check, and the session a success starts.
+//! the password check, and the session a success starts (or the second
+//! step it hands over to, `web::mfa`).
 
 use http::header::{self};
 use http::{HeaderMap, Request, Response, StatusCode};
@@ -17,8 +18,8 @@ use crate::web::error::ProxyError;
 use crate::web::forwarded::Origin;
 use crate::web::response::{self, Body};
 
-const GENERIC_FAILURE: &str = "Incorrect username or password.";
-const FORM_EXPIRED: &str = "This sign-in form has expired. Please try again.";
+pub(crate) const GENERIC_FAILURE: &str = "Incorrect username or password.";
+pub(crate) const FORM_EXPIRED: &str = "This sign-in form has expired. Please try again.";
 pub(crate) const TOO_MANY: &str = "Too many sign-in attempts. Please wait a moment and try again.";
 
 #[derive(Deserialize, Default)]
@@ -47,7 +48,7 @@ pub(crate) async fn login_form(
 
 /// The sign-in form, reusing the browser's CSRF nonce cookie when it has one
 /// so that other open tabs keep working.
-fn render_login(
+pub(crate) fn render_login(
     app: &App,
     headers: &HeaderMap,
     status: StatusCode,
@@ -133,6 +134,12 @@ pub(crate) async fn login_submit(
         .await?;
     let identity = match outcome {
         LoginOutcome::Success(identity) => identity,
+        LoginOutcome::NeedsCode(identity) => {
+            return super::mfa::begin(app, &identity, &next, false);
+        }
+        LoginOutcome::NeedsEnrolment(identity) => {
+            return super::mfa::begin(app, &identity, &next, true);
+        }
         LoginOutcome::Failed => {
             return render_login(
                 app,
@@ -178,6 +185,21 @@ pub(crate) async fn start_session(
     method: AuthMethod,
     next: &str,
 ) -> Result<Response<Body>, ProxyError> {
+    let cookie = new_session(app, headers, origin, identity, method).await?;
+    let mut response = response::redirect(StatusCode::SEE_OTHER, next);
+    crate::web::cookies::append_set_cookie(response.headers_mut(), cookie);
+    Ok(response)
+}
+
+/// A new session for `identity` after revoking any the browser arrived
+/// with; returns its `Set-Cookie`.
+pub(crate) async fn new_session(
+    app: &App,
+    headers: &HeaderMap,
+    origin: &Origin,
+    identity: Identity,
+    method: AuthMethod,
+) -> Result<http::HeaderValue, ProxyError> {
     for token in app.cookies.session_tokens(headers) {
         app.auth
             .sessions
@@ -189,7 +211,5 @@ pub(crate) async fn start_session(
         user_agent: headers.get(header::USER_AGENT).map(|v| v.as_bytes()),
     };
     let (token, _) = app.auth.sessions.create(identity, method, from).await?;
-    let mut response = response::redirect(StatusCode::SEE_OTHER, next);
-    crate::web::cookies::append_set_cookie(response.headers_mut(), app.cookies.session(&token));
-    Ok(response)
+    Ok(app.cookies.session(&token))
 }

@@ -15,12 +15,15 @@ pub(crate) async fn me(app: &App, req: &Request<Incoming>) -> Result<Response<Bo
         .caller(&crate::web::presented(app, req.headers()))
         .await?
     {
-        Some(caller) => Ok(response::json(StatusCode::OK, &me_json(&caller))),
+        Some(caller) => {
+            let mfa = app.auth.mfa_enabled(&caller.identity.id).await?;
+            Ok(response::json(StatusCode::OK, &me_json(&caller, mfa)))
+        }
         None => Ok(unauthenticated_json()),
     }
 }
 
-fn me_json(caller: &Caller) -> serde_json::Value {
+fn me_json(caller: &Caller, mfa: bool) -> serde_json::Value {
     let expires_at = humantime::format_rfc3339_seconds(caller.expires_at).to_string();
     serde_json::json!({
         "id": caller.identity.id,
@@ -30,7 +33,7 @@ fn me_json(caller: &Caller) -> serde_json::Value {
         "auth_method": caller.auth_method,
         "expires_at": expires_at,
         "session": caller.public_id,
-        // Whether the user has a second factor; none can be enrolled yet.
-        "mfa": false,
+        // Whether the user has a second factor turned on.
+        "mfa": mfa,
     })
 }

@@ -12,6 +12,8 @@ pub(crate) mod identity;
 mod login;
 mod logout;
 mod me;
+mod mfa;
+mod mfa_setup;
 mod register;
 pub mod response;
 mod sso;
@@ -30,7 +32,7 @@ use response::Body;
 
 use crate::web::body::{is_body_stalled, ReadTimeout};
 
-/// Login and logout bodies over this are refused before any hashing.
+/// Login, logout and second-factor form bodies over this are refused before any hashing.
 pub(crate) const FORM_BODY_LIMIT: usize = 16 * 1024;
 
 /// Serves a request whose normalized path is under the prefix.
@@ -55,9 +57,16 @@ pub(crate) async fn handle(
         ("/register", Method::POST) if app.config.registration.is_some() => {
             register::register(app, req, origin).await
         }
-        ("/login" | "/logout" | "/me" | "/refresh" | "/verify" | "/sso", _) => {
-            Err(ProxyError::MethodNotAllowed)
-        }
+        ("/mfa", Method::GET | Method::HEAD) => mfa::mfa_form(app, &req).await,
+        ("/mfa", Method::POST) => mfa::mfa_submit(app, req, origin).await,
+        ("/mfa/setup", Method::GET | Method::HEAD) => mfa_setup::setup_form(app, &req).await,
+        ("/mfa/setup", Method::POST) => mfa_setup::setup_submit(app, req, origin).await,
+        ("/mfa/disable", Method::POST) => mfa_setup::disable_submit(app, req, origin).await,
+        (
+            "/login" | "/logout" | "/me" | "/refresh" | "/verify" | "/sso" | "/mfa" | "/mfa/setup"
+            | "/mfa/disable",
+            _,
+        ) => Err(ProxyError::MethodNotAllowed),
         _ => Err(ProxyError::NotFound),
     }
 }

@@ -15,11 +15,26 @@ use crate::web::response::{self, Body};
 struct JsonLogin {
     username: String,
     password: String,
+    /// The second factor's code (TOTP or recovery), for users who have one.
+    #[serde(default)]
+    code: Option<String>,
+}
+
+fn json_error(error: &str) -> Response<Body> {
+    response::json(
+        StatusCode::UNAUTHORIZED,
+        &serde_json::json!({ "error": error }),
+    )
 }
 
 /// `POST {prefix}/login` with a JSON body: bearer tokens for API clients.
 /// No CSRF token: a cross-site page cannot send `application/json` without
-/// a CORS preflight, which portcullis never grants.
+/// a CORS preflight, which portcullis never grants. A user with a second
+/// factor sends its code as `"code"` in the same body: without one the
+/// answer is 401 `mfa_required` (only ever after the right password), with
+/// a wrong one `invalid_credentials`. A user whose role requires a factor
+/// they have not enrolled gets 401 `mfa_enrolment_required`: enrolment
+/// happens in a browser.
 pub(crate) async fn json_login(
     app: &App,
     body: &[u8],
@@ -40,6 +55,16 @@ pub(crate) async fn json_login(
             &origin.request_id,
         )
         .await?;
+    let outcome = match (outcome, login.code.as_deref()) {
+        (LoginOutcome::NeedsCode(_), None) => return Ok(json_error("mfa_required")),
+        (LoginOutcome::NeedsCode(identity), Some(code)) => {
+            app.auth
+                .second_factor_login(&identity, code, origin.client_ip, &origin.request_id)
+                .await?
+        }
+        (LoginOutcome::NeedsEnrolment(_), _) => return Ok(json_error("mfa_enrolment_required")),
+        (outcome, _) => outcome,
+    };
     match outcome {
         LoginOutcome::Success(identity) => {
             // A new family cannot have been revoked: `None` is impossible here.
@@ -48,10 +73,9 @@ pub(crate) async fn json_login(
             };
             Ok(response::json(StatusCode::OK, &serde_json::json!(issued)))
         }
-        LoginOutcome::Failed => Ok(response::json(
-            StatusCode::UNAUTHORIZED,
-            &serde_json::json!({"error": "invalid_credentials"}),
-        )),
+        LoginOutcome::Failed | LoginOutcome::NeedsCode(_) | LoginOutcome::NeedsEnrolment(_) => {
+            Ok(json_error("invalid_credentials"))
+        }
         LoginOutcome::RateLimited(wait) => {
             let mut response = response::json(
                 StatusCode::TOO_MANY_REQUESTS,

@@ -123,6 +123,16 @@ impl ThrottleStore for MemoryThrottle {
         self.lock_state().accounts.remove(account);
         Ok(())
     }
+
+    async fn release_attempt(&self, account: &str) -> Result<(), StoreError> {
+        let now = Instant::now();
+        if let Some(entry) = self.lock_state().accounts.get_mut(account) {
+            if entry.locked_until.is_none_or(|t| t <= now) {
+                entry.attempts = entry.attempts.saturating_sub(1);
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -177,6 +187,19 @@ mod tests {
         assert_eq!(
             t.begin_attempt("a", 3, lockout).await.unwrap(),
             Gate::Allowed { attempt: 1 }
+        );
+    }
+
+    #[tokio::test]
+    async fn a_released_attempt_no_longer_counts_but_earlier_failures_do() {
+        let t = MemoryThrottle::default();
+        let lockout = Duration::from_secs(600);
+        t.begin_attempt("a", 3, lockout).await.unwrap();
+        t.begin_attempt("a", 3, lockout).await.unwrap();
+        t.release_attempt("a").await.unwrap();
+        assert_eq!(
+            t.begin_attempt("a", 3, lockout).await.unwrap(),
+            Gate::Allowed { attempt: 2 }
         );
     }
 }

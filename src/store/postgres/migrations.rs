@@ -129,6 +129,27 @@ ALTER TABLE sessions ALTER COLUMN public_id DROP DEFAULT;
 CREATE INDEX sessions_username ON sessions (username);
 "#,
     ),
+    (
+        7,
+        r#"
+-- Second factors. `secret` starts with a version byte: 1 = AES-256-GCM under
+-- mfa.secret_key (nonce, ciphertext, tag), 0 = in the clear.
+CREATE TABLE mfa_factors (
+    user_id    text PRIMARY KEY,
+    secret     bytea NOT NULL,
+    enabled    boolean NOT NULL DEFAULT false,
+    last_step  bigint,                    -- last TOTP step accepted: each is used once
+    created_at timestamptz NOT NULL DEFAULT now(),
+    enabled_at timestamptz
+);
+-- One-time recovery codes, only as hashes; a spent code's row is deleted.
+CREATE TABLE mfa_recovery_codes (
+    user_id   text NOT NULL,
+    code_hash bytea NOT NULL,
+    PRIMARY KEY (user_id, code_hash)
+);
+"#,
+    ),
 ];
 
 /// Arbitrary constant naming portcullis' migration lock.

@@ -1,5 +1,5 @@
-//! PostgreSQL: sessions, lockout and rate state, the audit log and shared
-//! keys, so several portcullis instances behave as one.
+//! PostgreSQL: sessions, lockout and rate state, second factors, the audit
+//! log and shared keys, so several portcullis instances behave as one.
 //!
 //! The proxied-request hot path makes no database round trip: sessions are
 //! served from an in-process cache bounded by `session.cache_ttl`, activity
@@ -7,6 +7,7 @@
 //! instance with LISTEN/NOTIFY (see `sessions`).
 
 mod audit;
+mod factors;
 pub(crate) mod migrations;
 mod refresh;
 mod replay;
@@ -22,6 +23,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
 
 pub(crate) use audit::{PgAudit, PgDirectAudit};
+pub(crate) use factors::PgFactorStore;
 pub(crate) use refresh::PgRefreshStore;
 pub(crate) use replay::PgReplayStore;
 pub(crate) use sessions::PgSessionStore;

@@ -111,4 +111,14 @@ impl ThrottleStore for PgThrottle {
             .await?;
         Ok(())
     }
+
+    async fn release_attempt(&self, account: &str) -> Result<(), StoreError> {
+        self.query(
+            "UPDATE login_failures SET failures = GREATEST(failures - 1, 0)
+             WHERE account = $1 AND (locked_until IS NULL OR locked_until <= now())",
+            &[&account],
+        )
+        .await?;
+        Ok(())
+    }
 }
