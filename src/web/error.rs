@@ -41,6 +41,10 @@ pub(crate) enum ProxyError {
     AssertionUnsigned(jsonwebtoken::errors::Error),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A fault of ours, not of the request nor of a backend that may come
+    /// back: a 500, the text only logged.
+    #[error("internal fault: {0}")]
+    Internal(&'static str),
 }
 
 impl From<&ProxyError> for StatusCode {
@@ -61,6 +65,7 @@ impl From<&ProxyError> for StatusCode {
             ProxyError::Store(_) | ProxyError::AssertionUnsigned(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
+            ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 }
@@ -144,6 +149,11 @@ impl ProxyError {
                 "Temporarily unavailable",
                 "Sign-in is temporarily unavailable. Please try again in a moment.",
             ),
+            ProxyError::Internal(_) => (
+                "internal_error",
+                "Something went wrong",
+                "The request could not be completed. Please try again later.",
+            ),
         }
     }
 }
@@ -159,6 +169,23 @@ impl From<crate::auth::AuthError> for ProxyError {
         match e {
             crate::auth::AuthError::Store(e) => e.into(),
             crate::auth::AuthError::HashBusy(busy) => busy.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_faults_are_500s_that_say_nothing_of_the_cause() {
+        let e = ProxyError::Internal("could not hash the password");
+        assert_eq!(StatusCode::from(&e), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(e.retry_after(), None);
+        let (code, heading, message) = e.public_text();
+        assert_eq!(code, "internal_error");
+        for text in [heading, message] {
+            assert!(!text.contains("hash"), "{text}");
         }
     }
 }
