@@ -13,10 +13,12 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::auth::csrf::Csrf;
+use crate::auth::AuthError;
 use crate::config::MfaConfig;
 use crate::store::{FactorStore, Identity, ReplayStore, StoreError};
 use codes::Typed;
 pub(crate) use pending::{Pending, PENDING_TTL};
+pub(crate) use seal::OpenError;
 pub(crate) use signin::Disable;
 
 /// A pending enrolment older than this gets a new secret when the setup
@@ -71,12 +73,9 @@ fn now_unix() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-fn unreadable(e: seal::OpenError) -> StoreError {
+fn unreadable(e: OpenError) -> AuthError {
     tracing::error!(error = %e, "a stored TOTP secret cannot be read");
-    StoreError::Unavailable {
-        backend: "mfa",
-        message: e.to_string(),
-    }
+    e.into()
 }
 
 impl Mfa {
@@ -124,7 +123,7 @@ impl Mfa {
 
     /// The user's enrolment: the factor that is on, or the pending secret
     /// (made now, or the one made earlier so a reload shows the same).
-    pub(crate) async fn enrolment(&self, identity: &Identity) -> Result<Enrolment, StoreError> {
+    pub(crate) async fn enrolment(&self, identity: &Identity) -> Result<Enrolment, AuthError> {
         let fresh = seal::seal(self.key(), &identity.id, &codes::new_secret());
         let factor = self
             .store
@@ -149,7 +148,7 @@ impl Mfa {
         &self,
         identity: &Identity,
         code: &str,
-    ) -> Result<Option<Vec<String>>, StoreError> {
+    ) -> Result<Option<Vec<String>>, AuthError> {
         let Some(factor) = self.store.get(&identity.id).await?.filter(|f| !f.enabled) else {
             return Ok(None);
         };
@@ -174,7 +173,7 @@ impl Mfa {
 
     /// Checks a typed code against the user's enabled factor, spending the
     /// TOTP step or the recovery code it matches.
-    async fn check(&self, user_id: &str, code: &str) -> Result<CodeCheck, StoreError> {
+    async fn check(&self, user_id: &str, code: &str) -> Result<CodeCheck, AuthError> {
         let Some(factor) = self.store.get(user_id).await?.filter(|f| f.enabled) else {
             return Ok(CodeCheck::Wrong);
         };
@@ -215,14 +214,14 @@ impl Mfa {
         &self,
         identity: &Identity,
         next: &str,
-    ) -> Result<(Pending, String), StoreError> {
+    ) -> Result<(Pending, String), AuthError> {
         let pending = Pending::new(identity, next, SystemTime::now());
         let value = pending.seal(&self.csrf)?;
         Ok((pending, value))
     }
 
     /// The pending sign-in a cookie value carries, if valid and unexpired.
-    pub(crate) fn read_pending(&self, value: &str) -> Result<Option<Pending>, StoreError> {
+    pub(crate) fn read_pending(&self, value: &str) -> Result<Option<Pending>, AuthError> {
         Pending::open(&self.csrf, value, SystemTime::now())
     }
 
@@ -236,15 +235,11 @@ impl Mfa {
 
     /// The CSRF token of a second-factor form, bound to what authorizes
     /// it: the pending sign-in's id or the session's token hash.
-    pub(crate) fn form_token(&self, bound_to: &[u8]) -> Result<String, StoreError> {
+    pub(crate) fn form_token(&self, bound_to: &[u8]) -> Result<String, AuthError> {
         self.csrf.bound_token(b"mfa-form", bound_to)
     }
 
-    pub(crate) fn check_form_token(
-        &self,
-        bound_to: &[u8],
-        token: &str,
-    ) -> Result<bool, StoreError> {
+    pub(crate) fn check_form_token(&self, bound_to: &[u8], token: &str) -> Result<bool, AuthError> {
         self.csrf.check_bound(b"mfa-form", bound_to, token)
     }
 }

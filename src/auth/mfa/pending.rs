@@ -15,7 +15,8 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::csrf::Csrf;
-use crate::store::{Identity, StoreError};
+use crate::auth::AuthError;
+use crate::store::Identity;
 
 /// How long a pending sign-in lasts (the cookie's `Max-Age` too).
 pub(crate) const PENDING_TTL: Duration = Duration::from_secs(300);
@@ -74,7 +75,7 @@ impl Pending {
     }
 
     /// The cookie value: `base64url(json).base64url(hmac)`.
-    pub(super) fn seal(&self, csrf: &Csrf) -> Result<String, StoreError> {
+    pub(super) fn seal(&self, csrf: &Csrf) -> Result<String, AuthError> {
         let body = URL_SAFE_NO_PAD.encode(serde_json::to_vec(self).unwrap_or_default());
         let mac = csrf.bound_token(PURPOSE, body.as_bytes())?;
         Ok(format!("{body}.{mac}"))
@@ -86,7 +87,7 @@ impl Pending {
         csrf: &Csrf,
         value: &str,
         now: SystemTime,
-    ) -> Result<Option<Pending>, StoreError> {
+    ) -> Result<Option<Pending>, AuthError> {
         let Some((body, mac)) = value.split_once('.').filter(|_| value.len() <= MAX_LEN) else {
             return Ok(None);
         };

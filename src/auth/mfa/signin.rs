@@ -62,7 +62,7 @@ impl Auth {
         code: &str,
         client_ip: IpAddr,
         request_id: &str,
-    ) -> Result<Option<Vec<String>>, StoreError> {
+    ) -> Result<Option<Vec<String>>, AuthError> {
         let codes = self.mfa.confirm(identity, code).await?;
         if codes.is_some() {
             self.audit("mfa_enabled", &identity.username, client_ip, request_id);
@@ -94,7 +94,7 @@ impl Auth {
         code: &str,
         client_ip: IpAddr,
         request_id: &str,
-    ) -> Result<Disable, StoreError> {
+    ) -> Result<Disable, AuthError> {
         if self.mfa.required(identity) {
             return Ok(Disable::Required);
         }
@@ -118,7 +118,7 @@ impl Auth {
         code: &str,
         client_ip: IpAddr,
         request_id: &str,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<bool, AuthError> {
         let user = &identity.username;
         let account = account_key(Some(&identity.id), user);
         let gate = self
