@@ -59,9 +59,10 @@ impl Pages {
 
     pub fn mfa_setup(&self, view: &MfaSetupView<'_>) -> String {
         let qr_svg = qr_svg(view.uri);
+        let uri_html = uri_html(view.uri);
         self.render(
             "mfa_setup.html",
-            context! { title => "Set up two-step verification", qr_svg, ..minijinja::Value::from_serialize(view) },
+            context! { title => "Set up two-step verification", qr_svg, uri_html, ..minijinja::Value::from_serialize(view) },
         )
     }
 
@@ -79,6 +80,24 @@ impl Pages {
             context! { title => "Recovery codes", codes, next },
         )
     }
+}
+
+/// The `otpauth://` URI as page text, character for character: it is made
+/// of URL characters only (issuer and account are percent-encoded), and
+/// the one `&` is followed by `issuer=`, which HTML reads as text, so
+/// someone copying it (or a script reading the page) gets the exact URI.
+/// Anything else is escaped as usual.
+fn uri_html(uri: &str) -> String {
+    let url_only = uri
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"%:/?=&._~-".contains(&b));
+    if url_only {
+        return uri.to_string();
+    }
+    uri.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// `text` as a QR code in an `<svg>` element (no XML declaration, so it

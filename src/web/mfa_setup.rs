@@ -249,6 +249,11 @@ pub(crate) async fn disable_submit(
         .map_err(|_| ProxyError::BadRequest("disable form is not form-encoded"))?;
     let next = who.next(&form.next);
     let identity = who.identity().clone();
+    // Refused before anything is checked: nothing a form could carry
+    // turns a required factor off.
+    if app.auth.mfa.required(&identity) {
+        return render(app, &who, StatusCode::FORBIDDEN, &next, Some(REQUIRED)).await;
+    }
     if !who.check_form_token(app, &form.csrf_token)? {
         app.auth.audit(
             "mfa_csrf_refused",

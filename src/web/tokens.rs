@@ -15,9 +15,23 @@ use crate::web::response::{self, Body};
 struct JsonLogin {
     username: String,
     password: String,
-    /// The second factor's code (TOTP or recovery), for users who have one.
+    /// The second factor's code (TOTP or recovery), for users who have one;
+    /// a JSON number is read as six digits (`12345` is `012345`).
     #[serde(default)]
-    code: Option<String>,
+    code: Option<serde_json::Value>,
+}
+
+/// The code of a JSON login, as typed.
+fn code_text(code: &serde_json::Value) -> String {
+    match code {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Number(n) => match n.as_u64() {
+            Some(n) if n < 1_000_000 => format!("{n:06}"),
+            _ => n.to_string(),
+        },
+        // `null` and anything else is no code.
+        _ => String::new(),
+    }
 }
 
 fn json_error(error: &str) -> Response<Body> {
@@ -55,7 +69,13 @@ pub(crate) async fn json_login(
             &origin.request_id,
         )
         .await?;
-    let outcome = match (outcome, login.code.as_deref()) {
+    // `null` or an empty string is no code at all.
+    let code = login
+        .code
+        .as_ref()
+        .map(code_text)
+        .filter(|c| !c.trim().is_empty());
+    let outcome = match (outcome, code.as_deref()) {
         (LoginOutcome::NeedsCode(_), None) => return Ok(json_error("mfa_required")),
         (LoginOutcome::NeedsCode(identity), Some(code)) => {
             app.auth
