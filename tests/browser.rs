@@ -1,6 +1,8 @@
 //! A real browser (headless Chromium driven over WebDriver by chromedriver)
 //! goes through the login wall: it is sent to the sign-in page, fills in the
-//! form, and lands on the app page it asked for, which sees the user header.
+//! form, and lands on the app page it asked for, which sees the user header;
+//! with a second factor, it enrols on the setup page, then signs in with
+//! the password and a code.
 //! Needs `chromium` and `chromium-driver` (scripts/test.sh installs them);
 //! fails rather than skips without them.
 
@@ -152,6 +154,14 @@ impl Browser {
         .await;
     }
 
+    /// Waits (up to 10 s) until the page's source contains `text`.
+    async fn wait_for_text(&self, text: &str) -> bool {
+        eventually(Duration::from_secs(10), || async {
+            self.source().await.contains(text)
+        })
+        .await
+    }
+
     /// Waits (up to 10 s) until the current URL satisfies `done`.
     async fn wait_for_url(&self, done: impl Fn(&str) -> bool) -> String {
         for _ in 0..100 {
@@ -230,5 +240,96 @@ async fn browser_signs_in_and_lands_on_the_page_it_asked_for() {
     assert!(out.ends_with("/auth/login"), "{out}");
     browser.goto(&format!("{base}/chat/")).await;
     assert!(browser.url().await.contains("/auth/login?next="));
+    browser.quit().await;
+}
+
+/// The base32 secret on the setup page (`<code id="secret">`).
+fn secret_on(page: &str) -> String {
+    let marker = "id=\"secret\">";
+    let start = page.find(marker).expect("the setup page shows the secret") + marker.len();
+    page[start..].split('<').next().unwrap().to_string()
+}
+
+/// The TOTP code of `secret` (base32) at Unix time `t`.
+fn totp_at(secret: &str, t: u64) -> String {
+    let bytes = totp_rs::Secret::Encoded(secret.to_string())
+        .to_bytes()
+        .unwrap();
+    totp_rs::TOTP::new(
+        totp_rs::Algorithm::SHA1,
+        6,
+        1,
+        30,
+        bytes,
+        None,
+        "test".into(),
+    )
+    .unwrap()
+    .generate(t)
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+#[tokio::test]
+async fn browser_enrols_a_second_factor_then_signs_in_with_password_and_code() {
+    let upstream = Upstream::start().await;
+    let proxy = Proxy::start(&upstream, "").await;
+    let browser = Browser::start().await;
+    let base = format!("http://127.0.0.1:{}", proxy.addr.port());
+
+    // Sign in with the password alone, then enrol on the setup page.
+    browser.goto(&format!("{base}/auth/mfa/setup")).await;
+    browser.type_into("#username", "demo").await;
+    browser.type_into("#password", PASSWORD).await;
+    browser.click("button[type=submit]").await;
+    browser
+        .wait_for_url(|u| u.contains("/auth/mfa/setup"))
+        .await;
+    let page = browser.source().await;
+    assert!(page.contains("<svg"), "the QR code is inline SVG");
+    let secret = secret_on(&page);
+    // The previous step's code enrols, so the current one is left to sign in.
+    let ok = eventually(Duration::from_secs(10), || async { unix_now() % 30 <= 20 }).await;
+    assert!(ok);
+    let now = unix_now();
+    browser
+        .type_into("#code", &totp_at(&secret, now - 30))
+        .await;
+    browser.click("button[type=submit]").await;
+    assert!(
+        browser.wait_for_text("recovery-codes").await,
+        "recovery codes shown"
+    );
+
+    // Sign out; the app asks for the password, then the code.
+    browser.goto(&format!("{base}/auth/logout")).await;
+    browser.click("button[type=submit]").await;
+    browser.wait_for_url(|u| u.ends_with("/auth/login")).await;
+    browser.goto(&format!("{base}/chat/?room=7")).await;
+    browser.type_into("#username", "demo").await;
+    browser.type_into("#password", PASSWORD).await;
+    browser.click("button[type=submit]").await;
+    let second = browser.wait_for_url(|u| u.ends_with("/auth/mfa")).await;
+    assert_eq!(second, format!("{base}/auth/mfa"));
+    let form = browser.source().await;
+    assert!(form.contains("autocomplete=\"one-time-code\""), "{form}");
+
+    browser.type_into("#code", "000000").await;
+    browser.click("button[type=submit]").await;
+    assert!(browser.wait_for_text("That code is not right.").await);
+
+    browser.type_into("#code", &totp_at(&secret, now)).await;
+    browser.click("button[type=submit]").await;
+    let landed = browser.wait_for_url(|u| u.contains("/chat/")).await;
+    assert_eq!(landed, format!("{base}/chat/?room=7"));
+    assert!(
+        browser.source().await.contains("\"x-auth-user\",\"1\""),
+        "the app sees the user"
+    );
     browser.quit().await;
 }
