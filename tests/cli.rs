@@ -218,6 +218,10 @@ fn compose_config_is_valid_and_check_names_the_unreachable_backends() {
             "postgres://portcullis@127.0.0.1:1/portcullis",
         )
         .env("PORTCULLIS_MYSQL_URL", "mysql://reader:pw@127.0.0.1:1/app")
+        .env(
+            "PORTCULLIS_MFA_KEY",
+            "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+        )
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));

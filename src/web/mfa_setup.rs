@@ -46,10 +46,7 @@ impl Enroller {
     fn form_token(&self, app: &App) -> Result<String, ProxyError> {
         match self {
             Enroller::Pending(pending, _) => pending_form_token(app, pending),
-            Enroller::Session(session) => Ok(app
-                .auth
-                .mfa
-                .form_token(&[&b"s:"[..], &session.token_hash.0].concat())?),
+            Enroller::Session(session) => session_form_token(app, session),
         }
     }
 
@@ -71,6 +68,16 @@ impl Enroller {
             Enroller::Session(_) => validate_next(asked),
         }
     }
+}
+
+/// The CSRF token of a second-factor form a signed-in user posts, bound to
+/// the session: the setup and status pages', and any other page that shows
+/// the form posting to `{prefix}/mfa/disable` (the account page).
+pub(crate) fn session_form_token(app: &App, session: &SessionRecord) -> Result<String, ProxyError> {
+    Ok(app
+        .auth
+        .mfa
+        .form_token(&[&b"s:"[..], &session.token_hash.0].concat())?)
 }
 
 /// The pending sign-in first (a sign-in under way is what the browser is
