@@ -155,6 +155,63 @@ mod tests {
         );
     }
 
+    /// Every `xxxx-xxxx` shaped word of a page (word characters around a
+    /// dash, alone between non-word characters).
+    fn code_shaped(page: &str) -> Vec<&str> {
+        let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+        let bytes = page.as_bytes();
+        (0..bytes.len().saturating_sub(8))
+            .filter(|&i| {
+                let shaped = (0..9).all(|k| {
+                    if k == 4 {
+                        bytes[i + k] == b'-'
+                    } else {
+                        word(bytes[i + k])
+                    }
+                });
+                shaped
+                    && (i == 0 || !word(bytes[i - 1]))
+                    && bytes.get(i + 9).is_none_or(|&b| !word(b))
+            })
+            .map(|i| &page[i..i + 9])
+            .collect()
+    }
+
+    #[test]
+    fn the_recovery_page_shows_nothing_else_shaped_like_a_code() {
+        let pages = Pages::new("Sign in", None).unwrap();
+        let codes: Vec<String> = (0..10).map(|i| format!("ab{i}d-efgh")).collect();
+        let page = pages.mfa_recovery(&codes, "/chat/");
+        assert_eq!(code_shaped(&page), codes);
+    }
+
+    #[test]
+    fn the_setup_page_shows_the_uri_verbatim_and_an_inline_qr_code() {
+        let pages = Pages::new("Sign in", None).unwrap();
+        let uri = "otpauth://totp/portcullis:ana?secret=GEZDGNBV&issuer=portcullis";
+        let page = pages.mfa_setup(&MfaSetupView {
+            action: "/auth/mfa/setup",
+            csrf_token: "tok",
+            next: "/",
+            uri,
+            secret: "GEZDGNBV",
+            required: false,
+            error: None,
+        });
+        assert!(page.contains(&format!(">{uri}<")), "{page}");
+        assert!(page.contains("<svg") && !page.contains("<?xml"));
+        let hostile = pages.mfa_setup(&MfaSetupView {
+            action: "",
+            csrf_token: "",
+            next: "",
+            uri: "otpauth://totp/<b>",
+            secret: "",
+            required: false,
+            error: None,
+        });
+        assert!(!hostile.contains("<b>"));
+    }
+
     #[test]
     fn error_page_shows_status_and_request_id() {
         let pages = Pages::new("Sign in", None).unwrap();
