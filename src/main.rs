@@ -55,6 +55,31 @@ enum Command {
         #[arg(long)]
         private_key: Option<PathBuf>,
     },
+    /// List every operation of the app's OpenAPI document with the decision
+    /// the route rules give it and the rule that decided; exit 2 when the
+    /// document cannot be read.
+    Routes {
+        /// An http:// URL (FastAPI serves /openapi.json), a file, or `-`.
+        #[arg(long, value_name = "URL|FILE")]
+        openapi: String,
+        /// Exit 1 when any operation falls to the default rule (for CI).
+        #[arg(long)]
+        strict: bool,
+    },
+    /// Print a shell completion script, e.g.
+    /// `portcullis completions bash > /etc/bash_completion.d/portcullis`.
+    Completions {
+        #[arg(value_enum)]
+        shell: CompletionShell,
+    },
+}
+
+/// The shells `completions` writes a script for.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 #[derive(Subcommand)]
@@ -86,6 +111,8 @@ fn main() -> ExitCode {
             user,
             private_key,
         } => sso_token(&cli.config, &partner, &user, private_key.as_deref()),
+        Command::Routes { openapi, strict } => routes(&cli.config, &openapi, strict),
+        Command::Completions { shell } => completions(shell),
     }
 }
 
@@ -316,6 +343,68 @@ fn hash_password(algorithm: &str) -> ExitCode {
         }
         Err(e) => {
             eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `routes`: the table on stdout, a summary (and with `--strict`, the
+/// operations no rule covers) on stderr.
+fn routes(path: &std::path::Path, location: &str, strict: bool) -> ExitCode {
+    let Some(config) = load(path) else {
+        return ExitCode::from(2);
+    };
+    let document = match tokio::runtime::Runtime::new()
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| rt.block_on(portcullis::ops::routes::read_document(location)))
+    {
+        Ok(document) => document,
+        Err(e) => {
+            eprintln!("{e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let rows = match portcullis::ops::routes::coverage(&config, &document) {
+        Ok(rows) => rows,
+        Err(e) => {
+            eprintln!("{e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    print!("{}", portcullis::ops::routes::render(&rows));
+    let defaults: Vec<_> = rows.iter().filter(|r| r.default).collect();
+    eprintln!(
+        "{} operation(s), {} decided by the default (authenticated)",
+        rows.len(),
+        defaults.len()
+    );
+    if strict && !defaults.is_empty() {
+        for row in defaults {
+            eprintln!(
+                "--strict: {} {} has no [[route]] rule",
+                row.method, row.path
+            );
+        }
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}
+
+fn completions(shell: CompletionShell) -> ExitCode {
+    use clap::CommandFactory as _;
+    let shell = match shell {
+        CompletionShell::Bash => clap_complete::Shell::Bash,
+        CompletionShell::Zsh => clap_complete::Shell::Zsh,
+        CompletionShell::Fish => clap_complete::Shell::Fish,
+    };
+    // Into a buffer first: clap_complete panics on a write error (`| head`).
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "portcullis", &mut script);
+    match std::io::Write::write_all(&mut std::io::stdout(), &script) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("cannot write the completion script: {e}");
             ExitCode::FAILURE
         }
     }
