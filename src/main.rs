@@ -348,46 +348,21 @@ fn hash_password(algorithm: &str) -> ExitCode {
     }
 }
 
-/// `routes`: the table on stdout, a summary (and with `--strict`, the
-/// operations no rule covers) on stderr.
+/// `routes`: exit 0, 1 (`--strict` and an operation without a rule), or 2
+/// (the config or the document cannot be read).
 fn routes(path: &std::path::Path, location: &str, strict: bool) -> ExitCode {
     let Some(config) = load(path) else {
         return ExitCode::from(2);
     };
-    let document = match tokio::runtime::Runtime::new()
-        .map_err(anyhow::Error::from)
-        .and_then(|rt| rt.block_on(portcullis::ops::routes::read_document(location)))
-    {
-        Ok(document) => document,
+    match tokio::runtime::Runtime::new() {
+        Ok(rt) => {
+            ExitCode::from(rt.block_on(portcullis::ops::routes::run(&config, location, strict)))
+        }
         Err(e) => {
-            eprintln!("{e:#}");
-            return ExitCode::from(2);
+            eprintln!("cannot start the async runtime: {e}");
+            ExitCode::from(2)
         }
-    };
-    let rows = match portcullis::ops::routes::coverage(&config, &document) {
-        Ok(rows) => rows,
-        Err(e) => {
-            eprintln!("{e:#}");
-            return ExitCode::from(2);
-        }
-    };
-    print!("{}", portcullis::ops::routes::render(&rows));
-    let defaults: Vec<_> = rows.iter().filter(|r| r.default).collect();
-    eprintln!(
-        "{} operation(s), {} decided by the default (authenticated)",
-        rows.len(),
-        defaults.len()
-    );
-    if strict && !defaults.is_empty() {
-        for row in defaults {
-            eprintln!(
-                "--strict: {} {} has no [[route]] rule",
-                row.method, row.path
-            );
-        }
-        return ExitCode::FAILURE;
     }
-    ExitCode::SUCCESS
 }
 
 fn completions(shell: CompletionShell) -> ExitCode {

@@ -23,20 +23,20 @@ const MAX_DOCUMENT_BYTES: usize = 32 * 1024 * 1024;
 
 /// One operation in the report.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Row {
-    pub method: String,
-    pub path: String,
+pub(crate) struct Row {
+    pub(crate) method: String,
+    pub(crate) path: String,
     /// `public`, `authenticated`, `roles: a, b`, `deny`, or `portcullis`.
-    pub decision: String,
+    pub(crate) decision: String,
     /// `route[i]`, `default` or `login.prefix`.
-    pub rule: String,
+    pub(crate) rule: String,
     /// No rule matched: what `--strict` refuses.
-    pub default: bool,
+    pub(crate) default: bool,
 }
 
 /// Reads the document at `location`: an `http://` URL, `-` for stdin, or a
 /// file path. Errors say what to try instead.
-pub async fn read_document(location: &str) -> anyhow::Result<Vec<u8>> {
+pub(crate) async fn read_document(location: &str) -> anyhow::Result<Vec<u8>> {
     if location.starts_with("https://") {
         anyhow::bail!(
             "--openapi {location}: https is not supported here; fetch the document from the app directly over http \
@@ -107,8 +107,42 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
+/// The whole command: the table on stdout, a summary (and with `strict`,
+/// each operation no rule covers) on stderr. Returns the exit code: 0, 1
+/// when `strict` and an operation falls to the default, 2 when the document
+/// cannot be read.
+pub async fn run(config: &Config, location: &str, strict: bool) -> u8 {
+    let rows = match read_document(location)
+        .await
+        .and_then(|document| coverage(config, &document))
+    {
+        Ok(rows) => rows,
+        Err(e) => {
+            eprintln!("{e:#}");
+            return 2;
+        }
+    };
+    print!("{}", render(&rows));
+    let defaults: Vec<&Row> = rows.iter().filter(|r| r.default).collect();
+    eprintln!(
+        "{} operation(s), {} decided by the default (authenticated)",
+        rows.len(),
+        defaults.len()
+    );
+    if strict && !defaults.is_empty() {
+        for row in defaults {
+            eprintln!(
+                "--strict: {} {} has no [[route]] rule",
+                row.method, row.path
+            );
+        }
+        return 1;
+    }
+    0
+}
+
 /// Every operation of `document` judged by the config's route rules.
-pub fn coverage(config: &Config, document: &[u8]) -> anyhow::Result<Vec<Row>> {
+pub(crate) fn coverage(config: &Config, document: &[u8]) -> anyhow::Result<Vec<Row>> {
     let operations =
         openapi::operations(document).map_err(|e| anyhow::anyhow!("--openapi: {e}"))?;
     Ok(operations
@@ -127,7 +161,7 @@ pub fn coverage(config: &Config, document: &[u8]) -> anyhow::Result<Vec<Row>> {
 }
 
 /// The rows as an aligned table with a header line.
-pub fn render(rows: &[Row]) -> String {
+pub(crate) fn render(rows: &[Row]) -> String {
     let header = Row {
         method: "METHOD".into(),
         path: "PATH".into(),
