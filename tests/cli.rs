@@ -1,6 +1,6 @@
 //! The binary's commands as an operator runs them: `check` on good and
-//! broken configs, `hash-password` from stdin, and `serve` refusing a broken
-//! config at once.
+//! broken configs, `hash-password` from stdin, `serve` refusing a broken
+//! config at once, and shell completions (`routes` is in tests/routes_cli.rs).
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -230,5 +230,34 @@ fn compose_config_is_valid_and_check_names_the_unreachable_backends() {
     assert!(
         err.contains("postgres.url") && err.contains("credentials.mysql.url"),
         "{err}"
+    );
+}
+
+#[test]
+fn completions_name_every_subcommand_for_each_shell() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = portcullis().args(["completions", shell]).output().unwrap();
+        assert!(out.status.success(), "{shell}");
+        let script = String::from_utf8(out.stdout).unwrap();
+        assert!(!script.trim().is_empty(), "{shell}");
+        for subcommand in [
+            "serve",
+            "check",
+            "hash-password",
+            "migrate",
+            "sessions",
+            "sso-token",
+            "routes",
+            "completions",
+        ] {
+            assert!(script.contains(subcommand), "{shell}: {subcommand}");
+        }
+        assert!(script.contains("openapi"), "{shell}: routes' flag");
+    }
+    let out = portcullis().args(["completions", "tcsh"]).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "an unknown shell is a usage error"
     );
 }

@@ -9,6 +9,7 @@ pub(crate) mod error;
 pub(crate) mod forward_auth;
 pub(crate) mod forwarded;
 pub(crate) mod identity;
+mod jwks;
 mod login;
 mod logout;
 mod me;
@@ -50,6 +51,7 @@ pub(crate) async fn handle(
         ("/logout", Method::GET | Method::HEAD) => logout::logout_form(app, &req).await,
         ("/logout", Method::POST) => logout::logout_submit(app, req, origin).await,
         ("/me", Method::GET | Method::HEAD) => me::me(app, &req).await,
+        ("/jwks.json", Method::GET | Method::HEAD) => jwks::jwks(app),
         ("/refresh", Method::POST) => tokens::refresh(app, req, origin).await,
         ("/verify", Method::GET | Method::HEAD) => verify::verify(app, &req, origin).await,
         ("/sso", Method::GET) => sso::sso(app, &req, origin).await,
@@ -63,8 +65,8 @@ pub(crate) async fn handle(
         ("/mfa/setup", Method::POST) => mfa_setup::setup_submit(app, req, origin).await,
         ("/mfa/disable", Method::POST) => mfa_setup::disable_submit(app, req, origin).await,
         (
-            "/login" | "/logout" | "/me" | "/refresh" | "/verify" | "/sso" | "/mfa" | "/mfa/setup"
-            | "/mfa/disable",
+            "/login" | "/logout" | "/me" | "/jwks.json" | "/refresh" | "/verify" | "/sso" | "/mfa"
+            | "/mfa/setup" | "/mfa/disable",
             _,
         ) => Err(ProxyError::MethodNotAllowed),
         _ => Err(ProxyError::NotFound),
