@@ -661,3 +661,32 @@ fn check_warns_when_secrets_would_be_stored_in_the_clear_over_https() {
     assert!(out.status.success());
     assert!(!String::from_utf8_lossy(&out.stderr).contains("mfa.secret_key"));
 }
+
+/// PostgreSQL, two instances: a pending sign-in made by one completes on
+/// the other, and a TOTP step or a pending sign-in used on one is refused
+/// by the other.
+#[tokio::test]
+async fn codes_and_pending_sign_ins_are_single_use_across_instances() {
+    let schema = PgSchema::create().await;
+    let upstream = Upstream::start().await;
+    let a = Proxy::start(&upstream, &schema.toml()).await;
+    a.wait_ready().await;
+    let b = Proxy::start(&upstream, &schema.toml()).await;
+    b.wait_ready().await;
+    let session = login(&a, "demo").await;
+    let (enrolled, _) = enrol(&a, &session).await;
+    assert_eq!(me(&b, &session).await["mfa"], true);
+
+    // Password on a, code on b.
+    let pending_cookie = pending(&a, "demo", "/chat/").await;
+    let code = code_at(&enrolled.secret, enrolled.at + 30);
+    let done = post_code(&b, &pending_cookie, &code).await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.text());
+    // The same pending sign-in on a, with a recovery code: spent.
+    let again = post_code(&a, &pending_cookie, &enrolled.recovery[0]).await;
+    assert_eq!(again.status, StatusCode::UNAUTHORIZED);
+    assert!(again.set_cookie("portcullis").is_none());
+    // The same code on a, for a new sign-in: its step is used.
+    let replay = post_code(&a, &pending(&a, "demo", "/").await, &code).await;
+    assert_eq!(replay.status, StatusCode::UNAUTHORIZED);
+}
