@@ -1,7 +1,8 @@
 //! Storage behind traits, so the request path never knows which backend it
 //! talks to: [`SessionStore`] (server-side sessions), [`CredentialStore`]
 //! (users and password hashes), [`ThrottleStore`] (lockout and login
-//! rate), [`RefreshStore`], [`ReplayStore`] and [`AuditSink`]. `memory` and
+//! rate), [`RefreshStore`], [`ReplayStore`], [`AccountTokenStore`] (mailed
+//! reset and verification links) and [`AuditSink`]. `memory` and
 //! `file` are the embedded defaults; the PostgreSQL and MySQL backends
 //! implement the same traits. `wiring` ([`Stores`]) is the one place that
 //! picks a backend per trait from the config and runs the start-up work;
@@ -165,6 +166,27 @@ pub trait CredentialStore: Send + Sync {
     async fn update_hash(&self, _user_id: &str, _hash: &str) -> Result<(), StoreError> {
         Ok(())
     }
+    /// Whether users' passwords can be set (`password_update` is set):
+    /// password change and reset exist only then.
+    fn can_set_password(&self) -> bool {
+        false
+    }
+    /// Writes a new password hash for a user (password change and reset),
+    /// with `credentials.mysql.password_update`.
+    async fn set_password_hash(&self, _user_id: &str, _hash: &str) -> Result<(), StoreError> {
+        Err(StoreError::Unavailable {
+            backend: "credentials",
+            message: "credentials.mysql.password_update is not configured".into(),
+        })
+    }
+    /// Activates a user whose address was verified with `statement`
+    /// (`registration.activate`, `?` bound to the user id).
+    async fn activate_user(&self, _statement: &str, _user_id: &str) -> Result<(), StoreError> {
+        Err(StoreError::Unavailable {
+            backend: "credentials",
+            message: "this credential backend cannot activate users".into(),
+        })
+    }
     async fn ping(&self) -> Result<(), StoreError>;
     /// Re-reads what the backend loaded at start (the users file) on SIGHUP;
     /// on error the old data stays in use.
@@ -290,6 +312,63 @@ pub trait ReplayStore: Send + Sync {
         jti: &str,
         expires_at: SystemTime,
     ) -> Result<bool, StoreError>;
+}
+
+/// What a mailed link is for; a token is spent only by its own page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LinkPurpose {
+    /// `{prefix}/reset/confirm`: sets a new password.
+    Reset,
+    /// `{prefix}/verify-email`: activates a new account.
+    Verify,
+}
+
+impl LinkPurpose {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            LinkPurpose::Reset => "reset",
+            LinkPurpose::Verify => "verify",
+        }
+    }
+}
+
+/// The account a mailed link was made for. The link's token is 32 random
+/// bytes; only its SHA-256 ([`TokenHash`]) is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountToken {
+    pub(crate) user_id: String,
+    pub(crate) username: String,
+    /// The address the link was mailed to.
+    pub(crate) email: String,
+    pub(crate) expires_at: SystemTime,
+}
+
+/// Single-use, expiring tokens of mailed links (password reset, address
+/// verification), keyed on their SHA-256.
+#[async_trait]
+pub trait AccountTokenStore: Send + Sync {
+    /// Stores a new token (expired ones are swept on the way).
+    async fn insert(
+        &self,
+        token_hash: &TokenHash,
+        purpose: LinkPurpose,
+        token: &AccountToken,
+    ) -> Result<(), StoreError>;
+    /// The token if it is live (not spent, not expired), without spending
+    /// it: the page behind a link says at once when the link is dead.
+    async fn find(
+        &self,
+        token_hash: &TokenHash,
+        purpose: LinkPurpose,
+    ) -> Result<Option<AccountToken>, StoreError>;
+    /// Spends a live token: of concurrent callers exactly one gets it.
+    /// Every other token of the same purpose for that user goes too (a
+    /// password reset ends the links mailed before it).
+    async fn spend(
+        &self,
+        token_hash: &TokenHash,
+        purpose: LinkPurpose,
+    ) -> Result<Option<AccountToken>, StoreError>;
 }
 
 /// A security event for the audit trail (the log line is written anyway).
