@@ -10,6 +10,7 @@
 //! Nothing here depends on `auth`.
 
 mod file;
+mod links;
 pub(crate) mod memory;
 mod mysql;
 pub(crate) mod password_hash;
@@ -23,6 +24,7 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use thiserror::Error;
 
+pub use links::{AccountToken, AccountTokenStore, LinkPurpose};
 pub(crate) use wiring::{migrate, OperatorStores, Started, Stores};
 
 /// Who a user is, as injected into upstream headers.
@@ -312,63 +314,6 @@ pub trait ReplayStore: Send + Sync {
         jti: &str,
         expires_at: SystemTime,
     ) -> Result<bool, StoreError>;
-}
-
-/// What a mailed link is for; a token is spent only by its own page.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum LinkPurpose {
-    /// `{prefix}/reset/confirm`: sets a new password.
-    Reset,
-    /// `{prefix}/verify-email`: activates a new account.
-    Verify,
-}
-
-impl LinkPurpose {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            LinkPurpose::Reset => "reset",
-            LinkPurpose::Verify => "verify",
-        }
-    }
-}
-
-/// The account a mailed link was made for. The link's token is 32 random
-/// bytes; only its SHA-256 ([`TokenHash`]) is stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AccountToken {
-    pub(crate) user_id: String,
-    pub(crate) username: String,
-    /// The address the link was mailed to.
-    pub(crate) email: String,
-    pub(crate) expires_at: SystemTime,
-}
-
-/// Single-use, expiring tokens of mailed links (password reset, address
-/// verification), keyed on their SHA-256.
-#[async_trait]
-pub trait AccountTokenStore: Send + Sync {
-    /// Stores a new token (expired ones are swept on the way).
-    async fn insert(
-        &self,
-        token_hash: &TokenHash,
-        purpose: LinkPurpose,
-        token: &AccountToken,
-    ) -> Result<(), StoreError>;
-    /// The token if it is live (not spent, not expired), without spending
-    /// it: the page behind a link says at once when the link is dead.
-    async fn find(
-        &self,
-        token_hash: &TokenHash,
-        purpose: LinkPurpose,
-    ) -> Result<Option<AccountToken>, StoreError>;
-    /// Spends a live token: of concurrent callers exactly one gets it.
-    /// Every other token of the same purpose for that user goes too (a
-    /// password reset ends the links mailed before it).
-    async fn spend(
-        &self,
-        token_hash: &TokenHash,
-        purpose: LinkPurpose,
-    ) -> Result<Option<AccountToken>, StoreError>;
 }
 
 /// A security event for the audit trail (the log line is written anyway).
