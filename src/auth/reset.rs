@@ -83,15 +83,15 @@ impl Auth {
             Some(user) if user.active && !user.identity.email.is_empty() && !throttled => user,
             Some(user) => {
                 let why = if throttled {
-                    "reset_mail_throttled"
+                    "reset_account_rate_limited"
                 } else {
-                    "reset_refused_inactive"
+                    "reset_inactive_refused"
                 };
                 self.audit(why, &user.identity.username, client_ip, request_id);
                 return Ok(ResetRequest::Accepted);
             }
             None => {
-                self.audit("reset_requested_unknown", &account, client_ip, request_id);
+                self.audit("reset_unknown_refused", &account, client_ip, request_id);
                 return Ok(ResetRequest::Accepted);
             }
         };
