@@ -40,7 +40,8 @@ pub struct AccountToken {
 /// verification), keyed on their SHA-256.
 #[async_trait]
 pub trait AccountTokenStore: Send + Sync {
-    /// Stores a new token (expired ones are swept on the way).
+    /// Stores a new token. Expired ones are never returned, and are
+    /// deleted by the store's own sweep.
     async fn insert(
         &self,
         token_hash: &TokenHash,

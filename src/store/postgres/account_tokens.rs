@@ -51,11 +51,9 @@ impl AccountTokenStore for PgAccountTokens {
         purpose: LinkPurpose,
         token: &AccountToken,
     ) -> Result<(), StoreError> {
-        // Expired links are swept here: links are mailed rarely, and the
-        // index on expires_at keeps the sweep cheap.
+        // Expired rows go with the periodic sweep (`sweep.rs`).
         self.query(
-            "WITH swept AS (DELETE FROM account_tokens WHERE expires_at < now())
-             INSERT INTO account_tokens (token_hash, purpose, user_id, username, email, expires_at)
+            "INSERT INTO account_tokens (token_hash, purpose, user_id, username, email, expires_at)
              VALUES ($1, $2, $3, $4, $5, $6)",
             &[
                 &&token_hash.0[..],
