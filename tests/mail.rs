@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::db::{MysqlDb, PgSchema};
-use common::smtp::{free_port, Mail, SmtpServer};
+use common::smtp::{closed_port, Mail, SmtpServer};
 use common::*;
 use http::{Method, StatusCode};
 use mysql_async::prelude::Queryable;
@@ -335,7 +335,7 @@ async fn password_update_changes_only_the_users_row() {
 #[tokio::test]
 async fn an_smtp_server_that_is_down_delays_mail_without_failing_the_page() {
     let (upstream, db) = (Upstream::start().await, users_db().await);
-    let port = free_port();
+    let (held, port) = closed_port();
     let proxy = reset_proxy(
         &upstream,
         &db,
@@ -353,6 +353,7 @@ async fn an_smtp_server_that_is_down_delays_mail_without_failing_the_page() {
         "readiness does not depend on mail"
     );
     // The server comes up: the queued mail is retried and arrives.
+    drop(held);
     let smtp = SmtpServer::start_on(port).await;
     let mails = smtp.wait_for(1, Duration::from_secs(40)).await;
     assert_eq!(mails[0].to, ["alice@example.com"]);
@@ -596,8 +597,9 @@ async fn check_connects_to_the_smtp_server_and_names_mail_smtp_when_it_does_not_
         String::from_utf8_lossy(&ok.stderr)
     );
 
+    let (_held, port) = closed_port();
     let down = check(&mail_toml(
-        &format!("smtp://user:secret@127.0.0.1:{}", free_port()),
+        &format!("smtp://user:secret@127.0.0.1:{port}"),
         "30m",
     ))
     .await;

@@ -70,8 +70,8 @@ impl SmtpServer {
         Self::start_on(0).await
     }
 
-    /// Listens on `port` (a port reserved with [`free_port`] while the
-    /// server was "down").
+    /// Listens on `port` (one held with [`closed_port`] while the server
+    /// was "down", released just before).
     pub async fn start_on(port: u16) -> SmtpServer {
         let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -115,13 +115,14 @@ impl Drop for SmtpServer {
     }
 }
 
-/// A port nothing listens on (bound, then released).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// A port nothing listens on, held until the socket is dropped: bound but
+/// not listening, so connections to it are refused and no other test can
+/// take it meanwhile.
+pub fn closed_port() -> (tokio::net::TcpSocket, u16) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let port = socket.local_addr().unwrap().port();
+    (socket, port)
 }
 
 async fn session(stream: TcpStream, inbox: Arc<Mutex<Vec<Mail>>>) {
