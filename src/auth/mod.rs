@@ -1,13 +1,16 @@
 //! Authentication: password checks with lockout and rate limits, sessions
 //! and their cookies, CSRF, the audit trail, and portcullis' own endpoints
-//! under `login.prefix` (sign-in, sign-out, `me`).
+//! under `login.prefix` (sign-in, sign-out, `me`), password reset and
+//! address verification by mailed links.
 
 pub(crate) mod cookies;
 pub(crate) mod csrf;
 pub(crate) mod jwt;
+pub(crate) mod links;
 mod login;
 pub mod password;
 pub(crate) mod register;
+pub(crate) mod reset;
 pub(crate) mod session;
 pub mod sso;
 pub(crate) mod tokens;
@@ -49,6 +52,8 @@ pub(crate) struct Auth {
     pub bearer_rechecks: moka::future::Cache<String, Identity>,
     pub sso: sso::Sso,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Mailed links: password reset and address verification.
+    pub links: Arc<links::Links>,
 }
 
 /// Who is making a request: a session cookie or a bearer access token.

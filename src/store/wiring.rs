@@ -9,14 +9,17 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::file::FileCredentialStore;
-use super::memory::{MemoryRefreshStore, MemoryReplayStore, MemorySessionStore, MemoryThrottle};
+use super::memory::{
+    MemoryAccountTokens, MemoryRefreshStore, MemoryReplayStore, MemorySessionStore, MemoryThrottle,
+};
 use super::mysql::MysqlCredentialStore;
 use super::postgres::{
-    Pg, PgAudit, PgDirectAudit, PgRefreshStore, PgReplayStore, PgSessionStore, PgThrottle,
+    Pg, PgAccountTokens, PgAudit, PgDirectAudit, PgRefreshStore, PgReplayStore, PgSessionStore,
+    PgThrottle,
 };
 use super::{
-    AuditSink, CredentialStore, LogOnlyAudit, RefreshStore, ReplayStore, SessionStore, StoreError,
-    ThrottleStore,
+    AccountTokenStore, AuditSink, CredentialStore, LogOnlyAudit, RefreshStore, ReplayStore,
+    SessionStore, StoreError, ThrottleStore,
 };
 use crate::config::{Config, CredentialsConfig, PostgresConfig, SessionStoreKind};
 
@@ -36,6 +39,8 @@ pub(crate) struct Stores {
     pub(crate) audit: Arc<dyn AuditSink>,
     pub(crate) refresh: Arc<dyn RefreshStore>,
     pub(crate) replay: Arc<dyn ReplayStore>,
+    /// Tokens of mailed links (password reset, address verification).
+    pub(crate) account_tokens: Arc<dyn AccountTokenStore>,
     /// The config key naming the credential backend, for error messages.
     credentials_key: &'static str,
     /// The PostgreSQL backend, when `session.store = "postgres"`.
@@ -100,6 +105,7 @@ impl Stores {
                 audit: Arc::new(LogOnlyAudit),
                 refresh: Arc::new(MemoryRefreshStore::new(revocation_window)),
                 replay: Arc::new(MemoryReplayStore::default()),
+                account_tokens: Arc::new(MemoryAccountTokens::default()),
                 postgres: None,
                 migrate,
                 connect_timeout,
@@ -122,6 +128,7 @@ impl Stores {
                         session.cache_ttl,
                     ),
                     replay: Arc::new(PgReplayStore::new(pg.clone())),
+                    account_tokens: Arc::new(PgAccountTokens::new(pg.clone())),
                     postgres: Some(pg),
                     migrate,
                     connect_timeout,

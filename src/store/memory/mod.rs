@@ -1,8 +1,10 @@
 //! In-process stores: the embedded defaults for a single instance
-//! (sessions, refresh tokens, SSO replay, lockout and login-rate counters).
+//! (sessions, refresh tokens, SSO replay, lockout and login-rate counters,
+//! mailed-link tokens).
 //! Nothing survives a restart and nothing is shared; use the PostgreSQL
 //! store for that.
 
+mod account_tokens;
 mod refresh;
 mod sessions;
 mod throttle;
@@ -13,6 +15,7 @@ use std::time::SystemTime;
 
 use async_trait::async_trait;
 
+pub(crate) use account_tokens::MemoryAccountTokens;
 pub(crate) use refresh::MemoryRefreshStore;
 pub(crate) use sessions::MemorySessionStore;
 pub(crate) use throttle::MemoryThrottle;
