@@ -8,6 +8,7 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 
 use crate::auth::cookies::CookieSettings;
 use crate::auth::csrf::Csrf;
+use crate::auth::links::Links;
 use crate::auth::mfa::Mfa;
 use crate::auth::password::PasswordVerifier;
 use crate::auth::session::Sessions;
@@ -94,6 +95,15 @@ impl App {
                 "server.public_url is http://: session cookies are sent without Secure and without the __Host- prefix; use https in production"
             );
         }
+        let mailer = match &config.mail {
+            Some(mail) => Some(crate::mail::Mailer::start(
+                mail,
+                &public_host(&config),
+                config.login.template.as_deref().and_then(|t| t.parent()),
+            )?),
+            None => None,
+        };
+        let links = Arc::new(Links::new(&config, stores.account_tokens, mailer));
         let auth = Auth {
             sessions: Sessions::new(stores.sessions, config.session.clone()),
             credentials: stores.credentials,
@@ -113,6 +123,7 @@ impl App {
                 config.mfa.clone(),
             ),
             metrics: metrics.clone(),
+            links,
         };
         Ok(Arc::new(App {
             cookies,
@@ -174,4 +185,16 @@ impl App {
         tracing::info!(partners = new.sso.len(), "configuration reloaded");
         Ok(())
     }
+}
+
+/// The host of `server.public_url` (named in mails, announced in EHLO);
+/// `localhost` without one.
+pub(crate) fn public_host(config: &Config) -> String {
+    config
+        .server
+        .public_url
+        .as_ref()
+        .and_then(|u| u.origin.parse::<http::Uri>().ok())
+        .and_then(|u| u.host().map(str::to_string))
+        .unwrap_or_else(|| "localhost".into())
 }

@@ -22,7 +22,10 @@
 //!   memory, file, PostgreSQL and MySQL backends; start-up work.
 //! - `policy`: path normalization, route rules and the one authorization
 //!   decision, `next` validation.
-//! - `pages`: sign-in, sign-out, SSO switch and error page templates.
+//! - `pages`: sign-in, sign-out, SSO switch, password reset and error page
+//!   templates.
+//! - `mail`: outgoing mail (reset and verification links) from a bounded
+//!   queue with retries, and its templates.
 //! - `config`: `proxy.toml` -> validated [`config::Config`] (two stages).
 //! - `metrics`: the Prometheus registry.
 //! - `ops`: operator commands (`check`, `migrate`, `sessions`, `routes`).
@@ -33,6 +36,7 @@ pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod config;
+pub(crate) mod mail;
 pub mod metrics;
 pub mod ops;
 pub mod pages;

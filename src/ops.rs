@@ -1,7 +1,8 @@
 //! Operator commands behind the CLI: `check` (config plus a live try of
-//! every backend), `migrate`, `sessions list / revoke` (revoke also ends
-//! bearer token families), `routes` (the app's OpenAPI operations against
-//! the route rules) and `mfa reset`. Each prints what it did or what is
+//! every backend and the SMTP server), `migrate`, `sessions list / revoke`
+//! (revoke also ends bearer token families), `routes` (the app's OpenAPI
+//! operations against the route rules) and `mfa reset`. Each prints what
+//! it did or what is
 //! wrong, naming the config key to fix.
 
 pub mod routes;
@@ -15,10 +16,19 @@ use crate::store::{self, FactorOperatorStores, OperatorStores, SessionRecord, St
 /// Tries every backend the config names; returns the problems found, each
 /// starting with the key to look at.
 pub async fn check(config: &Config) -> Vec<String> {
-    match Stores::build(config, revocation_window(&config.tokens)) {
+    let mut problems = match Stores::build(config, revocation_window(&config.tokens)) {
         Ok(stores) => stores.problems().await,
         Err(e) => vec![format!("{e:#}")],
+    };
+    // Mail is tried here only: `/readyz` never depends on it (a mail
+    // server that is down delays mails, it fails no page).
+    if let Some(mail) = &config.mail {
+        let site = crate::app::public_host(config);
+        if let Err(e) = crate::mail::check(mail, Some(&site)).await {
+            problems.push(e);
+        }
     }
+    problems
 }
 
 /// What is allowed but unwise in the config (`check` prints these and still

@@ -333,3 +333,60 @@ async fn browser_enrols_a_second_factor_then_signs_in_with_password_and_code() {
     );
     browser.quit().await;
 }
+
+/// A user who forgot their password gets back in from the mail alone:
+/// the sign-in page's link, the form, the mailed link, a new password.
+#[tokio::test]
+async fn browser_resets_a_forgotten_password_from_the_mailed_link() {
+    let upstream = Upstream::start().await;
+    let smtp = common::smtp::SmtpServer::start().await;
+    let db = common::db::MysqlDb::create().await;
+    db.add_user(
+        "alice",
+        &bcrypt::hash(PASSWORD, 4).unwrap(),
+        "patient",
+        true,
+    )
+    .await;
+    let extra = format!(
+        "{}[mail]\nsmtp = \"{}\"\nfrom = \"portcullis <no-reply@example.com>\"\n",
+        db.toml("password_update = \"UPDATE users SET password_hash = ? WHERE id = ?\""),
+        smtp.url()
+    );
+    let proxy = Proxy::start(&upstream, &extra).await;
+    let browser = Browser::start().await;
+    let base = format!("http://127.0.0.1:{}", proxy.addr.port());
+
+    browser.goto(&format!("{base}/auth/login")).await;
+    browser.click("a[href=\"/auth/reset\"]").await;
+    browser.wait_for_url(|u| u.ends_with("/auth/reset")).await;
+    browser.type_into("#login", "alice@example.com").await;
+    browser.click("button[type=submit]").await;
+    let mut sent = String::new();
+    for _ in 0..100 {
+        sent = browser.source().await;
+        if sent.contains("Check your email") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(sent.contains("Check your email"), "{sent}");
+
+    let mails = smtp.wait_for(1, Duration::from_secs(10)).await;
+    // The link names `server.public_url` (no port in the tests).
+    let link = mails[0].link("/auth/reset/confirm").expect("a reset link");
+    let link = link.replacen("http://127.0.0.1", &base, 1);
+    browser.goto(&link).await;
+    let new_password = "violet-harbour-tunes-42";
+    browser.type_into("#new_password", new_password).await;
+    browser.click("button[type=submit]").await;
+    let url = browser.wait_for_url(|u| u.ends_with("/auth/login")).await;
+    assert!(url.ends_with("/auth/login"), "{url}");
+
+    browser.type_into("#username", "alice").await;
+    browser.type_into("#password", new_password).await;
+    browser.click("button[type=submit]").await;
+    let landed = browser.wait_for_url(|u| !u.contains("/auth/")).await;
+    assert_eq!(landed, format!("{base}/"));
+    browser.quit().await;
+}

@@ -103,6 +103,16 @@ impl Csrf {
         )
     }
 
+    /// Binds the form behind a mailed link to that link's token: no
+    /// cookie needed, and only a page that knows the token can post it.
+    pub(crate) fn link_form_token(&self, link_token: &str) -> Result<String, AuthError> {
+        self.sign(b"link-form", link_token.as_bytes())
+    }
+
+    pub(crate) fn check_link_form(&self, link_token: &str, token: &str) -> Result<bool, AuthError> {
+        self.verify(b"link-form", link_token.as_bytes(), token)
+    }
+
     /// A token for `data` under `purpose` (a second-factor form bound to its
     /// pending sign-in or session, the pending sign-in cookie itself).
     pub(crate) fn bound_token(&self, purpose: &[u8], data: &[u8]) -> Result<String, AuthError> {

@@ -1,14 +1,17 @@
 //! Authentication: password checks with lockout and rate limits, second
 //! factors, sessions and their cookies, CSRF, the audit trail, and
-//! portcullis' own endpoints under `login.prefix` (sign-in, sign-out, `me`).
+//! portcullis' own endpoints under `login.prefix` (sign-in, sign-out, `me`),
+//! password reset and address verification by mailed links.
 
 pub(crate) mod cookies;
 pub(crate) mod csrf;
 pub(crate) mod jwt;
+pub(crate) mod links;
 mod login;
 pub(crate) mod mfa;
 pub mod password;
 pub(crate) mod register;
+pub(crate) mod reset;
 pub(crate) mod session;
 pub mod sso;
 pub(crate) mod tokens;
@@ -51,6 +54,8 @@ pub(crate) struct Auth {
     pub sso: sso::Sso,
     pub mfa: mfa::Mfa,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Mailed links: password reset and address verification.
+    pub links: Arc<links::Links>,
 }
 
 /// Who is making a request: a session cookie or a bearer access token.

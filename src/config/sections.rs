@@ -291,6 +291,14 @@ pub(crate) struct RegistrationConfig {
     pub(crate) activate: Option<String>,
 }
 
+/// The policy every new password meets (sign-up, change, reset):
+/// `registration.password_min` / `password_max`, in characters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PasswordPolicy {
+    pub(crate) min: usize,
+    pub(crate) max: usize,
+}
+
 /// `[mfa]`: second factors (TOTP).
 /// `PartialEq` sees the key that `Debug` hides.
 #[derive(Clone, PartialEq)]

@@ -1,6 +1,7 @@
-//! HTML pages portcullis serves itself: sign-in, sign-out, second-factor
-//! and error pages, rendered with minijinja from templates embedded in the
-//! binary (no external assets). `login.template` replaces the sign-in page; it may
+//! HTML pages portcullis serves itself: sign-in, sign-out, second-factor,
+//! password reset, notices (a mailed link's outcome) and error pages,
+//! rendered with minijinja from templates embedded in the binary (no
+//! external assets). `login.template` replaces the sign-in page; it may
 //! extend the built-in `layout.html`.
 
 mod mfa;
@@ -17,6 +18,9 @@ const LOGIN: &str = include_str!("templates/login.html");
 const LOGOUT: &str = include_str!("templates/logout.html");
 const SSO_SWITCH: &str = include_str!("templates/sso_switch.html");
 const ERROR: &str = include_str!("templates/error.html");
+const RESET: &str = include_str!("templates/reset.html");
+const RESET_CONFIRM: &str = include_str!("templates/reset_confirm.html");
+const NOTICE: &str = include_str!("templates/notice.html");
 const MFA: &str = include_str!("templates/mfa.html");
 const MFA_SETUP: &str = include_str!("templates/mfa_setup.html");
 const MFA_STATUS: &str = include_str!("templates/mfa_status.html");
@@ -30,6 +34,30 @@ pub struct LoginView<'a> {
     pub next: &'a str,
     pub username: &'a str,
     pub error: Option<&'a str>,
+    /// `{prefix}/reset` when password reset is configured.
+    pub reset_url: Option<&'a str>,
+}
+
+/// What the "forgot password" form shows.
+#[derive(Debug, Serialize)]
+pub(crate) struct ResetView<'a> {
+    pub(crate) action: &'a str,
+    pub(crate) csrf_token: &'a str,
+    pub(crate) login: &'a str,
+    pub(crate) login_url: &'a str,
+    pub(crate) error: Option<&'a str>,
+}
+
+/// What the new-password form behind a reset link shows.
+#[derive(Debug, Serialize)]
+pub(crate) struct ResetConfirmView<'a> {
+    pub(crate) action: &'a str,
+    pub(crate) csrf_token: &'a str,
+    pub(crate) username: &'a str,
+    /// Why the last try was refused (the password policy).
+    pub(crate) reasons: &'a [String],
+    pub(crate) min: usize,
+    pub(crate) max: usize,
 }
 
 /// What the SSO account-switch page shows.
@@ -54,10 +82,14 @@ impl Pages {
     /// an error naming `login.template`.
     pub fn new(title: &str, custom_login: Option<&Path>) -> anyhow::Result<Self> {
         let mut env = Environment::new();
+        env.set_formatter(html_formatter);
         env.add_template("layout.html", LAYOUT)?;
         env.add_template("logout.html", LOGOUT)?;
         env.add_template("error.html", ERROR)?;
         env.add_template("sso_switch.html", SSO_SWITCH)?;
+        env.add_template("reset.html", RESET)?;
+        env.add_template("reset_confirm.html", RESET_CONFIRM)?;
+        env.add_template("notice.html", NOTICE)?;
         env.add_template("mfa.html", MFA)?;
         env.add_template("mfa_setup.html", MFA_SETUP)?;
         env.add_template("mfa_status.html", MFA_STATUS)?;
@@ -101,6 +133,37 @@ impl Pages {
         )
     }
 
+    /// The "forgot password" form.
+    pub(crate) fn reset(&self, view: &ResetView<'_>) -> String {
+        self.render(
+            "reset.html",
+            context! { title => "Reset your password", ..minijinja::Value::from_serialize(view) },
+        )
+    }
+
+    /// The new-password form behind a reset link.
+    pub(crate) fn reset_confirm(&self, view: &ResetConfirmView<'_>) -> String {
+        self.render(
+            "reset_confirm.html",
+            context! { title => "Choose a new password", ..minijinja::Value::from_serialize(view) },
+        )
+    }
+
+    /// A heading, a sentence and an optional button-styled link: what a
+    /// mailed link or a reset request led to.
+    pub(crate) fn notice(
+        &self,
+        heading: &str,
+        message: &str,
+        link: Option<(&str, &str)>,
+    ) -> String {
+        let (link_url, link_text) = link.unzip();
+        self.render(
+            "notice.html",
+            context! { title => heading, heading, message, link_url, link_text },
+        )
+    }
+
     pub fn error(
         &self,
         status: u16,
@@ -129,6 +192,34 @@ impl Pages {
     }
 }
 
+/// HTML-escapes strings as Jinja2's markupsafe does (`&`, `<`, `>`, `"`,
+/// `'`), leaving `/` alone: links read as written (`href="/auth/reset"`),
+/// where minijinja's default writes `&#x2f;`. Everything else as default.
+pub(crate) fn html_formatter(
+    out: &mut minijinja::Output<'_>,
+    state: &minijinja::State<'_, '_>,
+    value: &minijinja::Value,
+) -> Result<(), minijinja::Error> {
+    use std::fmt::Write as _;
+    match value.as_str() {
+        Some(text) if state.auto_escape() == minijinja::AutoEscape::Html && !value.is_safe() => {
+            for c in text.chars() {
+                match c {
+                    '&' => out.write_str("&amp;"),
+                    '<' => out.write_str("&lt;"),
+                    '>' => out.write_str("&gt;"),
+                    '"' => out.write_str("&quot;"),
+                    '\'' => out.write_str("&#39;"),
+                    c => out.write_char(c),
+                }
+                .map_err(minijinja::Error::from)?;
+            }
+            Ok(())
+        }
+        _ => minijinja::escape_formatter(out, state, value),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,7 +233,9 @@ mod tests {
             next: "/chat/?a=1&b=\"2\"",
             username: "<script>",
             error: Some("Incorrect username or password."),
+            reset_url: None,
         });
+        assert!(!page.contains("Forgot"), "no reset link unless configured");
         assert!(page.contains("tok123"));
         assert!(page.contains("Sign in to &lt;Growbal&gt;"), "title escaped");
         assert!(!page.contains("<script>"), "username escaped");
@@ -210,6 +303,35 @@ mod tests {
             error: None,
         });
         assert!(!hostile.contains("<b>"));
+    }
+
+    #[test]
+    fn login_page_links_to_reset_when_configured() {
+        let pages = Pages::new("Sign in", None).unwrap();
+        let page = pages.login(&LoginView {
+            reset_url: Some("/auth/reset"),
+            ..LoginView::default()
+        });
+        assert!(page.contains("href=\"/auth/reset\""), "{page}");
+    }
+
+    #[test]
+    fn reset_confirm_page_lists_every_reason_escaped() {
+        let pages = Pages::new("Sign in", None).unwrap();
+        let reasons = vec![
+            "must be at least 12 characters".to_string(),
+            "<x>".to_string(),
+        ];
+        let page = pages.reset_confirm(&ResetConfirmView {
+            action: "/auth/reset/confirm?token=t",
+            csrf_token: "c",
+            username: "eve",
+            reasons: &reasons,
+            min: 12,
+            max: 128,
+        });
+        assert!(page.contains("at least 12 characters") && page.contains("&lt;x&gt;"));
+        assert!(page.contains("name=\"new_password\"") && page.contains("name=\"csrf_token\""));
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! Storage behind traits, so the request path never knows which backend it
 //! talks to: [`SessionStore`] (server-side sessions), [`CredentialStore`]
 //! (users and password hashes), [`ThrottleStore`] (lockout and login
-//! rate), [`RefreshStore`], [`ReplayStore`], [`FactorStore`] (second
-//! factors) and [`AuditSink`]. `memory` and
+//! rate), [`RefreshStore`], [`ReplayStore`], [`AccountTokenStore`] (mailed
+//! reset and verification links), [`FactorStore`] (second factors) and
+//! [`AuditSink`]. `memory` and
 //! `file` are the embedded defaults; the PostgreSQL and MySQL backends
 //! implement the same traits. `wiring` ([`Stores`]) is the one place that
 //! picks a backend per trait from the config and runs the start-up work;
@@ -10,6 +11,7 @@
 //! Nothing here depends on `auth`.
 
 mod file;
+mod links;
 pub(crate) mod memory;
 mod mysql;
 pub(crate) mod password_hash;
@@ -23,6 +25,7 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use thiserror::Error;
 
+pub use links::{AccountToken, AccountTokenStore, LinkPurpose};
 pub(crate) use wiring::{migrate, FactorOperatorStores, OperatorStores, Started, Stores};
 
 /// Who a user is, as injected into upstream headers.
@@ -165,6 +168,27 @@ pub trait CredentialStore: Send + Sync {
     /// Rewrites a user's password hash after a login with an outdated one.
     async fn update_hash(&self, _user_id: &str, _hash: &str) -> Result<(), StoreError> {
         Ok(())
+    }
+    /// Whether users' passwords can be set (`password_update` is set):
+    /// password change and reset exist only then.
+    fn can_set_password(&self) -> bool {
+        false
+    }
+    /// Writes a new password hash for a user (password change and reset),
+    /// with `credentials.mysql.password_update`.
+    async fn set_password_hash(&self, _user_id: &str, _hash: &str) -> Result<(), StoreError> {
+        Err(StoreError::Unavailable {
+            backend: "credentials",
+            message: "credentials.mysql.password_update is not configured".into(),
+        })
+    }
+    /// Activates a user whose address was verified with `statement`
+    /// (`registration.activate`, `?` bound to the user id).
+    async fn activate_user(&self, _statement: &str, _user_id: &str) -> Result<(), StoreError> {
+        Err(StoreError::Unavailable {
+            backend: "credentials",
+            message: "this credential backend cannot activate users".into(),
+        })
     }
     async fn ping(&self) -> Result<(), StoreError>;
     /// Re-reads what the backend loaded at start (the users file) on SIGHUP;

@@ -22,6 +22,7 @@ pub(crate) struct MysqlCredentialStore {
     user_query: String,
     placeholders: usize,
     rehash_update: Option<String>,
+    password_update: Option<String>,
 }
 
 impl MysqlCredentialStore {
@@ -39,6 +40,7 @@ impl MysqlCredentialStore {
             placeholders: config.user_query.matches('?').count(),
             user_query: config.user_query.clone(),
             rehash_update: config.rehash_update.clone(),
+            password_update: config.password_update.clone(),
         })
     }
 
@@ -206,6 +208,28 @@ impl CredentialStore for MysqlCredentialStore {
         };
         let params = vec![Value::from(hash), Value::from(user_id)];
         self.run(|mut conn| async move { conn.exec_drop(update, params).await })
+            .await
+    }
+
+    fn can_set_password(&self) -> bool {
+        self.password_update.is_some()
+    }
+
+    async fn set_password_hash(&self, user_id: &str, hash: &str) -> Result<(), StoreError> {
+        let Some(update) = self.password_update.clone() else {
+            return Err(unavailable(
+                "credentials.mysql.password_update is not configured",
+            ));
+        };
+        let params = vec![Value::from(hash), Value::from(user_id)];
+        self.run(|mut conn| async move { conn.exec_drop(update, params).await })
+            .await
+    }
+
+    async fn activate_user(&self, statement: &str, user_id: &str) -> Result<(), StoreError> {
+        let statement = statement.to_string();
+        let params = vec![Value::from(user_id)];
+        self.run(|mut conn| async move { conn.exec_drop(statement, params).await })
             .await
     }
 

@@ -10,16 +10,17 @@ use tokio::sync::watch;
 
 use super::file::FileCredentialStore;
 use super::memory::{
-    MemoryFactorStore, MemoryRefreshStore, MemoryReplayStore, MemorySessionStore, MemoryThrottle,
+    MemoryAccountTokens, MemoryFactorStore, MemoryRefreshStore, MemoryReplayStore,
+    MemorySessionStore, MemoryThrottle,
 };
 use super::mysql::MysqlCredentialStore;
 use super::postgres::{
-    Pg, PgAudit, PgDirectAudit, PgFactorStore, PgRefreshStore, PgReplayStore, PgSessionStore,
-    PgThrottle,
+    Pg, PgAccountTokens, PgAudit, PgDirectAudit, PgFactorStore, PgRefreshStore, PgReplayStore,
+    PgSessionStore, PgThrottle,
 };
 use super::{
-    AuditSink, CredentialStore, FactorStore, LogOnlyAudit, RefreshStore, ReplayStore, SessionStore,
-    StoreError, ThrottleStore,
+    AccountTokenStore, AuditSink, CredentialStore, FactorStore, LogOnlyAudit, RefreshStore,
+    ReplayStore, SessionStore, StoreError, ThrottleStore,
 };
 use crate::config::{Config, CredentialsConfig, PostgresConfig, SessionStoreKind};
 
@@ -40,6 +41,8 @@ pub(crate) struct Stores {
     pub(crate) refresh: Arc<dyn RefreshStore>,
     pub(crate) replay: Arc<dyn ReplayStore>,
     pub(crate) factors: Arc<dyn FactorStore>,
+    /// Tokens of mailed links (password reset, address verification).
+    pub(crate) account_tokens: Arc<dyn AccountTokenStore>,
     /// The config key naming the credential backend, for error messages.
     credentials_key: &'static str,
     /// The PostgreSQL backend, when `session.store = "postgres"`.
@@ -103,6 +106,7 @@ impl Stores {
                 refresh: Arc::new(MemoryRefreshStore::new(revocation_window)),
                 replay: Arc::new(MemoryReplayStore::default()),
                 factors: Arc::new(MemoryFactorStore::default()),
+                account_tokens: Arc::new(MemoryAccountTokens::default()),
                 postgres: None,
                 migrate,
                 connect_timeout,
@@ -126,6 +130,7 @@ impl Stores {
                     ),
                     replay: Arc::new(PgReplayStore::new(pg.clone())),
                     factors: Arc::new(PgFactorStore::new(pg.clone())),
+                    account_tokens: Arc::new(PgAccountTokens::new(pg.clone())),
                     postgres: Some(pg),
                     migrate,
                     connect_timeout,

@@ -59,12 +59,17 @@ pub(crate) fn render_login(
     let (nonce, fresh) = csrf_nonce_or_new(app, headers);
     let token = app.auth.csrf.login_token(&nonce)?;
     let action = login_path(app);
+    let reset_url = app
+        .auth
+        .reset_enabled()
+        .then(|| format!("{}/reset", app.config.login.prefix));
     let page = app.pages.login(&LoginView {
         action: &action,
         csrf_token: &token,
         next,
         username,
         error,
+        reset_url: reset_url.as_deref(),
     });
     let mut response = response::html(status, page);
     if fresh {

@@ -16,10 +16,12 @@ mod me;
 mod mfa;
 mod mfa_setup;
 mod register;
+mod reset;
 pub mod response;
 mod sso;
 mod tokens;
 mod verify;
+mod verify_email;
 
 use http::header::{self, HeaderValue};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
@@ -58,6 +60,21 @@ pub(crate) async fn handle(
         ("/sso", Method::POST) => sso::sso_switch(app, req, origin).await,
         ("/register", Method::POST) if app.config.registration.is_some() => {
             register::register(app, req, origin).await
+        }
+        ("/reset", Method::GET | Method::HEAD) if app.auth.reset_enabled() => {
+            reset::reset_form(app, &req).await
+        }
+        ("/reset", Method::POST) if app.auth.reset_enabled() => {
+            reset::reset_submit(app, req, origin).await
+        }
+        ("/reset/confirm", Method::GET | Method::HEAD) if app.auth.reset_enabled() => {
+            reset::confirm_form(app, &req).await
+        }
+        ("/reset/confirm", Method::POST) if app.auth.reset_enabled() => {
+            reset::confirm_submit(app, req, origin).await
+        }
+        ("/verify-email", Method::GET) if app.auth.verifies_email() => {
+            verify_email::verify_email(app, &req, origin).await
         }
         ("/mfa", Method::GET | Method::HEAD) => mfa::mfa_form(app, &req).await,
         ("/mfa", Method::POST) => mfa::mfa_submit(app, req, origin).await,

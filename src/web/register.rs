@@ -22,6 +22,8 @@ struct Registration {
 
 /// `POST {prefix}/register` (JSON or form), when `registration.enabled`:
 /// 201, 409 for a taken username or email, 422 with every reason otherwise.
+/// With `registration.verify_email`, the new account's activation link is
+/// mailed to it.
 pub(crate) async fn register(
     app: &App,
     req: Request<Incoming>,
@@ -70,8 +72,8 @@ pub(crate) async fn register(
             &form.password,
             username,
             email,
-            policy.password_min,
-            policy.password_max,
+            app.config.password_policy.min,
+            app.config.password_policy.max,
         )
         .into_iter()
         .map(|r| format!("password {r}")),
@@ -103,9 +105,17 @@ pub(crate) async fn register(
     }
     app.auth
         .audit("register", username, origin.client_ip, &origin.request_id);
+    // With verify_email the operator's INSERT made the account inactive;
+    // the mailed link activates it.
+    let verify = app.auth.verifies_email();
+    if verify {
+        app.auth
+            .mail_verification(username, origin.client_ip, &origin.request_id)
+            .await;
+    }
     Ok(response::json(
         StatusCode::CREATED,
-        &serde_json::json!({"username": username, "email": email}),
+        &serde_json::json!({"username": username, "email": email, "verify_email": verify}),
     ))
 }
 

@@ -24,6 +24,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 
 pub mod db;
+pub mod smtp;
 
 /// Password of every test user; hashes use bcrypt cost 4 to keep tests fast.
 pub const PASSWORD: &str = "correct horse battery";

@@ -63,16 +63,9 @@ pub(super) fn mail(raw: Option<raw::RawMail>, e: &mut ConfigErrors) -> Option<Ma
             "must be a URL like \"smtp://127.0.0.1:25\" (STARTTLS when offered) or \"smtps://user:pass@mail.example.com\"",
         ),
     }
-    let address = raw
-        .from
-        .rsplit('<')
-        .next()
-        .unwrap_or("")
-        .trim_end_matches('>');
-    let looks_like_address = address
-        .split_once('@')
-        .is_some_and(|(local, domain)| !local.trim().is_empty() && !domain.trim().is_empty());
-    if !looks_like_address || raw.from.contains(['\r', '\n']) {
+    // The parser the mailer uses: what passes here can be sent from.
+    let parses = raw.from.parse::<lettre::message::Mailbox>().is_ok();
+    if !parses || raw.from.contains(['\r', '\n']) {
         e.push(
             "mail.from",
             format!(

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 
 use crate::config::raw;
 use crate::config::words::CredentialsBackend;
-use crate::config::{ConfigErrors, CredentialsConfig, MysqlConfig, RegistrationConfig};
+use crate::config::{
+    ConfigErrors, CredentialsConfig, MysqlConfig, PasswordPolicy, RegistrationConfig,
+};
 
 pub(super) fn credentials(raw: raw::RawCredentials, e: &mut ConfigErrors) -> CredentialsConfig {
     match raw.backend {
@@ -68,6 +70,24 @@ pub(super) fn credentials(raw: raw::RawCredentials, e: &mut ConfigErrors) -> Cre
     }
 }
 
+/// `registration.password_min` / `password_max`: the policy for every new
+/// password (sign-up, change, reset), checked whether or not sign-up is on.
+pub(super) fn password_policy(raw: &raw::RawRegistration, e: &mut ConfigErrors) -> PasswordPolicy {
+    if raw.password_min < 8 || raw.password_min > raw.password_max || raw.password_max > 1024 {
+        e.push(
+            "registration.password_min",
+            format!(
+                "{} / password_max {}: need 8 <= password_min <= password_max <= 1024",
+                raw.password_min, raw.password_max
+            ),
+        );
+    }
+    PasswordPolicy {
+        min: raw.password_min,
+        max: raw.password_max,
+    }
+}
+
 pub(super) fn registration(
     raw: raw::RawRegistration,
     credentials: &CredentialsConfig,
@@ -86,15 +106,6 @@ pub(super) fn registration(
         e.push(
             "registration.insert",
             "must be an INSERT with three `?`: username, email, password_hash (in that order)",
-        );
-    }
-    if raw.password_min < 8 || raw.password_min > raw.password_max || raw.password_max > 1024 {
-        e.push(
-            "registration.password_min",
-            format!(
-                "{} / password_max {}: need 8 <= password_min <= password_max <= 1024",
-                raw.password_min, raw.password_max
-            ),
         );
     }
     let activate = raw.activate.trim();

@@ -37,6 +37,7 @@ pub(crate) fn validate(raw: RawConfig) -> Result<Config, ConfigErrors> {
     let login = login::login(raw.login, &mut e);
     let tokens = tokens::tokens(raw.tokens, &mut e);
     let sso = sso::partners(raw.sso.partners, &mut e);
+    let password_policy = credentials::password_policy(&raw.registration, &mut e);
     let registration = credentials::registration(raw.registration, &credentials, &mut e);
     let sqlite = accounts::sqlite(raw.sqlite, &mut e);
     let mfa = accounts::mfa(raw.mfa, &mut e);
@@ -45,6 +46,12 @@ pub(crate) fn validate(raw: RawConfig) -> Result<Config, ConfigErrors> {
         e.push(
             "registration.verify_email",
             "needs a [mail] section: the activation link is mailed",
+        );
+    }
+    if mail.is_some() && server.public_url.is_none() {
+        e.push(
+            "server.public_url",
+            "is required with [mail]: mailed links are absolute (never built from the request's Host header)",
         );
     }
     sign_up_keeps_sso_safe(registration.as_ref(), &sso, &mut e);
@@ -82,6 +89,7 @@ pub(crate) fn validate(raw: RawConfig) -> Result<Config, ConfigErrors> {
         audit,
         sso,
         registration,
+        password_policy,
         sqlite,
         mfa,
         mail,
@@ -124,21 +132,26 @@ fn secrets_differ(
     }
 }
 
-/// Sign-up does not verify email addresses: someone could register a
-/// victim's address and be handed the victim's SSO log-in later.
+/// Sign-up without address verification: someone could register a
+/// victim's address and be handed the victim's SSO log-in later. With
+/// `registration.verify_email` such an account stays inactive (and SSO
+/// refuses inactive users) until the address owner follows the link.
 fn sign_up_keeps_sso_safe(
     registration: Option<&RegistrationConfig>,
     sso: &[SsoPartner],
     e: &mut ConfigErrors,
 ) {
-    if registration.is_none() {
+    let Some(registration) = registration else {
+        return;
+    };
+    if registration.activate.is_some() {
         return;
     }
     for (i, p) in sso.iter().enumerate() {
         if p.require_known_user && p.user_claim == "email" {
             e.push(
                 &format!("sso.partners[{i}].user_claim"),
-                "\"email\" with require_known_user cannot be combined with registration.enabled (addresses are not verified at sign-up)",
+                "\"email\" with require_known_user cannot be combined with registration.enabled unless registration.verify_email = true (addresses are not verified at sign-up)",
             );
         }
     }

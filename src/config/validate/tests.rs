@@ -205,6 +205,8 @@ fn idle_longer_than_absolute_is_refused() {
 fn the_account_and_store_keys_are_accepted() {
     let c = Config::from_toml(
         r#"
+[server]
+public_url = "https://app.example.com"
 [upstream.headers]
 session = "X-Auth-Session"
 [session]
@@ -310,4 +312,28 @@ fn address_verification_needs_mail_and_an_activate_statement() {
     );
     assert!(err.contains("registration.activate"), "{err}");
     assert!(err.contains("registration.verify_email"), "{err}");
+}
+
+#[test]
+fn mail_needs_a_public_url_for_its_links() {
+    let err = errors("[mail]\nfrom = \"portcullis <no-reply@example.com>\"\n");
+    assert!(err.contains("server.public_url"), "{err}");
+}
+
+/// Sign-up with SSO partners that identify users by email: refused unless
+/// new addresses are verified (an unverified account stays inactive).
+#[test]
+fn sso_by_email_with_sign_up_needs_address_verification() {
+    let base = "[server]\npublic_url = \"https://app.example.com\"\n\
+         [credentials]\nbackend = \"mysql\"\n[credentials.mysql]\nurl = \"mysql://r@h/app\"\n\
+         [[sso.partners]]\nname = \"p\"\nissuer = \"https://p.example\"\naudience = \"growbal\"\n\
+         algorithms = [\"HS256\"]\nsecret = \"0123456789abcdef0123456789abcdef\"\nuser_claim = \"email\"\n\
+         [registration]\nenabled = true\ninsert = \"INSERT INTO users VALUES (?, ?, ?)\"\n";
+    let err = errors(base);
+    assert!(err.contains("sso.partners[0].user_claim"), "{err}");
+    let verified = format!(
+        "{base}verify_email = true\nactivate = \"UPDATE users SET is_active = 1 WHERE id = ?\"\n\
+         [mail]\nfrom = \"portcullis <no-reply@example.com>\"\n"
+    );
+    Config::from_toml(&verified, Path::new(".")).unwrap();
 }

@@ -1,9 +1,10 @@
 //! In-process stores: the embedded defaults for a single instance
 //! (sessions, refresh tokens, SSO replay, lockout and login-rate counters,
-//! second factors).
+//! mailed-link tokens, second factors).
 //! Nothing survives a restart and nothing is shared; use the PostgreSQL
 //! store for that.
 
+mod account_tokens;
 mod factors;
 mod refresh;
 mod sessions;
@@ -15,6 +16,7 @@ use std::time::SystemTime;
 
 use async_trait::async_trait;
 
+pub(crate) use account_tokens::MemoryAccountTokens;
 pub(crate) use factors::MemoryFactorStore;
 pub(crate) use refresh::MemoryRefreshStore;
 pub(crate) use sessions::MemorySessionStore;

@@ -132,6 +132,25 @@ CREATE INDEX sessions_username ON sessions (username);
     (
         7,
         r#"
+-- Tokens of mailed links (password reset, address verification): only
+-- their SHA-256 is stored, and a row goes when its link is used.
+CREATE TABLE account_tokens (
+    token_hash bytea NOT NULL,
+    purpose    text NOT NULL,            -- reset or verify
+    user_id    text NOT NULL,
+    username   text NOT NULL,
+    email      text NOT NULL,            -- the address the link was mailed to
+    created_at timestamptz NOT NULL DEFAULT now(),
+    expires_at timestamptz NOT NULL,
+    PRIMARY KEY (token_hash, purpose)
+);
+CREATE INDEX account_tokens_user ON account_tokens (user_id, purpose);
+CREATE INDEX account_tokens_expires_at ON account_tokens (expires_at);
+"#,
+    ),
+    (
+        8,
+        r#"
 -- Second factors. `secret` starts with a version byte: 1 = AES-256-GCM under
 -- mfa.secret_key (nonce, ciphertext, tag), 0 = in the clear.
 CREATE TABLE mfa_factors (

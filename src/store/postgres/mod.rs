@@ -6,6 +6,7 @@
 //! is written behind in batches, and revocations are pushed to every
 //! instance with LISTEN/NOTIFY (see `sessions`, `refresh` and `listener`).
 
+mod account_tokens;
 mod audit;
 mod factors;
 mod listener;
@@ -24,6 +25,7 @@ use std::time::Duration;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
 
+pub(crate) use account_tokens::PgAccountTokens;
 pub(crate) use audit::{PgAudit, PgDirectAudit};
 pub(crate) use factors::PgFactorStore;
 pub(crate) use refresh::PgRefreshStore;

@@ -9,10 +9,10 @@ use super::{db_error, pool_error, Pg};
 use crate::store::StoreError;
 
 /// Sessions past their expiry or idle since before `idle_cutoff`, spent SSO
-/// replay entries, expired refresh tokens, family revocations older than
-/// 30 days, throttle rows a day old (lockouts still in
-/// force are kept), and second-factor enrolments never confirmed within a
-/// day.
+/// replay entries, expired refresh tokens and mailed-link tokens, family
+/// revocations older than 30 days, throttle rows a day old (lockouts
+/// still in force are kept), and second-factor enrolments never confirmed
+/// within a day.
 pub(crate) async fn expired(pg: &Pg, idle_cutoff: SystemTime) -> Result<(), StoreError> {
     let client = pg.pool.get().await.map_err(pool_error)?;
     client
@@ -26,6 +26,7 @@ pub(crate) async fn expired(pg: &Pg, idle_cutoff: SystemTime) -> Result<(), Stor
         .batch_execute(
             "DELETE FROM sso_replay WHERE expires_at < now();
              DELETE FROM refresh_tokens WHERE expires_at < now();
+             DELETE FROM account_tokens WHERE expires_at < now();
              DELETE FROM revoked_refresh_families WHERE revoked_at < now() - interval '30 days';
              DELETE FROM login_rate WHERE window_start < now() - interval '1 day';
              DELETE FROM login_failures WHERE updated_at < now() - interval '1 day'
