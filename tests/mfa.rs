@@ -366,7 +366,7 @@ async fn a_required_role_enrols_before_it_gets_a_session_and_cannot_turn_it_off(
 
     let (enrolled, confirmed) = enrol(&proxy, &pending_cookie).await;
     assert!(
-        confirmed.text().contains("href=\"&#x2f;admin&#x2f;panel\""),
+        confirmed.text().contains("href=\"/admin/panel\""),
         "{}",
         confirmed.text()
     );
