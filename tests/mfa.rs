@@ -690,3 +690,67 @@ async fn codes_and_pending_sign_ins_are_single_use_across_instances() {
     let replay = post_code(&a, &pending(&a, "demo", "/").await, &code).await;
     assert_eq!(replay.status, StatusCode::UNAUTHORIZED);
 }
+
+/// Two HS256 partners vouching for local users by email, one of them with
+/// `require_mfa`.
+fn partners() -> String {
+    let partner = |name: &str, strict: bool| {
+        format!(
+            "[[sso.partners]]\nname = \"{name}\"\nissuer = \"https://{name}.example\"\n\
+             audience = \"growbal\"\nalgorithms = [\"HS256\"]\n\
+             secret = \"{name}-partner-secret-of-at-least-32-bytes\"\nrequire_mfa = {strict}\n"
+        )
+    };
+    partner("strict", true) + &partner("lenient", false)
+}
+
+async fn handoff(proxy: &Proxy, partner: &str, email: &str, next: &str) -> Reply {
+    let jti: u64 = rand::random();
+    let claims = serde_json::json!({
+        "iss": format!("https://{partner}.example"), "aud": "growbal", "iat": now(),
+        "exp": now() + 60, "jti": format!("{jti:x}"), "email": email,
+    });
+    let key = format!("{partner}-partner-secret-of-at-least-32-bytes");
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(key.as_bytes()),
+    )
+    .unwrap();
+    let query = serde_urlencoded::to_string([("token", token.as_str()), ("next", next)]).unwrap();
+    get(&proxy.url(&format!("/auth/sso?{query}")), &[]).await
+}
+
+#[tokio::test]
+async fn a_partner_with_require_mfa_hands_over_to_the_second_step() {
+    let upstream = Upstream::start().await;
+    let proxy = Proxy::start(&upstream, &partners()).await;
+    let session = login(&proxy, "demo").await;
+    let (enrolled, _) = enrol(&proxy, &session).await;
+
+    // By default the partner's assertion stands for its own second factor.
+    let lenient = handoff(&proxy, "lenient", "demo@example.com", "/chat/").await;
+    assert_eq!(lenient.status, StatusCode::SEE_OTHER, "{}", lenient.text());
+    assert_eq!(lenient.header("location"), Some("/chat/"));
+    assert!(lenient.set_cookie("portcullis").is_some());
+
+    let strict = handoff(&proxy, "strict", "demo@example.com", "/chat/").await;
+    assert_eq!(strict.status, StatusCode::SEE_OTHER, "{}", strict.text());
+    assert_eq!(strict.header("location"), Some("/auth/mfa"));
+    assert!(strict.set_cookie("portcullis").is_none(), "no session yet");
+    let pending_cookie = strict.set_cookie(PENDING).unwrap();
+    let done = post_code(
+        &proxy,
+        &pending_cookie,
+        &code_at(&enrolled.secret, enrolled.at + 30),
+    )
+    .await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.text());
+    assert_eq!(done.header("location"), Some("/chat/"));
+    let session = done.set_cookie("portcullis").unwrap();
+    assert_eq!(me(&proxy, &session).await["auth_method"], "sso");
+
+    // A user without a factor (and no role requiring one) goes straight on.
+    let plain = handoff(&proxy, "strict", "admin@example.com", "/").await;
+    assert!(plain.set_cookie("portcullis").is_some(), "{}", plain.text());
+}

@@ -217,6 +217,7 @@ mod tests {
             clock_skew: Duration::from_secs(30),
             user_claim: "email".into(),
             require_known_user: true,
+            require_mfa: false,
         }
     }
 

@@ -91,7 +91,8 @@ const SCHEMA: &[(&str, &[&str])] = &[
     ("log", &["s:format", "b:access_log"]),
     ("route[]", &["s!path", "l:methods", "s:access", "l:roles"]),
     ("sso.partners[]", &["s!name", "s!issuer", "s!audience", "l!algorithms", "s:key",
-        "s:secret", "s:max_age", "s:clock_skew", "s:user_claim", "b:require_known_user"]),
+        "s:secret", "s:max_age", "s:clock_skew", "s:user_claim", "b:require_known_user",
+        "b:require_mfa"]),
 ];
 
 /// Values that sit on the edges of what each key accepts.

@@ -378,6 +378,9 @@ pub struct SsoPartner {
     pub(crate) clock_skew: Duration,
     pub(crate) user_claim: String,
     pub(crate) require_known_user: bool,
+    /// The partner's users who have a second factor here (or a role that
+    /// requires one) go through its step after the hand-off.
+    pub(crate) require_mfa: bool,
 }
 
 impl std::fmt::Debug for SsoPartner {

@@ -140,10 +140,10 @@ pub(crate) async fn login_submit(
     let identity = match outcome {
         LoginOutcome::Success(identity) => identity,
         LoginOutcome::NeedsCode(identity) => {
-            return super::mfa::begin(app, &identity, &next, false);
+            return super::mfa::begin(app, &identity, &next, false, AuthMethod::Password);
         }
         LoginOutcome::NeedsEnrolment(identity) => {
-            return super::mfa::begin(app, &identity, &next, true);
+            return super::mfa::begin(app, &identity, &next, true, AuthMethod::Password);
         }
         LoginOutcome::Failed => {
             return render_login(

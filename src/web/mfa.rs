@@ -33,15 +33,17 @@ pub(crate) fn setup_path(app: &App) -> String {
     format!("{}/mfa/setup", app.config.login.prefix)
 }
 
-/// After a correct password: no session yet, a pending sign-in cookie and
-/// 303 to the code form (or to enrolment).
+/// After a correct password (or a partner's hand-off, `method`): no
+/// session yet, a pending sign-in cookie and 303 to the code form (or to
+/// enrolment).
 pub(super) fn begin(
     app: &App,
     identity: &Identity,
     next: &str,
     enrol: bool,
+    method: AuthMethod,
 ) -> Result<Response<Body>, ProxyError> {
-    let (_, value) = app.auth.mfa.issue_pending(identity, next)?;
+    let (_, value) = app.auth.mfa.issue_pending(identity, next, method)?;
     let to = if enrol {
         setup_path(app)
     } else {
@@ -200,7 +202,7 @@ pub(super) async fn complete(
         );
         return expired(app, headers);
     }
-    let cookie = new_session(app, headers, origin, identity, AuthMethod::Password).await?;
+    let cookie = new_session(app, headers, origin, identity, pending.method()).await?;
     let mut response = match page {
         Some(page) => response::html(StatusCode::OK, page),
         None => response::redirect(StatusCode::SEE_OTHER, &pending.next),

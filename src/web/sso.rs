@@ -8,6 +8,7 @@ use serde::Deserialize;
 use super::login::{start_session, TOO_MANY};
 use super::{over_ip_rate, rate_limited_json, read_form_body, set_retry_after};
 use crate::app::App;
+use crate::auth::mfa::SecondStep;
 use crate::auth::sso::SsoError;
 use crate::policy::next::validate_next;
 use crate::store::{AuthMethod, Identity};
@@ -81,6 +82,17 @@ pub(crate) async fn sso(
         origin.client_ip,
         &origin.request_id,
     );
+    if handoff.partner.require_mfa {
+        // As after a password: no session until the second factor, which
+        // also stands for the account switch's confirmation.
+        match app.auth.mfa.second_step(&identity).await? {
+            SecondStep::None => {}
+            step => {
+                let enrol = step == SecondStep::Enrol;
+                return super::mfa::begin(app, &identity, &next, enrol, AuthMethod::Sso);
+            }
+        }
+    }
     if let Some(current) = app
         .auth
         .session_of(&app.cookies.session_tokens(req.headers()))

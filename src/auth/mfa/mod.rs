@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::auth::csrf::Csrf;
 use crate::auth::AuthError;
 use crate::config::MfaConfig;
-use crate::store::{FactorStore, Identity, ReplayStore, StoreError};
+use crate::store::{AuthMethod, FactorStore, Identity, ReplayStore, StoreError};
 use codes::Typed;
 pub(crate) use pending::{Pending, PENDING_TTL};
 pub(crate) use seal::OpenError;
@@ -214,8 +214,10 @@ impl Mfa {
         &self,
         identity: &Identity,
         next: &str,
+        method: AuthMethod,
     ) -> Result<(Pending, String), AuthError> {
-        let pending = Pending::new(identity, next, SystemTime::now());
+        let mut pending = Pending::new(identity, next, SystemTime::now());
+        pending.sso = method == AuthMethod::Sso;
         let value = pending.seal(&self.csrf)?;
         Ok((pending, value))
     }
@@ -341,7 +343,9 @@ mod tests {
     #[tokio::test]
     async fn a_pending_sign_in_is_spent_once() {
         let mfa = mfa(None);
-        let (pending, value) = mfa.issue_pending(&ana(), "/chat/").unwrap();
+        let (pending, value) = mfa
+            .issue_pending(&ana(), "/chat/", AuthMethod::Password)
+            .unwrap();
         assert_eq!(mfa.read_pending(&value).unwrap(), Some(pending.clone()));
         assert!(mfa.spend_pending(&pending).await.unwrap());
         assert!(!mfa.spend_pending(&pending).await.unwrap());

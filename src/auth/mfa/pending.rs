@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::csrf::Csrf;
 use crate::auth::AuthError;
-use crate::store::Identity;
+use crate::store::{AuthMethod, Identity};
 
 /// How long a pending sign-in lasts (the cookie's `Max-Age` too).
 pub(crate) const PENDING_TTL: Duration = Duration::from_secs(300);
@@ -41,6 +41,9 @@ pub(crate) struct Pending {
     /// Random; spent once in the replay store.
     #[serde(rename = "j")]
     pub(crate) id: String,
+    /// Began with a partner's hand-off rather than a password.
+    #[serde(rename = "s", default)]
+    pub(crate) sso: bool,
 }
 
 fn unix(t: SystemTime) -> u64 {
@@ -56,6 +59,16 @@ impl Pending {
             next: next.to_string(),
             expires: unix(now + PENDING_TTL),
             id: Csrf::new_nonce(),
+            sso: false,
+        }
+    }
+
+    /// How the session it completes into was begun.
+    pub(crate) fn method(&self) -> AuthMethod {
+        if self.sso {
+            AuthMethod::Sso
+        } else {
+            AuthMethod::Password
         }
     }
 

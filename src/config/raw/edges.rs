@@ -49,6 +49,8 @@ pub(crate) struct RawPartner {
     pub user_claim: String,
     #[serde(default = "default_true")]
     pub require_known_user: bool,
+    #[serde(default)]
+    pub require_mfa: bool,
 }
 
 fn default_max_age() -> Duration {

@@ -127,6 +127,12 @@ fn partner(i: usize, raw: raw::RawPartner, e: &mut ConfigErrors) -> Option<SsoPa
             ),
         );
     }
+    if raw.require_mfa && !raw.require_known_user {
+        e.push(
+            &key_path("require_mfa"),
+            "needs require_known_user = true (a partner's own users have no second factor here)",
+        );
+    }
     if e.problems.len() > before {
         return None;
     }
@@ -141,5 +147,6 @@ fn partner(i: usize, raw: raw::RawPartner, e: &mut ConfigErrors) -> Option<SsoPa
         clock_skew,
         user_claim: raw.user_claim,
         require_known_user: raw.require_known_user,
+        require_mfa: raw.require_mfa,
     })
 }

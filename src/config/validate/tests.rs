@@ -337,3 +337,20 @@ fn sso_by_email_with_sign_up_needs_address_verification() {
     );
     Config::from_toml(&verified, Path::new(".")).unwrap();
 }
+
+/// A partner's own users (`require_known_user = false`) have no second
+/// factor here to ask for.
+#[test]
+fn partner_require_mfa_needs_known_users() {
+    let partner = |known: bool| {
+        format!(
+            "[[sso.partners]]\nname = \"p\"\nissuer = \"https://p.example\"\naudience = \"growbal\"\n\
+             algorithms = [\"HS256\"]\nsecret = \"0123456789abcdef0123456789abcdef\"\n\
+             require_known_user = {known}\nrequire_mfa = true\n"
+        )
+    };
+    let err = errors(&partner(false));
+    assert!(err.contains("sso.partners[0].require_mfa"), "{err}");
+    let config = Config::from_toml(&partner(true), Path::new(".")).unwrap();
+    assert!(config.sso[0].require_mfa);
+}
