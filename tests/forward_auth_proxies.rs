@@ -415,6 +415,13 @@ async fn front_proxy_keeps_the_app_safe(
     );
     let mut seen = identity_headers_seen(&allowed);
     seen.sort();
+    // The session's public id: portcullis' own, never the client's copy.
+    let session = seen.iter().position(|(k, _)| k == "x-auth-session");
+    let (_, session) = seen.remove(session.expect("x-auth-session reaches the app"));
+    assert!(
+        session.len() >= 20 && session != "forged-session",
+        "{name}: {session}"
+    );
     assert_eq!(
         seen,
         vec![

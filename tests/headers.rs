@@ -17,10 +17,11 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
 /// The identity headers portcullis sets, in their canonical spelling.
-const IDENTITY: [&str; 4] = [
+const IDENTITY: [&str; 5] = [
     "X-Auth-User",
     "X-Auth-Email",
     "X-Auth-Roles",
+    "X-Auth-Session",
     "X-Auth-Assertion",
 ];
 
@@ -163,6 +164,12 @@ fn assert_demo_identity(headers: &[(String, String)], case: &str) {
         "{case}"
     );
     assert_eq!(folded(headers, "x-auth-roles"), vec!["patient"], "{case}");
+    let session = folded(headers, "x-auth-session");
+    assert_eq!(session.len(), 1, "{case}: {headers:?}");
+    assert!(
+        session[0].len() == 22 && !["999", "admin"].contains(&session[0].as_str()),
+        "{case}: {session:?}"
+    );
     assert!(
         folded(headers, "x-auth-assertion").is_empty(),
         "{case}: {headers:?}"

@@ -188,6 +188,28 @@ async fn me_reports_the_session_user() {
     assert_eq!(me["roles"], serde_json::json!(["admin", "patient"]));
     assert_eq!(me["auth_method"], "password");
     assert!(me["expires_at"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(me["mfa"], false);
+    let public_id = me["session"].as_str().unwrap().to_string();
+    assert_eq!(public_id.len(), 22, "16 random bytes, base64url");
+    assert!(
+        !session.contains(&public_id),
+        "the public id is not the token"
+    );
+
+    // The app sees the same id on every request of this sign-in, and
+    // another sign-in of the same user gets another.
+    for _ in 0..2 {
+        let app = get(&proxy.url("/chat/"), &[("cookie", &session)]).await;
+        assert_eq!(
+            app.upstream_header("x-auth-session"),
+            vec![public_id.clone()]
+        );
+    }
+    let second = login(&proxy, "admin").await;
+    let app = get(&proxy.url("/chat/"), &[("cookie", &second)]).await;
+    let other = app.upstream_header("x-auth-session");
+    assert_eq!(other.len(), 1);
+    assert_ne!(other[0], public_id);
 }
 
 #[tokio::test]

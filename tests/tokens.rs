@@ -96,6 +96,29 @@ async fn json_login_gives_tokens_that_open_the_app_as_the_user() {
     assert_eq!(me.status, StatusCode::OK);
     assert_eq!(me.json()["auth_method"], "bearer");
     assert_eq!(me.json()["username"], "demo");
+    assert_eq!(me.json()["mfa"], false);
+    // The refresh family names the sign-in, for the app and for /auth/me.
+    let session = reply.upstream_header("x-auth-session");
+    assert_eq!(session.len(), 1);
+    assert_eq!(me.json()["session"], session[0].as_str());
+    let refreshed = send(
+        Method::POST,
+        &proxy.url("/auth/refresh"),
+        &[("content-type", "application/json")],
+        json!({"refresh_token": tokens["refresh_token"]}).to_string(),
+    )
+    .await;
+    assert_eq!(refreshed.status, StatusCode::OK, "{}", refreshed.text());
+    let after = get(
+        &proxy.url("/chat/"),
+        &[("authorization", &bearer(&refreshed.json()["access_token"]))],
+    )
+    .await;
+    assert_eq!(
+        after.upstream_header("x-auth-session"),
+        session,
+        "stable across refreshes"
+    );
 }
 
 #[tokio::test]

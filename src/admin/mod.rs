@@ -70,13 +70,10 @@ async fn readyz(app: &App) -> Response<Body> {
         tracing::warn!(error = %e, "readiness: credential backend is not answering");
         failing.push("credentials");
     }
-    if !app.auth.tokens.ready() {
+    if let Err(e) = app.auth.tokens.check_ready() {
         // Bearer tokens cannot be checked yet (shared key or revoked
         // families not loaded): they would get 503s.
-        tracing::warn!(
-            reason = app.auth.tokens.not_ready_reason(),
-            "readiness: bearer tokens cannot be checked"
-        );
+        tracing::warn!(reason = %e, "readiness: bearer tokens cannot be checked");
         failing.push("tokens");
     }
     if failing.is_empty() {

@@ -12,7 +12,8 @@ use hmac::{Hmac, Mac};
 use rand::RngCore as _;
 use sha2::Sha256;
 
-use crate::store::{StoreError, TokenHash};
+use super::AuthError;
+use crate::store::TokenHash;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -47,11 +48,10 @@ impl Csrf {
         let _ = self.key.set(key);
     }
 
-    fn key(&self) -> Result<&[u8; 32], StoreError> {
-        self.key.get().ok_or(StoreError::Unavailable {
-            backend: "postgres",
-            message: "shared CSRF key not loaded yet".into(),
-        })
+    fn key(&self) -> Result<&[u8; 32], AuthError> {
+        self.key
+            .get()
+            .ok_or(AuthError::KeyNotLoaded("shared CSRF key"))
     }
 
     /// A fresh nonce for the login CSRF cookie.
@@ -61,23 +61,19 @@ impl Csrf {
         URL_SAFE_NO_PAD.encode(bytes)
     }
 
-    pub(crate) fn login_token(&self, nonce: &str) -> Result<String, StoreError> {
+    pub(crate) fn login_token(&self, nonce: &str) -> Result<String, AuthError> {
         self.sign(b"login", nonce.as_bytes())
     }
 
-    pub(crate) fn check_login(&self, nonce: &str, token: &str) -> Result<bool, StoreError> {
+    pub(crate) fn check_login(&self, nonce: &str, token: &str) -> Result<bool, AuthError> {
         self.verify(b"login", nonce.as_bytes(), token)
     }
 
-    pub(crate) fn logout_token(&self, session: &TokenHash) -> Result<String, StoreError> {
+    pub(crate) fn logout_token(&self, session: &TokenHash) -> Result<String, AuthError> {
         self.sign(b"logout", &session.0)
     }
 
-    pub(crate) fn check_logout(
-        &self,
-        session: &TokenHash,
-        token: &str,
-    ) -> Result<bool, StoreError> {
+    pub(crate) fn check_logout(&self, session: &TokenHash, token: &str) -> Result<bool, AuthError> {
         self.verify(b"logout", &session.0, token)
     }
 
@@ -87,7 +83,7 @@ impl Csrf {
         &self,
         session: &TokenHash,
         payload: &str,
-    ) -> Result<String, StoreError> {
+    ) -> Result<String, AuthError> {
         self.sign(
             b"sso-switch",
             &[&session.0[..], payload.as_bytes()].concat(),
@@ -99,7 +95,7 @@ impl Csrf {
         session: &TokenHash,
         payload: &str,
         token: &str,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<bool, AuthError> {
         self.verify(
             b"sso-switch",
             &[&session.0[..], payload.as_bytes()].concat(),
@@ -107,7 +103,7 @@ impl Csrf {
         )
     }
 
-    fn mac(&self, purpose: &[u8], data: &[u8]) -> Result<HmacSha256, StoreError> {
+    fn mac(&self, purpose: &[u8], data: &[u8]) -> Result<HmacSha256, AuthError> {
         let mut mac = HmacSha256::new_from_slice(self.key()?).expect("HMAC takes any key length");
         mac.update(purpose);
         mac.update(b"\0");
@@ -115,11 +111,11 @@ impl Csrf {
         Ok(mac)
     }
 
-    fn sign(&self, purpose: &[u8], data: &[u8]) -> Result<String, StoreError> {
+    fn sign(&self, purpose: &[u8], data: &[u8]) -> Result<String, AuthError> {
         Ok(URL_SAFE_NO_PAD.encode(self.mac(purpose, data)?.finalize().into_bytes()))
     }
 
-    fn verify(&self, purpose: &[u8], data: &[u8], token: &str) -> Result<bool, StoreError> {
+    fn verify(&self, purpose: &[u8], data: &[u8], token: &str) -> Result<bool, AuthError> {
         let mac = self.mac(purpose, data)?;
         let Ok(tag) = URL_SAFE_NO_PAD.decode(token) else {
             return Ok(false);

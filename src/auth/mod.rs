@@ -63,6 +63,9 @@ pub(crate) struct Caller {
     /// The refresh family, for a bearer caller.
     pub family: Option<String>,
     pub bearer: bool,
+    /// The session's public id, or the refresh family for a bearer caller:
+    /// what the app sees as `X-Auth-Session`.
+    pub public_id: String,
 }
 
 /// The credentials a request presents, read from its headers by `web`:
@@ -82,12 +85,23 @@ pub(crate) enum AuthError {
     /// No password hashing slot was free within `login.hash_wait`.
     #[error(transparent)]
     HashBusy(#[from] password::HashBusy),
+    /// A key shared through the database (the CSRF key, the token key) is
+    /// not loaded yet: start-up work is still running, like a store outage.
+    #[error("{0} not loaded yet")]
+    KeyNotLoaded(&'static str),
+    /// An access token could not be signed (a fault of ours).
+    #[error("could not sign an access token: {0}")]
+    Signing(jsonwebtoken::errors::Error),
+    /// Another request is still rotating this refresh token and its result
+    /// did not arrive in time; the client may retry.
+    #[error("a concurrent refresh of this token has not finished")]
+    RefreshInProgress,
 }
 
 impl Auth {
     /// The caller of a request: the session cookie first, then a bearer
     /// access token.
-    pub(crate) async fn caller(&self, presented: &Presented) -> Result<Option<Caller>, StoreError> {
+    pub(crate) async fn caller(&self, presented: &Presented) -> Result<Option<Caller>, AuthError> {
         if let Some(session) = self.session_of(&presented.session_tokens).await? {
             return Ok(Some(Caller {
                 expires_at: self.sessions.ends_at(&session),
@@ -95,21 +109,17 @@ impl Auth {
                 session: Some(session.token_hash),
                 family: None,
                 bearer: false,
+                public_id: session.public_id,
                 identity: session.identity,
             }));
         }
         let Some(token) = presented.bearer.as_deref() else {
             return Ok(None);
         };
-        if !self.tokens.ready() {
-            // The shared key or the revoked families are still loading: a
-            // 503, not a 401 that would make the client throw away a good
-            // token (nor a 200 for a token that may be revoked).
-            return Err(StoreError::Unavailable {
-                backend: "postgres",
-                message: self.tokens.not_ready_reason().into(),
-            });
-        }
+        // The shared key or the revoked families are still loading: a 503,
+        // not a 401 that would make the client throw away a good token (nor
+        // a 200 for a token that may be revoked).
+        self.tokens.check_ready()?;
         let Some(access) = self.tokens.verify_access(token) else {
             return Ok(None);
         };
@@ -121,6 +131,7 @@ impl Auth {
             auth_method: "bearer",
             expires_at: access.expires_at,
             session: None,
+            public_id: access.family.clone(),
             family: Some(access.family),
             bearer: true,
         }))
@@ -200,7 +211,7 @@ impl Auth {
         refresh_token: &str,
         client_ip: IpAddr,
         request_id: &str,
-    ) -> Result<Option<IssuedTokens>, StoreError> {
+    ) -> Result<Option<IssuedTokens>, AuthError> {
         let rotation = match self.tokens.spend(refresh_token).await? {
             Ok(Spent::Fresh(rotation)) => rotation,
             Ok(Spent::Again { record, issued }) => {
@@ -229,7 +240,7 @@ impl Auth {
             Ok(user) => user,
             Err(e) => {
                 self.tokens.unspend(&rotation).await;
-                return Err(e);
+                return Err(e.into());
             }
         };
         let Some(user) = user.filter(|u| u.active) else {

@@ -4,6 +4,7 @@
 //! A session token is 32 bytes from the OS CSPRNG, base64url-encoded for the
 //! cookie; the store only ever sees its SHA-256.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -23,6 +24,36 @@ pub(crate) fn new_token() -> String {
     let mut bytes = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
     URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// A session's public id: 16 random bytes, base64url. Unrelated to the
+/// token, so showing it (account page, `X-Auth-Session`) reveals nothing.
+fn new_public_id() -> String {
+    let mut bytes = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Longest `User-Agent` kept with a session (browsers send about 150 bytes).
+const USER_AGENT_MAX: usize = 256;
+
+/// Where a sign-in comes from, kept with the session so its user can tell
+/// their sessions apart.
+pub(crate) struct SignInFrom<'a> {
+    pub(crate) ip: IpAddr,
+    /// The raw `User-Agent` header, if any.
+    pub(crate) user_agent: Option<&'a [u8]>,
+}
+
+/// The `User-Agent` as stored: printable ASCII only, at most
+/// [`USER_AGENT_MAX`] bytes.
+fn stored_user_agent(raw: Option<&[u8]>) -> String {
+    raw.unwrap_or_default()
+        .iter()
+        .filter(|b| (0x20..0x7f).contains(*b))
+        .take(USER_AGENT_MAX)
+        .map(|&b| b as char)
+        .collect()
 }
 
 /// The stored form of a token.
@@ -49,6 +80,7 @@ impl Sessions {
         &self,
         identity: Identity,
         auth_method: AuthMethod,
+        from: SignInFrom<'_>,
     ) -> Result<(String, SessionRecord), StoreError> {
         let token = new_token();
         let now = SystemTime::now();
@@ -60,6 +92,9 @@ impl Sessions {
             last_seen: now,
             expires_at: now + self.config.absolute_timeout,
             checked_at: now,
+            public_id: new_public_id(),
+            client_ip: Some(from.ip),
+            user_agent: stored_user_agent(from.user_agent),
         };
         self.store
             .insert(record.clone(), self.config.max_per_user)
@@ -117,6 +152,21 @@ mod tests {
         assert!(a
             .bytes()
             .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
+    }
+
+    #[test]
+    fn public_ids_are_random_and_not_tokens() {
+        let a = new_public_id();
+        assert_eq!(URL_SAFE_NO_PAD.decode(&a).unwrap().len(), 16);
+        assert_ne!(a, new_public_id());
+        assert_ne!(a.len(), TOKEN_LEN);
+    }
+
+    #[test]
+    fn user_agents_are_stored_bounded_and_printable() {
+        assert_eq!(stored_user_agent(None), "");
+        assert_eq!(stored_user_agent(Some(b"Firefox\r\n\x01/1")), "Firefox/1");
+        assert_eq!(stored_user_agent(Some(&[b'a'; 1000])).len(), USER_AGENT_MAX);
     }
 
     #[test]

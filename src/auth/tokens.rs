@@ -25,11 +25,15 @@ use serde::{Deserialize, Serialize};
 
 use super::jwt;
 use super::session::{hash_token, new_token};
+use super::AuthError;
 use crate::config::TokensConfig;
 use crate::store::{
     Identity, RefreshRecord, RefreshStore, Spend, StoreError, TokenHash, REUSE_GRACE,
 };
 
+/// Names the token key in errors (`tokens.secret`, else shared through
+/// PostgreSQL and loaded at start).
+const KEY_NAME: &str = "shared token key";
 /// `iss` and `aud` of access tokens: portcullis issues them for itself.
 const ISSUER: &str = "portcullis";
 const AUDIENCE: &str = "portcullis";
@@ -208,14 +212,11 @@ impl Tokens {
         let _ = self.key.set(key.to_vec());
     }
 
-    fn key(&self) -> Result<&[u8], StoreError> {
+    fn key(&self) -> Result<&[u8], AuthError> {
         self.key
             .get()
             .map(Vec::as_slice)
-            .ok_or(StoreError::Unavailable {
-                backend: "postgres",
-                message: "shared token key not loaded yet".into(),
-            })
+            .ok_or(AuthError::KeyNotLoaded(KEY_NAME))
     }
 
     /// Mints an access token and a new refresh token for `identity`, in
@@ -225,7 +226,7 @@ impl Tokens {
         &self,
         identity: &Identity,
         family: Option<String>,
-    ) -> Result<Option<IssuedTokens>, StoreError> {
+    ) -> Result<Option<IssuedTokens>, AuthError> {
         let key = self.key()?.to_vec();
         let family = family.unwrap_or_else(new_token);
         let refresh_token = new_token();
@@ -260,10 +261,7 @@ impl Tokens {
         };
         let header = Header::new(self.config.algorithm);
         let access_token = jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(&key))
-            .map_err(|e| StoreError::Unavailable {
-                backend: "tokens",
-                message: e.to_string(),
-            })?;
+            .map_err(AuthError::Signing)?;
         Ok(Some(IssuedTokens {
             access_token,
             refresh_token,
@@ -272,19 +270,23 @@ impl Tokens {
         }))
     }
 
-    /// Whether bearer tokens can be checked yet: the shared key is loaded
-    /// and the revoked families are known.
+    /// Whether bearer tokens can be checked yet.
     pub(crate) fn ready(&self) -> bool {
-        self.key.get().is_some() && self.store.revocations_current()
+        self.check_ready().is_ok()
     }
 
-    /// Why [`Tokens::ready`] is false, for the 503's log line.
-    pub(crate) fn not_ready_reason(&self) -> &'static str {
-        if self.key.get().is_none() {
-            "shared token key not loaded yet"
-        } else {
-            "revoked refresh families not loaded (revocation listener down)"
+    /// Bearer tokens can be checked once the shared key is loaded and the
+    /// revoked families are known; the error says which is missing.
+    pub(crate) fn check_ready(&self) -> Result<(), AuthError> {
+        self.key()?;
+        if !self.store.revocations_current() {
+            return Err(StoreError::Unavailable {
+                backend: "postgres",
+                message: "revoked refresh families not loaded (revocation listener down)".into(),
+            }
+            .into());
         }
+        Ok(())
     }
 
     /// Verifies a bearer access token; `None` for anything else (expired,
@@ -316,7 +318,7 @@ impl Tokens {
     pub(crate) async fn spend(
         &self,
         refresh_token: &str,
-    ) -> Result<Result<Spent, RefreshRefusal>, StoreError> {
+    ) -> Result<Result<Spent, RefreshRefusal>, AuthError> {
         if refresh_token.is_empty() || refresh_token.len() > 128 {
             return Ok(Err(RefreshRefusal::Unknown));
         }
@@ -351,10 +353,7 @@ impl Tokens {
                 });
             }
             if started.elapsed() >= SUCCESSOR_WAIT {
-                return Err(StoreError::Unavailable {
-                    backend: "tokens",
-                    message: "a concurrent refresh of this token has not finished".into(),
-                });
+                return Err(AuthError::RefreshInProgress);
             }
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_millis(200));

@@ -211,7 +211,7 @@ fn rewrite(
             // Our access token is for portcullis, not for the app.
             headers.remove(http::header::AUTHORIZATION);
         }
-        crate::web::identity::set_identity(headers, names, &caller.identity);
+        crate::web::identity::set_identity(headers, names, caller);
         if let Some(config) = &app.config.upstream.assertion {
             let signed = assertion::sign(config, &caller.identity, &origin.request_id)
                 .map_err(ProxyError::AssertionUnsigned)?;

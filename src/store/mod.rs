@@ -86,6 +86,15 @@ pub struct SessionRecord {
     pub(crate) expires_at: SystemTime,
     /// Last time the user was re-read from the credential backend.
     pub(crate) checked_at: SystemTime,
+    /// Names the session on the account page and to the app
+    /// (`X-Auth-Session`): random, so it reveals nothing of the token, and
+    /// stable for the life of the sign-in.
+    pub(crate) public_id: String,
+    /// Where the sign-in came from, for the user's own list of sessions.
+    pub(crate) client_ip: Option<IpAddr>,
+    /// The browser's `User-Agent` at sign-in (bounded, control characters
+    /// dropped), for the same list.
+    pub(crate) user_agent: String,
 }
 
 #[derive(Debug, Clone, Error)]
@@ -113,6 +122,12 @@ pub trait SessionStore: Send + Sync {
     async fn remove_username(&self, username: &str) -> Result<u64, StoreError>;
     /// The sessions of a username, oldest first.
     async fn list_username(&self, username: &str) -> Result<Vec<SessionRecord>, StoreError>;
+    /// Ends the session of `username` with this public id (a user ending
+    /// one of their own sessions); false when they have none by that id.
+    async fn remove_public(&self, username: &str, public_id: &str) -> Result<bool, StoreError>;
+    /// Ends every session of `username` but `keep` ("sign out other
+    /// devices", a password change); returns how many.
+    async fn remove_others(&self, username: &str, keep: &TokenHash) -> Result<u64, StoreError>;
     /// Revokes every session; returns how many.
     async fn remove_all(&self) -> Result<u64, StoreError>;
     /// Stores the identity found by a credential re-check, and when.

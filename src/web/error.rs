@@ -41,6 +41,18 @@ pub(crate) enum ProxyError {
     AssertionUnsigned(jsonwebtoken::errors::Error),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A key shared through the database is not loaded yet: start-up work
+    /// is still running, so a 503 like a store outage.
+    #[error("{0} not loaded yet (start-up work still running)")]
+    KeyNotLoaded(&'static str),
+    /// A concurrent rotation of the same refresh token did not finish in
+    /// time; retrying gets its result.
+    #[error("a concurrent refresh of this token has not finished")]
+    RefreshInProgress,
+    /// A fault of ours, not of the request nor of a backend that may come
+    /// back: a 500, the text only logged.
+    #[error("internal fault: {0}")]
+    Internal(String),
 }
 
 impl From<&ProxyError> for StatusCode {
@@ -58,9 +70,11 @@ impl From<&ProxyError> for StatusCode {
             }
             ProxyError::UpstreamUnreachable(_) => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
-            ProxyError::Store(_) | ProxyError::AssertionUnsigned(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ProxyError::Store(_)
+            | ProxyError::KeyNotLoaded(_)
+            | ProxyError::RefreshInProgress
+            | ProxyError::AssertionUnsigned(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 }
@@ -70,7 +84,10 @@ impl ProxyError {
     /// the errors that are about load rather than the request.
     pub(crate) fn retry_after(&self) -> Option<&'static str> {
         match self {
-            ProxyError::Store(_) | ProxyError::AssertionUnsigned(_) => Some("5"),
+            ProxyError::Store(_)
+            | ProxyError::KeyNotLoaded(_)
+            | ProxyError::RefreshInProgress
+            | ProxyError::AssertionUnsigned(_) => Some("5"),
             ProxyError::UpstreamBusy(_) | ProxyError::HashBusy(_) => Some("1"),
             _ => None,
         }
@@ -139,10 +156,15 @@ impl ProxyError {
                 "Temporarily unavailable",
                 "The application is not available right now. Please try again in a moment.",
             ),
-            ProxyError::Store(_) => (
+            ProxyError::Store(_) | ProxyError::KeyNotLoaded(_) | ProxyError::RefreshInProgress => (
                 "service_unavailable",
                 "Temporarily unavailable",
                 "Sign-in is temporarily unavailable. Please try again in a moment.",
+            ),
+            ProxyError::Internal(_) => (
+                "internal_error",
+                "Something went wrong",
+                "The request could not be completed. Please try again later.",
             ),
         }
     }
@@ -159,6 +181,48 @@ impl From<crate::auth::AuthError> for ProxyError {
         match e {
             crate::auth::AuthError::Store(e) => e.into(),
             crate::auth::AuthError::HashBusy(busy) => busy.into(),
+            crate::auth::AuthError::KeyNotLoaded(key) => ProxyError::KeyNotLoaded(key),
+            crate::auth::AuthError::RefreshInProgress => ProxyError::RefreshInProgress,
+            // HMAC signing of our own claims does not fail on input a
+            // client controls: a fault of ours, a 500.
+            e @ crate::auth::AuthError::Signing(_) => ProxyError::Internal(e.to_string()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_faults_are_500s_that_say_nothing_of_the_cause() {
+        let e = ProxyError::Internal("could not hash the password".into());
+        assert_eq!(StatusCode::from(&e), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(e.retry_after(), None);
+        let (code, heading, message) = e.public_text();
+        assert_eq!(code, "internal_error");
+        for text in [heading, message] {
+            assert!(!text.contains("hash"), "{text}");
+        }
+    }
+
+    #[test]
+    fn a_key_not_loaded_yet_is_a_503_with_retry_after_like_a_store_outage() {
+        let outage = ProxyError::Store(StoreError::Unavailable {
+            backend: "postgres",
+            message: "down".into(),
+        });
+        let e = ProxyError::from(crate::auth::AuthError::KeyNotLoaded("shared CSRF key"));
+        assert_eq!(StatusCode::from(&e), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(e.retry_after(), outage.retry_after());
+        assert_eq!(e.public_text(), outage.public_text());
+    }
+
+    #[test]
+    fn a_token_that_cannot_be_signed_is_a_500() {
+        let cause = jsonwebtoken::errors::ErrorKind::InvalidKeyFormat.into();
+        let e = ProxyError::from(crate::auth::AuthError::Signing(cause));
+        assert_eq!(StatusCode::from(&e), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(e.retry_after(), None);
     }
 }

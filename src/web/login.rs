@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use super::{csrf_nonce_or_new, is_json, login_path, read_form_body, set_retry_after};
 use crate::app::App;
+use crate::auth::session::SignInFrom;
 use crate::auth::LoginOutcome;
 use crate::pages::LoginView;
 use crate::policy::next::validate_next;
@@ -156,7 +157,15 @@ pub(crate) async fn login_submit(
         }
     };
 
-    start_session(app, &parts.headers, identity, AuthMethod::Password, &next).await
+    start_session(
+        app,
+        &parts.headers,
+        origin,
+        identity,
+        AuthMethod::Password,
+        &next,
+    )
+    .await
 }
 
 /// Signs the browser in: any session it arrived with is discarded (no
@@ -164,6 +173,7 @@ pub(crate) async fn login_submit(
 pub(crate) async fn start_session(
     app: &App,
     headers: &HeaderMap,
+    origin: &Origin,
     identity: Identity,
     method: AuthMethod,
     next: &str,
@@ -174,7 +184,11 @@ pub(crate) async fn start_session(
             .revoke(&crate::auth::session::hash_token(&token))
             .await?;
     }
-    let (token, _) = app.auth.sessions.create(identity, method).await?;
+    let from = SignInFrom {
+        ip: origin.client_ip,
+        user_agent: headers.get(header::USER_AGENT).map(|v| v.as_bytes()),
+    };
+    let (token, _) = app.auth.sessions.create(identity, method, from).await?;
     let mut response = response::redirect(StatusCode::SEE_OTHER, next);
     crate::web::cookies::append_set_cookie(response.headers_mut(), app.cookies.session(&token));
     Ok(response)

@@ -29,5 +29,8 @@ fn me_json(caller: &Caller) -> serde_json::Value {
         "roles": caller.identity.roles,
         "auth_method": caller.auth_method,
         "expires_at": expires_at,
+        "session": caller.public_id,
+        // Whether the user has a second factor; none can be enrolled yet.
+        "mfa": false,
     })
 }

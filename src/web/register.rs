@@ -94,7 +94,7 @@ pub(crate) async fn register(
         .verifier
         .hash(&form.password)
         .await?
-        .ok_or(ProxyError::BadRequest("could not hash the password"))?;
+        .ok_or(ProxyError::Internal("could not hash the password".into()))?;
     if !credentials
         .insert_user(&policy.insert, username, email, &hash)
         .await?

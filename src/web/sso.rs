@@ -92,7 +92,7 @@ pub(crate) async fn sso(
             return switch_page(app, &current, &identity, &next);
         }
     }
-    start_session(app, req.headers(), identity, AuthMethod::Sso, &next).await
+    start_session(app, req.headers(), origin, identity, AuthMethod::Sso, &next).await
 }
 
 /// How long the account-switch page of an SSO hand-off stays usable.
@@ -207,5 +207,13 @@ pub(crate) async fn sso_switch(
         &origin.request_id,
     );
     let next = validate_next(&pending.next);
-    start_session(app, &parts.headers, identity, AuthMethod::Sso, &next).await
+    start_session(
+        app,
+        &parts.headers,
+        origin,
+        identity,
+        AuthMethod::Sso,
+        &next,
+    )
+    .await
 }

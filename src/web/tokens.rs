@@ -44,7 +44,9 @@ pub(crate) async fn json_login(
         LoginOutcome::Success(identity) => {
             // A new family cannot have been revoked: `None` is impossible here.
             let Some(issued) = app.auth.tokens.issue(&identity, None).await? else {
-                return Err(ProxyError::BadRequest("token family refused"));
+                return Err(ProxyError::Internal(
+                    "a new token family was refused".into(),
+                ));
             };
             Ok(response::json(StatusCode::OK, &serde_json::json!(issued)))
         }

@@ -61,7 +61,7 @@ pub(crate) async fn verify(
         set_identity(
             response.headers_mut(),
             &app.config.upstream.headers,
-            &caller.identity,
+            &caller,
         );
     }
     Ok(response)

@@ -156,6 +156,19 @@ impl SessionStore for MemorySessionStore {
         Ok(self.remove_where(|s| s.identity.username == username).await)
     }
 
+    async fn remove_public(&self, username: &str, public_id: &str) -> Result<bool, StoreError> {
+        let removed = self
+            .remove_where(|s| s.identity.username == username && s.public_id == public_id)
+            .await;
+        Ok(removed > 0)
+    }
+
+    async fn remove_others(&self, username: &str, keep: &TokenHash) -> Result<u64, StoreError> {
+        Ok(self
+            .remove_where(|s| s.identity.username == username && s.token_hash != *keep)
+            .await)
+    }
+
     async fn list_username(&self, username: &str) -> Result<Vec<SessionRecord>, StoreError> {
         let mut list: Vec<SessionRecord> = self
             .sessions
@@ -211,6 +224,9 @@ mod tests {
             last_seen: at,
             expires_at: at + Duration::from_secs(3600),
             checked_at: at,
+            public_id: format!("public-{n}"),
+            client_ip: None,
+            user_agent: String::new(),
         }
     }
 

@@ -116,6 +116,19 @@ CREATE INDEX revoked_refresh_families_revoked_at ON revoked_refresh_families (re
 ALTER TABLE audit_events ADD COLUMN count integer NOT NULL DEFAULT 1;
 "#,
     ),
+    (
+        6,
+        r#"
+-- Each session's public id (the account page, X-Auth-Session) and where it
+-- was signed in from. Sessions from before get a random id of their own.
+ALTER TABLE sessions
+    ADD COLUMN public_id  text NOT NULL DEFAULT md5(random()::text || clock_timestamp()::text),
+    ADD COLUMN client_ip  text,
+    ADD COLUMN user_agent text NOT NULL DEFAULT '';
+ALTER TABLE sessions ALTER COLUMN public_id DROP DEFAULT;
+CREATE INDEX sessions_username ON sessions (username);
+"#,
+    ),
 ];
 
 /// Arbitrary constant naming portcullis' migration lock.

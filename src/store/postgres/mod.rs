@@ -4,13 +4,15 @@
 //! The proxied-request hot path makes no database round trip: sessions are
 //! served from an in-process cache bounded by `session.cache_ttl`, activity
 //! is written behind in batches, and revocations are pushed to every
-//! instance with LISTEN/NOTIFY (see `sessions`).
+//! instance with LISTEN/NOTIFY (see `sessions`, `refresh` and `listener`).
 
 mod audit;
+mod listener;
 pub(crate) mod migrations;
 mod refresh;
 mod replay;
 mod sessions;
+mod sweep;
 mod throttle;
 
 use std::str::FromStr;

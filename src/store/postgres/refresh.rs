@@ -8,18 +8,17 @@
 //! ([`RevokedFamilies`]), loads the recent ones when its listener connects,
 //! and hears new ones by `NOTIFY portcullis_refresh_families` (the family id,
 //! or `*` for "reload"), sent inside the revoking transaction so it travels
-//! exactly when the revocation commits. The listener follows the session
-//! listener's pattern (see `sessions`): a heartbeat proves the connection is
-//! alive, and every (re)connect reloads the set, since notices sent while it
-//! was away are lost.
+//! exactly when the revocation commits. The connection is kept by
+//! `listener`: a heartbeat proves it alive, and every (re)connect reloads
+//! the set, since notices sent while it was away are lost.
 
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures_util::StreamExt;
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::Client;
 
+use super::listener::{listen, Subscriber};
 use super::{db_error, pool_error, unavailable, Pg, DB_TIMEOUT};
 use crate::store::revoked::RevokedFamilies;
 use crate::store::REUSE_GRACE;
@@ -34,9 +33,6 @@ const RELOAD: &str = "*";
 /// Beyond this many families in one revocation, one reload notice is sent
 /// instead of one notice per family.
 const MAX_NOTICES: usize = 100;
-/// How often the listener proves its connection alive, reloads the set and
-/// wipes successor pairs past their grace.
-const LISTENER_HEARTBEAT: Duration = Duration::from_secs(15);
 
 pub(crate) struct PgRefreshStore {
     pg: Arc<Pg>,
@@ -321,120 +317,53 @@ impl RefreshStore for PgRefreshStore {
     }
 }
 
-/// Keeps a LISTEN connection open and applies family revocations to the
-/// in-memory set; reloads the set on every (re)connect and heartbeat.
-async fn listen(store: Weak<PgRefreshStore>) {
-    let mut announced_down = false;
-    loop {
-        let Some(config) = store.upgrade().map(|s| s.pg.config.clone()) else {
-            return;
-        };
-        match config.connect(NoTls).await {
-            Ok((client, mut connection)) => {
-                let mut messages =
-                    futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
-                let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-                // The connection must be polled for the client to work; the
-                // channel closes when the connection ends.
-                let pump = tokio::spawn(async move {
-                    while let Some(Ok(message)) = messages.next().await {
-                        if let AsyncMessage::Notification(n) = message {
-                            if tx.send(n.payload().to_string()).is_err() {
-                                break;
-                            }
-                        }
-                    }
-                });
-                let listening = client
-                    .batch_execute(&format!("LISTEN {CHANNEL}"))
-                    .await
-                    .map_err(db_error);
-                // Listening first, then loading: nothing falls in between.
-                let loaded = match (listening, store.upgrade()) {
-                    (Ok(()), Some(s)) => s.reload(&client).await,
-                    (Err(e), _) => Err(e),
-                    (_, None) => return,
-                };
-                match loaded {
-                    Ok(()) => {
-                        if let Some(s) = store.upgrade() {
-                            s.revoked.mark_live();
-                        }
-                        if announced_down {
-                            tracing::info!("refresh family revocation listener reconnected");
-                            announced_down = false;
-                        }
-                        if !serve_notices(&store, &client, &mut rx).await {
-                            pump.abort();
-                            return;
-                        }
-                    }
-                    Err(e) => {
-                        // Typically the schema is not applied yet at start.
-                        if !announced_down {
-                            tracing::warn!(error = %e, "refresh family revocations cannot be loaded; retrying (bearer requests answer 503 meanwhile)");
-                            announced_down = true;
-                        }
-                    }
-                }
-                pump.abort();
-            }
-            Err(e) => {
-                if !announced_down {
-                    tracing::warn!(error = %e, "refresh family revocation listener cannot connect; retrying");
-                    announced_down = true;
-                }
-            }
-        }
-        if let Some(s) = store.upgrade() {
-            s.revoked.mark_lost();
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
+/// Family revocations from every instance reach this one's set; the set is
+/// reloaded on every (re)connect and heartbeat, the heartbeat also wiping
+/// successor pairs past their grace.
+#[async_trait]
+impl Subscriber for PgRefreshStore {
+    const CHANNEL: &'static str = CHANNEL;
+    const NAME: &'static str = "refresh family revocation listener";
+    const WHILE_DOWN: &'static str = "bearer requests answer 503 once the revoked set is stale";
 
-/// Applies notices until the connection fails (returns true: reconnect) or
-/// the store is gone (false).
-async fn serve_notices(
-    store: &Weak<PgRefreshStore>,
-    client: &tokio_postgres::Client,
-    rx: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
-) -> bool {
-    let mut heartbeat = tokio::time::interval(LISTENER_HEARTBEAT);
-    heartbeat.tick().await;
-    loop {
-        tokio::select! {
-            payload = rx.recv() => {
-                let Some(payload) = payload else { return true };
-                let Some(s) = store.upgrade() else { return false };
-                if payload == RELOAD {
-                    if let Err(e) = s.reload(client).await {
-                        tracing::warn!(error = %e, "revoked refresh families could not be reloaded; reconnecting");
-                        return true;
-                    }
-                } else {
-                    s.revoked.insert(&payload, Duration::ZERO);
-                }
-            }
-            _ = heartbeat.tick() => {
-                let Some(s) = store.upgrade() else { return false };
-                // The reload doubles as the liveness probe.
-                if s.reload(client).await.is_err() {
-                    return true;
-                }
-                let wiped = tokio::time::timeout(
-                    DB_TIMEOUT,
-                    client.execute(
-                        "UPDATE refresh_tokens SET successor = NULL
-                         WHERE successor IS NOT NULL AND spent_at < now() - make_interval(secs => $1)",
-                        &[&REUSE_GRACE.as_secs_f64()],
-                    ),
-                )
-                .await;
-                if !matches!(wiped, Ok(Ok(_))) {
-                    tracing::debug!("successor pairs past their grace not wiped this round");
-                }
-            }
+    fn pg(&self) -> &Pg {
+        &self.pg
+    }
+
+    async fn connected(&self, client: &Client) -> Result<(), StoreError> {
+        self.reload(client).await?;
+        self.revoked.mark_live();
+        Ok(())
+    }
+
+    async fn notice(&self, client: &Client, payload: &str) -> Result<(), StoreError> {
+        if payload == RELOAD {
+            self.reload(client).await
+        } else {
+            self.revoked.insert(payload, Duration::ZERO);
+            Ok(())
         }
+    }
+
+    async fn heartbeat(&self, client: &Client) -> Result<(), StoreError> {
+        // The reload doubles as the liveness probe.
+        self.reload(client).await?;
+        let wiped = tokio::time::timeout(
+            DB_TIMEOUT,
+            client.execute(
+                "UPDATE refresh_tokens SET successor = NULL
+                 WHERE successor IS NOT NULL AND spent_at < now() - make_interval(secs => $1)",
+                &[&REUSE_GRACE.as_secs_f64()],
+            ),
+        )
+        .await;
+        if !matches!(wiped, Ok(Ok(_))) {
+            tracing::debug!("successor pairs past their grace not wiped this round");
+        }
+        Ok(())
+    }
+
+    fn lost(&self) {
+        self.revoked.mark_lost();
     }
 }

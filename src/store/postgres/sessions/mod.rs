@@ -8,10 +8,13 @@
 //! - Activity: `touch` only records the time in memory; a flusher writes the
 //!   batch every [`FLUSH_INTERVAL`] in one statement. The idle timeout is
 //!   therefore accurate to that interval.
-//! - Revocation: deleting a session sends `NOTIFY portcullis_sessions` with
-//!   its hash; every instance listens and drops it from its cache at once.
-//!   A listener that loses its connection clears its whole cache, since it
-//!   may have missed notices, and `cache_ttl` bounds staleness regardless.
+//! - Revocation (`revocation`): deleting a session sends `NOTIFY
+//!   portcullis_sessions` with its hash; every instance listens and drops it
+//!   from its cache at once. A listener that loses its connection clears its
+//!   whole cache, since it may have missed notices, and `cache_ttl` bounds
+//!   staleness regardless.
+
+mod revocation;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,20 +22,18 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use futures_util::StreamExt;
 use moka::future::Cache;
-use tokio_postgres::{AsyncMessage, NoTls, Row};
+use tokio_postgres::Row;
 
-use super::{db_error, pool_error, unavailable, Pg, DB_TIMEOUT};
+use super::listener::listen;
+use super::{db_error, pool_error, sweep, unavailable, Pg, DB_TIMEOUT};
 use crate::store::{AuthMethod, Identity, SessionRecord, SessionStore, StoreError, TokenHash};
 
 /// How often batched `last_seen` times are written.
 pub(crate) const FLUSH_INTERVAL: Duration = Duration::from_secs(5);
-/// The NOTIFY channel revocations travel on. The payload is a token hash in
-/// hex, or `*` for "drop everything".
-const CHANNEL: &str = "portcullis_sessions";
 const COLUMNS: &str =
-    "token_hash, user_id, username, email, roles, auth_method, created_at, last_seen, expires_at, checked_at";
+    "token_hash, user_id, username, email, roles, auth_method, created_at, last_seen, expires_at, checked_at, \
+     public_id, client_ip, user_agent";
 
 pub(crate) struct PgSessionStore {
     pg: Arc<Pg>,
@@ -59,12 +60,6 @@ impl PgSessionStore {
         tokio::spawn(listen(Arc::downgrade(&store)));
         tokio::spawn(flush_and_sweep(Arc::downgrade(&store), idle_timeout));
         store
-    }
-
-    /// Drops every cached session (after possibly missed notices).
-    fn forget_everything(&self) {
-        self.generation.fetch_add(1, Ordering::AcqRel);
-        self.cache.invalidate_all();
     }
 
     fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<TokenHash, SystemTime>> {
@@ -110,18 +105,6 @@ impl PgSessionStore {
         Ok(())
     }
 
-    async fn notify(
-        &self,
-        client: &deadpool_postgres::Object,
-        payload: &str,
-    ) -> Result<(), StoreError> {
-        client
-            .execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &payload])
-            .await
-            .map_err(db_error)?;
-        Ok(())
-    }
-
     /// Reads one session row (for a cache miss).
     async fn load(&self, token_hash: &TokenHash) -> Result<Option<SessionRecord>, StoreError> {
         let client = self.client().await?;
@@ -141,35 +124,19 @@ impl PgSessionStore {
     async fn delete_where(
         &self,
         condition: &str,
-        param: &(dyn tokio_postgres::types::ToSql + Sync),
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> Result<u64, StoreError> {
         let client = self.client().await?;
         let rows = client
             .query(
                 &format!("DELETE FROM sessions WHERE {condition} RETURNING token_hash"),
-                &[param],
+                params,
             )
             .await
             .map_err(db_error)?;
         let hashes: Vec<TokenHash> = rows.iter().map(hash_of).collect();
         self.revoked(&client, &hashes).await;
         Ok(hashes.len() as u64)
-    }
-
-    /// After sessions were deleted: forget them here and tell every other
-    /// instance. The deletion stands whatever happens to the notice; a lost
-    /// notice is bounded by the other instances' `cache_ttl`.
-    async fn revoked(&self, client: &deadpool_postgres::Object, hashes: &[TokenHash]) {
-        for hash in hashes {
-            self.cache.invalidate(hash).await;
-            self.pending().remove(hash);
-        }
-        for hash in hashes {
-            if let Err(e) = self.notify(client, &notice_of(hash)).await {
-                tracing::warn!(error = %e, "revocation notice not sent; other instances drop the session within session.cache_ttl");
-                break;
-            }
-        }
     }
 }
 
@@ -198,19 +165,12 @@ fn record_of(row: &Row) -> SessionRecord {
         last_seen: row.get("last_seen"),
         expires_at: row.get("expires_at"),
         checked_at: row.get("checked_at"),
+        public_id: row.get("public_id"),
+        client_ip: row
+            .get::<_, Option<&str>>("client_ip")
+            .and_then(|ip| ip.parse().ok()),
+        user_agent: row.get("user_agent"),
     }
-}
-
-/// The NOTIFY payload naming one revoked session.
-fn notice_of(hash: &TokenHash) -> String {
-    hex::encode(hash.0)
-}
-
-/// The session a NOTIFY payload names; `None` for `*` or anything else.
-fn hash_of_notice(payload: &str) -> Option<TokenHash> {
-    let mut out = [0u8; 32];
-    hex::decode_to_slice(payload, &mut out).ok()?;
-    Some(TokenHash(out))
 }
 
 #[async_trait]
@@ -219,7 +179,7 @@ impl SessionStore for PgSessionStore {
         let client = self.client().await?;
         client
             .execute(
-                &format!("INSERT INTO sessions ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"),
+                &format!("INSERT INTO sessions ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"),
                 &[
                     &&s.token_hash.0[..],
                     &s.identity.id,
@@ -231,6 +191,9 @@ impl SessionStore for PgSessionStore {
                     &s.last_seen,
                     &s.expires_at,
                     &s.checked_at,
+                    &s.public_id,
+                    &s.client_ip.map(|ip| ip.to_string()),
+                    &s.user_agent,
                 ],
             )
             .await
@@ -285,13 +248,28 @@ impl SessionStore for PgSessionStore {
 
     async fn remove(&self, token_hash: &TokenHash) -> Result<bool, StoreError> {
         Ok(self
-            .delete_where("token_hash = $1", &&token_hash.0[..])
+            .delete_where("token_hash = $1", &[&&token_hash.0[..]])
             .await?
             > 0)
     }
 
     async fn remove_username(&self, username: &str) -> Result<u64, StoreError> {
-        self.delete_where("username = $1", &username).await
+        self.delete_where("username = $1", &[&username]).await
+    }
+
+    async fn remove_public(&self, username: &str, public_id: &str) -> Result<bool, StoreError> {
+        let removed = self
+            .delete_where("username = $1 AND public_id = $2", &[&username, &public_id])
+            .await?;
+        Ok(removed > 0)
+    }
+
+    async fn remove_others(&self, username: &str, keep: &TokenHash) -> Result<u64, StoreError> {
+        self.delete_where(
+            "username = $1 AND token_hash <> $2",
+            &[&username, &&keep.0[..]],
+        )
+        .await
     }
 
     async fn remove_all(&self) -> Result<u64, StoreError> {
@@ -345,89 +323,8 @@ impl SessionStore for PgSessionStore {
     }
 }
 
-/// How often the LISTEN connection proves it is alive; a connection that
-/// silently died (NAT, failover) would otherwise lose notices unnoticed.
-const LISTENER_HEARTBEAT: Duration = Duration::from_secs(15);
-
-/// Keeps a LISTEN connection open and applies revocation notices to the
-/// cache; reconnects (clearing the cache) whenever the connection drops.
-async fn listen(store: Weak<PgSessionStore>) {
-    let mut announced_down = false;
-    loop {
-        let Some(config) = store.upgrade().map(|s| s.pg.config.clone()) else {
-            return;
-        };
-        match config.connect(NoTls).await {
-            Ok((client, mut connection)) => {
-                let mut messages =
-                    futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
-                let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-                // The connection must be polled for the client to work; the
-                // channel closes when the connection ends.
-                let pump = tokio::spawn(async move {
-                    while let Some(Ok(message)) = messages.next().await {
-                        if let AsyncMessage::Notification(n) = message {
-                            if tx.send(n.payload().to_string()).is_err() {
-                                break;
-                            }
-                        }
-                    }
-                });
-                if client
-                    .batch_execute(&format!("LISTEN {CHANNEL}"))
-                    .await
-                    .is_ok()
-                {
-                    if announced_down {
-                        tracing::info!("session revocation listener reconnected");
-                        announced_down = false;
-                    }
-                    // Notices sent while we were away are lost: start clean.
-                    if let Some(s) = store.upgrade() {
-                        s.forget_everything();
-                    }
-                    let mut heartbeat = tokio::time::interval(LISTENER_HEARTBEAT);
-                    heartbeat.tick().await;
-                    loop {
-                        tokio::select! {
-                            payload = rx.recv() => {
-                                let Some(payload) = payload else { break };
-                                let Some(s) = store.upgrade() else { return };
-                                s.generation.fetch_add(1, Ordering::AcqRel);
-                                if payload == "*" {
-                                    s.cache.invalidate_all();
-                                } else if let Some(hash) = hash_of_notice(&payload) {
-                                    s.cache.invalidate(&hash).await;
-                                }
-                            }
-                            _ = heartbeat.tick() => {
-                                let alive = tokio::time::timeout(DB_TIMEOUT, client.simple_query("SELECT 1")).await;
-                                if !matches!(alive, Ok(Ok(_))) {
-                                    break;
-                                }
-                            }
-                        }
-                    }
-                }
-                pump.abort();
-            }
-            Err(e) => {
-                if !announced_down {
-                    tracing::warn!(error = %e, "session revocation listener cannot connect; retrying");
-                    announced_down = true;
-                }
-            }
-        }
-        if let Some(s) = store.upgrade() {
-            s.forget_everything();
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
 /// Writes batched activity every [`FLUSH_INTERVAL`] and, about once a
-/// minute, deletes expired sessions, replay entries and day-old throttle
-/// rows, so no table grows without bound.
+/// minute, sweeps expired rows from every table (see `sweep`).
 async fn flush_and_sweep(store: Weak<PgSessionStore>, idle_timeout: Duration) {
     let mut tick = tokio::time::interval(FLUSH_INTERVAL);
     let mut rounds: u32 = 0;
@@ -439,45 +336,10 @@ async fn flush_and_sweep(store: Weak<PgSessionStore>, idle_timeout: Duration) {
         }
         rounds = rounds.wrapping_add(1);
         if rounds % 12 == 0 {
-            let idle_cutoff = SystemTime::now() - idle_timeout;
-            let swept = async {
-                let client = s.client().await?;
-                client
-                    .execute(
-                        "DELETE FROM sessions WHERE expires_at < now() OR last_seen < $1",
-                        &[&idle_cutoff],
-                    )
-                    .await
-                    .map_err(db_error)?;
-                client
-                    .batch_execute(
-                        "DELETE FROM sso_replay WHERE expires_at < now();
-                         DELETE FROM refresh_tokens WHERE expires_at < now();
-                         DELETE FROM revoked_refresh_families WHERE revoked_at < now() - interval '30 days';
-                         DELETE FROM login_rate WHERE window_start < now() - interval '1 day';
-                         DELETE FROM login_failures WHERE updated_at < now() - interval '1 day'
-                             AND (locked_until IS NULL OR locked_until < now());",
-                    )
-                    .await
-                    .map_err(db_error)
-            }
-            .await;
+            let swept = sweep::expired(&s.pg, SystemTime::now() - idle_timeout).await;
             if let Err(e) = swept {
-                tracing::debug!(error = %e, "expired-session sweep failed");
+                tracing::debug!(error = %e, "expired-row sweep failed");
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn notice_payload_round_trips() {
-        let hash = TokenHash([0xab; 32]);
-        assert_eq!(hash_of_notice(&notice_of(&hash)), Some(hash));
-        assert_eq!(hash_of_notice("*"), None);
-        assert_eq!(hash_of_notice(&"zz".repeat(32)), None);
     }
 }
