@@ -73,6 +73,10 @@ async fn sessions_and_forms_survive_a_restart_and_a_logout_stays_a_logout() {
     let (_dir, db) = state();
     let first = on_file(&upstream, &db, "").await;
     let kept = login(&first, "demo").await;
+    let public_id = get(&first.url("/x"), &[("cookie", &kept)])
+        .await
+        .upstream_header("x-auth-session");
+    assert_eq!(public_id.len(), 1);
     let ended = login(&first, "admin").await;
     logout(&first, &ended).await;
     let (csrf_cookie, csrf_token) = login_form(&first).await;

@@ -139,6 +139,9 @@ mod tests {
             last_seen,
             expires_at: last_seen + Duration::from_secs(3600),
             checked_at: last_seen,
+            public_id: "public".into(),
+            client_ip: None,
+            user_agent: String::new(),
         }
     }
 

@@ -6,15 +6,17 @@
 //! Mapping from the PostgreSQL schema: `bytea` is BLOB, `text[]` is TEXT
 //! holding a JSON array, `timestamptz` is INTEGER unix milliseconds,
 //! `bigserial` is INTEGER PRIMARY KEY. Step 1 is PostgreSQL's steps 1 to 5
-//! at once; from then on every change lands in both lists. `revocations`
+//! at once; from then on every change lands in both lists (step 2 is
+//! PostgreSQL's 6). `revocations`
 //! exists only here: it stands in for PostgreSQL's NOTIFY (see `watch`).
 
 use rusqlite::Connection;
 
 /// `(version, SQL)`; append only, never edit a released step.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    r#"
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        r#"
 CREATE TABLE sessions (
     token_hash   BLOB PRIMARY KEY,        -- SHA-256 of the cookie token; the token itself is never stored
     user_id      TEXT NOT NULL,
@@ -28,7 +30,6 @@ CREATE TABLE sessions (
     checked_at   INTEGER NOT NULL         -- last re-read of the user from the credential backend
 );
 CREATE INDEX sessions_user_id ON sessions (user_id);
-CREATE INDEX sessions_username ON sessions (username);
 CREATE INDEX sessions_expires_at ON sessions (expires_at);
 
 CREATE TABLE login_failures (
@@ -102,7 +103,21 @@ CREATE TABLE revocations (
 );
 INSERT INTO revocations (id, seq) VALUES (1, 0);
 "#,
-)];
+    ),
+    (
+        2,
+        r#"
+-- PostgreSQL step 6. Each session's public id (the account page,
+-- X-Auth-Session) and where it was signed in from. Sessions from before get
+-- a random id of their own.
+ALTER TABLE sessions ADD COLUMN public_id TEXT NOT NULL DEFAULT '';
+UPDATE sessions SET public_id = lower(hex(randomblob(16)));
+ALTER TABLE sessions ADD COLUMN client_ip TEXT;
+ALTER TABLE sessions ADD COLUMN user_agent TEXT NOT NULL DEFAULT '';
+CREATE INDEX sessions_username ON sessions (username);
+"#,
+    ),
+];
 
 /// The newest schema version this build knows.
 #[cfg(test)]

@@ -208,7 +208,7 @@ impl RefreshStore for SqliteRefreshStore {
                         )?;
                         Spend::Fresh(record)
                     }
-                    Some(at) if at >= now - ms(grace) => Spend::InGrace { record, successor },
+                    Some(at) if at > now - ms(grace) => Spend::InGrace { record, successor },
                     Some(_) => Spend::Reused {
                         family: record.family,
                     },

@@ -9,6 +9,7 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
+use rusqlite::types::Value;
 use rusqlite::{params, Connection, Row};
 
 use super::{millis, ms, now_ms, roles_json, roles_of, time_of, watch, Sqlite};
@@ -22,7 +23,8 @@ pub(crate) const FLUSH_INTERVAL: Duration = Duration::from_secs(5);
 /// Sweeps run every this many flushes (about once a minute).
 const SWEEP_EVERY: u32 = 12;
 const COLUMNS: &str =
-    "token_hash, user_id, username, email, roles, auth_method, created_at, last_seen, expires_at, checked_at";
+    "token_hash, user_id, username, email, roles, auth_method, created_at, last_seen, expires_at, checked_at,
+     public_id, client_ip, user_agent";
 
 pub(crate) struct SqliteSessionStore {
     db: Arc<Sqlite>,
@@ -78,12 +80,13 @@ impl SqliteSessionStore {
         Ok(())
     }
 
-    /// Deletes the sessions `condition` (with `?1`) selects; returns how
-    /// many, after forgetting them here and telling other processes.
+    /// Deletes the sessions `condition` (with `?1`, `?2`...) selects;
+    /// returns how many, after forgetting them here and telling other
+    /// processes.
     async fn delete_where(
         &self,
         condition: &'static str,
-        param: rusqlite::types::Value,
+        params: Vec<Value>,
     ) -> Result<u64, StoreError> {
         let (hashes, seq) = self
             .db
@@ -92,7 +95,7 @@ impl SqliteSessionStore {
                 let hashes = deleted(
                     &tx,
                     &format!("DELETE FROM sessions WHERE {condition} RETURNING token_hash"),
-                    [param],
+                    rusqlite::params_from_iter(params),
                 )?;
                 let seq = if hashes.is_empty() {
                     None
@@ -151,6 +154,12 @@ fn record_of(row: &Row<'_>) -> rusqlite::Result<SessionRecord> {
         last_seen: time_of(row.get("last_seen")?),
         expires_at: time_of(row.get("expires_at")?),
         checked_at: time_of(row.get("checked_at")?),
+        public_id: row.get("public_id")?,
+        // An address that does not parse is shown as unknown.
+        client_ip: row
+            .get::<_, Option<String>>("client_ip")?
+            .and_then(|ip| ip.parse().ok()),
+        user_agent: row.get("user_agent")?,
     })
 }
 
@@ -163,7 +172,7 @@ impl SessionStore for SqliteSessionStore {
             .write(move |c| {
                 let tx = c.transaction()?;
                 tx.execute(
-                    &format!("INSERT INTO sessions ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
+                    &format!("INSERT INTO sessions ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"),
                     params![
                         &s.token_hash.0[..],
                         s.identity.id,
@@ -175,6 +184,9 @@ impl SessionStore for SqliteSessionStore {
                         millis(s.last_seen),
                         millis(s.expires_at),
                         millis(s.checked_at),
+                        s.public_id,
+                        s.client_ip.map(|ip| ip.to_string()),
+                        s.user_agent,
                     ],
                 )?;
                 let mut evicted = Vec::new();
@@ -221,13 +233,33 @@ impl SessionStore for SqliteSessionStore {
     }
 
     async fn remove(&self, token_hash: &TokenHash) -> Result<bool, StoreError> {
-        let hash = rusqlite::types::Value::Blob(token_hash.0.to_vec());
-        Ok(self.delete_where("token_hash = ?1", hash).await? > 0)
+        let hash = Value::Blob(token_hash.0.to_vec());
+        Ok(self.delete_where("token_hash = ?1", vec![hash]).await? > 0)
     }
 
     async fn remove_username(&self, username: &str) -> Result<u64, StoreError> {
-        let name = rusqlite::types::Value::Text(username.to_string());
-        self.delete_where("username = ?1", name).await
+        let name = Value::Text(username.to_string());
+        self.delete_where("username = ?1", vec![name]).await
+    }
+
+    async fn remove_public(&self, username: &str, public_id: &str) -> Result<bool, StoreError> {
+        let params = vec![
+            Value::Text(username.to_string()),
+            Value::Text(public_id.to_string()),
+        ];
+        let removed = self
+            .delete_where("username = ?1 AND public_id = ?2", params)
+            .await?;
+        Ok(removed > 0)
+    }
+
+    async fn remove_others(&self, username: &str, keep: &TokenHash) -> Result<u64, StoreError> {
+        let params = vec![
+            Value::Text(username.to_string()),
+            Value::Blob(keep.0.to_vec()),
+        ];
+        self.delete_where("username = ?1 AND token_hash <> ?2", params)
+            .await
     }
 
     async fn remove_all(&self) -> Result<u64, StoreError> {
