@@ -20,6 +20,7 @@ pub(crate) mod migrations;
 mod refresh;
 mod replay;
 mod sessions;
+mod sweep;
 mod throttle;
 mod watch;
 

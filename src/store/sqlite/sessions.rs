@@ -1,7 +1,7 @@
 //! Sessions in SQLite behind the in-process [`SessionCache`] (the same one
 //! as in front of PostgreSQL): a signed-in request reads memory, activity
-//! is written behind every [`FLUSH_INTERVAL`] in one transaction, and a
-//! sweeper deletes expired rows of every table about once a minute.
+//! is written behind every [`FLUSH_INTERVAL`] in one transaction, and
+//! expired rows of every table are swept about once a minute (`sweep`).
 //! Revocations made by another process on the file (`portcullis sessions
 //! revoke`) clear the cache within 250 ms (see `watch`).
 
@@ -12,11 +12,9 @@ use async_trait::async_trait;
 use rusqlite::types::Value;
 use rusqlite::{params, Connection, Row};
 
-use super::{millis, ms, now_ms, roles_json, roles_of, time_of, watch, Sqlite};
+use super::{millis, roles_json, roles_of, sweep, time_of, watch, Sqlite};
 use crate::store::session_cache::SessionCache;
-use crate::store::{
-    AuthMethod, Identity, SessionRecord, SessionStore, StoreError, TokenHash, REUSE_GRACE,
-};
+use crate::store::{AuthMethod, Identity, SessionRecord, SessionStore, StoreError, TokenHash};
 
 /// How often batched `last_seen` times are written.
 pub(crate) const FLUSH_INTERVAL: Duration = Duration::from_secs(5);
@@ -329,9 +327,8 @@ async fn follow_revocations(store: Weak<SqliteSessionStore>) {
 }
 
 /// Writes batched activity and wipes refresh successor pairs past their
-/// grace every [`FLUSH_INTERVAL`] and, about once a
-/// minute, deletes expired sessions, replay entries, refresh tokens and
-/// day-old throttle rows, so no table grows without bound.
+/// grace every [`FLUSH_INTERVAL`]; about once a minute, sweeps expired rows
+/// from every table (see `sweep`).
 async fn flush_and_sweep(store: Weak<SqliteSessionStore>, idle_timeout: Duration) {
     let mut tick = tokio::time::interval(FLUSH_INTERVAL);
     let mut rounds: u32 = 0;
@@ -344,50 +341,14 @@ async fn flush_and_sweep(store: Weak<SqliteSessionStore>, idle_timeout: Duration
         if let Err(e) = s.flush().await {
             tracing::warn!(error = %e, "could not write session activity; will retry");
         }
-        let grace_end = now_ms() - ms(REUSE_GRACE);
-        let wiped = s
-            .db
-            .write(move |c| {
-                c.execute(
-                    "UPDATE refresh_tokens SET successor = NULL WHERE successor IS NOT NULL AND spent_at < ?1",
-                    [grace_end],
-                )
-            })
-            .await;
-        if let Err(e) = wiped {
+        if let Err(e) = s.db.write(sweep::successors).await {
             tracing::debug!(error = %e, "successor pairs past their grace not wiped this round");
         }
         rounds = rounds.wrapping_add(1);
         if rounds % SWEEP_EVERY == 0 {
-            if let Err(e) = s.db.write(move |c| sweep(c, idle_timeout)).await {
+            if let Err(e) = s.db.write(move |c| sweep::expired(c, idle_timeout)).await {
                 tracing::debug!(error = %e, "expired-row sweep failed");
             }
         }
     }
-}
-
-/// One sweep of every table with rows that expire.
-fn sweep(c: &mut Connection, idle_timeout: Duration) -> rusqlite::Result<()> {
-    let now = now_ms();
-    let day = ms(Duration::from_secs(86_400));
-    let tx = c.transaction()?;
-    tx.execute(
-        "DELETE FROM sessions WHERE expires_at < ?1 OR last_seen < ?2",
-        params![now, now - ms(idle_timeout)],
-    )?;
-    tx.execute("DELETE FROM sso_replay WHERE expires_at < ?1", [now])?;
-    tx.execute("DELETE FROM refresh_tokens WHERE expires_at < ?1", [now])?;
-    tx.execute(
-        "DELETE FROM revoked_refresh_families WHERE revoked_at < ?1",
-        [now - 30 * day],
-    )?;
-    tx.execute(
-        "DELETE FROM login_rate WHERE window_start < ?1",
-        [now - day],
-    )?;
-    tx.execute(
-        "DELETE FROM login_failures WHERE updated_at < ?1 AND (locked_until IS NULL OR locked_until < ?2)",
-        params![now - day, now],
-    )?;
-    tx.commit()
 }

@@ -17,6 +17,7 @@ use crate::store::{
     AuthMethod, Gate, Identity, RefreshRecord, RefreshStore, ReplayStore, SessionRecord,
     SessionStore, Spend, ThrottleStore, TokenHash,
 };
+use rusqlite::params;
 
 pub(super) async fn open(path: &Path) -> Arc<Sqlite> {
     let db = Sqlite::new(&SqliteConfig {
@@ -144,4 +145,32 @@ fn times_round_trip_through_milliseconds() {
         ["a", "b\""]
     );
     assert!(roles_of("not json").is_empty());
+}
+
+#[tokio::test]
+async fn the_sweep_deletes_expired_rows_and_keeps_live_ones_and_lockouts() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(&dir.path().join("w.db")).await;
+    let sessions = SqliteSessionStore::new(db.clone(), Duration::from_secs(5));
+    let demo = identity("1", "demo");
+    let now = SystemTime::now();
+    sessions.insert(session(1, &demo, now), 0).await.unwrap();
+    let idle = session(2, &demo, now - Duration::from_secs(7200));
+    sessions.insert(idle, 0).await.unwrap();
+    let old = now_ms() - 2 * 86_400_000;
+    let counts = db
+        .write(move |c| {
+            c.execute(
+                "INSERT INTO login_failures VALUES ('stale', 2, NULL, ?1), ('locked', 0, ?2, ?1)",
+                params![old, now_ms() + 60_000],
+            )?;
+            sweep::expired(c, Duration::from_secs(1800))?;
+            let count = |table: &str| -> rusqlite::Result<i64> {
+                c.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+            };
+            Ok((count("sessions")?, count("login_failures")?))
+        })
+        .await
+        .unwrap();
+    assert_eq!(counts, (1, 1), "the idle session and the stale failures go");
 }
