@@ -365,22 +365,3 @@ fn sessions_commands_name_a_missing_file() {
     );
     assert!(!dir.path().join("absent.db").exists(), "nothing created");
 }
-
-#[test]
-fn migrate_creates_the_schema_in_the_file() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("fresh.db");
-    let config = operator_config(dir.path(), &db);
-    let out = portcullis(&["migrate"], &config);
-    assert!(out.contains("applied"), "{out}");
-    let conn = rusqlite::Connection::open(&db).unwrap();
-    let tables: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name IN ('sessions', 'refresh_tokens', 'audit_events')",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(tables, 3);
-    assert!(portcullis(&["migrate"], &config).contains("0 migration"));
-}

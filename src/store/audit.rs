@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -79,26 +79,27 @@ impl QueuedAudit {
                 write_with_retries(&*writer, &row_of(event)).await;
             }
         });
+        // The tasks below hold the table weakly: they end with the store.
         let refusals: Arc<Mutex<HashMap<RefusalKey, i32>>> = Arc::default();
         let weak = Arc::downgrade(&refusals);
-        let flusher = table.clone();
+        let flusher = Arc::downgrade(&table);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(FLUSH_EVERY);
             tick.tick().await;
             loop {
                 tick.tick().await;
-                let Some(refusals) = weak.upgrade() else {
+                let (Some(refusals), Some(table)) = (weak.upgrade(), flusher.upgrade()) else {
                     break;
                 };
                 let window = std::mem::take(&mut *refusals.lock().expect("not poisoned"));
                 drop(refusals);
                 for ((event, user, ip), count) in window {
                     let row = (event, user, ip, "-".to_string(), count);
-                    write_with_retries(&*flusher, &row).await;
+                    write_with_retries(&*table, &row).await;
                 }
             }
         });
-        tokio::spawn(prune(table.clone(), retention));
+        tokio::spawn(prune(Arc::downgrade(&table), retention));
         Self {
             table,
             tx,
@@ -122,9 +123,11 @@ async fn write_with_retries(table: &dyn AuditTable, row: &AuditRow) {
 
 /// Deletes rows older than `retention`, once the schema is in place and
 /// then hourly.
-async fn prune(table: Arc<dyn AuditTable>, retention: Duration) {
+async fn prune(weak: Weak<dyn AuditTable>, retention: Duration) {
     loop {
+        let Some(table) = weak.upgrade() else { return };
         if !table.ready() {
+            drop(table);
             tokio::time::sleep(Duration::from_secs(2)).await;
             continue;
         }
@@ -137,6 +140,7 @@ async fn prune(table: Arc<dyn AuditTable>, retention: Duration) {
             ),
             Err(e) => tracing::warn!(error = %e, "audit retention: could not delete old rows"),
         }
+        drop(table);
         tokio::time::sleep(PRUNE_EVERY).await;
     }
 }
