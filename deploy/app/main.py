@@ -1,152 +1,56 @@
 """Demo upstream app for portcullis.
 
 A small FastAPI app that mirrors the reference deployment's routes (`/`,
-`/country/`, `/proceed-to-chat`, `/chat/`), greets the user named by the
-identity headers portcullis injects (`X-Auth-User`, `X-Auth-Email`,
-`X-Auth-Roles`) and shows every header it received. `GET /debug/headers`
+`/country/`, `/proceed-to-chat`, `/chat/`), greets the user portcullis
+signed in and shows every header it received. `GET /debug/headers`
 returns the raw header list as JSON; the end-to-end tests rely on its shape.
 
-The app trusts those headers, so it must only be reachable through portcullis:
+Without the assertion check it trusts portcullis' `X-Auth-*` headers, so it
+must only be reachable through portcullis:
 bind it to loopback or a private network, and tell uvicorn to believe
 `X-Forwarded-*` from portcullis alone:
 
     uvicorn main:app --host 127.0.0.1 --port 8000 \
         --proxy-headers --forwarded-allow-ips 127.0.0.1
 
-Defence in depth: when `PORTCULLIS_ASSERTION_PUBKEY` names a PEM public key
-(Ed25519, RSA or EC P-256), every page also requires the signed JWT that
+Who the user is comes from the `portcullis` package (python/ in this
+repository, `pip install ./python`): with `PORTCULLIS_JWKS_URL` set (e.g.
+http://127.0.0.1:8080/auth/jwks.json) every page requires the signed JWT that
 portcullis sends in `X-Auth-Assertion` ([upstream.assertion] in proxy.toml),
-checks its signature, `exp`, `aud` (`PORTCULLIS_ASSERTION_AUDIENCE`, default
-"growbal"), `iss` when `PORTCULLIS_ASSERTION_ISSUER` is set, and that its
-`sub` is the `X-Auth-User` received. That needs PyJWT with its crypto extra
-(`pip install "pyjwt[crypto]"`); without the variable the check is off and
-PyJWT is never imported.
+verified with the key portcullis publishes, for the audience
+`PORTCULLIS_ASSERTION_AUDIENCE` (default "growbal"). Without it the app trusts
+the plain `X-Auth-*` headers, and the package logs a loud warning saying so:
+fine for the demo, never for production.
 """
 
 from __future__ import annotations
 
 import html
-import logging
 import os
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from functools import lru_cache
 from typing import Annotated, Any
 from urllib.parse import parse_qs, urlencode
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-# uvicorn configures this logger, so messages show up in its output.
-log = logging.getLogger("uvicorn.error")
+from portcullis import Portcullis, User
 
-ASSERTION_HEADER = "x-auth-assertion"
-ASSERTION_LEEWAY_SECONDS = 10
 MAX_FORM_BYTES = 16 * 1024
 COUNTRIES = ["Australia", "Canada", "Germany", "India", "United Arab Emirates", "United Kingdom"]
 
 
-# --- signed assertion -------------------------------------------------------
+def _auth() -> Portcullis:
+    jwks_url = os.environ.get("PORTCULLIS_JWKS_URL")
+    if jwks_url:
+        audience = os.environ.get("PORTCULLIS_ASSERTION_AUDIENCE") or "growbal"
+        return Portcullis(jwks_url=jwks_url, audience=audience)
+    return Portcullis.trusting_headers()
 
 
-@dataclass(frozen=True)
-class AssertionVerifier:
-    """A loaded public key and the checks every assertion must pass."""
+auth = _auth()
+CurrentUser = Annotated[User, Depends(auth.user)]
 
-    key: Any
-    algorithm: str
-    audience: str
-    issuer: str | None
-
-    def verify(self, token: str) -> dict[str, Any]:
-        import jwt  # lazy: only needed when the check is configured
-
-        options = {"require": ["exp", "aud", "sub"] + (["iss"] if self.issuer else [])}
-        return jwt.decode(
-            token,
-            self.key,
-            algorithms=[self.algorithm],  # fixed by the key type, never by the token
-            audience=self.audience,
-            issuer=self.issuer,
-            leeway=ASSERTION_LEEWAY_SECONDS,
-            options=options,
-        )
-
-
-@lru_cache(maxsize=4)
-def _load_verifier(key_path: str, audience: str, issuer: str | None) -> AssertionVerifier:
-    try:
-        import jwt  # noqa: F401  (fail now, not at the first request)
-        from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-        from cryptography.hazmat.primitives.serialization import load_pem_public_key
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise RuntimeError(
-            "PORTCULLIS_ASSERTION_PUBKEY is set but PyJWT with its crypto extra is not "
-            'installed: pip install "pyjwt[crypto]"'
-        ) from exc
-
-    with open(key_path, "rb") as f:
-        key = load_pem_public_key(f.read())
-    if isinstance(key, ed25519.Ed25519PublicKey):
-        algorithm = "EdDSA"
-    elif isinstance(key, rsa.RSAPublicKey):
-        algorithm = "RS256"
-    elif isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name == "secp256r1":
-        algorithm = "ES256"
-    else:
-        raise RuntimeError(f"{key_path}: unsupported assertion key type {type(key).__name__}")
-    return AssertionVerifier(key=key, algorithm=algorithm, audience=audience, issuer=issuer)
-
-
-def assertion_verifier() -> AssertionVerifier | None:
-    """The configured verifier, or None when the check is off."""
-    key_path = os.environ.get("PORTCULLIS_ASSERTION_PUBKEY")
-    if not key_path:
-        return None
-    audience = os.environ.get("PORTCULLIS_ASSERTION_AUDIENCE") or "growbal"
-    issuer = os.environ.get("PORTCULLIS_ASSERTION_ISSUER") or None
-    return _load_verifier(key_path, audience, issuer)
-
-
-def verify_assertion(request: Request) -> dict[str, Any] | None:
-    """FastAPI dependency: the verified assertion claims, or None when the check is off.
-
-    Answers 401 when the check is on and the header is missing, repeated,
-    invalid, expired, for another audience, or for another user than
-    `X-Auth-User`.
-    """
-    verifier = assertion_verifier()
-    if verifier is None:
-        return None
-    import jwt
-
-    tokens = request.headers.getlist(ASSERTION_HEADER)
-    if len(tokens) != 1:
-        raise HTTPException(status_code=401, detail="missing or repeated identity assertion")
-    try:
-        claims = verifier.verify(tokens[0])
-    except jwt.InvalidTokenError as exc:
-        log.warning("identity assertion refused: %s", exc)
-        raise HTTPException(status_code=401, detail="invalid identity assertion") from None
-    if str(claims.get("sub")) != request.headers.get("x-auth-user"):
-        log.warning("identity assertion refused: sub does not match X-Auth-User")
-        raise HTTPException(status_code=401, detail="identity assertion does not match user")
-    return claims
-
-
-Assertion = Annotated[dict[str, Any] | None, Depends(verify_assertion)]
-
-
-@asynccontextmanager
-async def lifespan(_app: FastAPI):
-    # A misconfigured check stops the app at start instead of failing open later.
-    verifier = assertion_verifier()
-    if verifier is not None:
-        log.info("verifying %s assertions (audience %r)", verifier.algorithm, verifier.audience)
-    yield
-
-
-app = FastAPI(title="portcullis demo app", lifespan=lifespan, docs_url=None, redoc_url=None)
+app = FastAPI(title="portcullis demo app", docs_url=None, redoc_url=None)
 
 
 # --- pages ------------------------------------------------------------------
@@ -156,19 +60,12 @@ def _e(value: object) -> str:
     return html.escape(str(value), quote=True)
 
 
-def _page(request: Request, title: str, body: str, claims: dict[str, Any] | None) -> HTMLResponse:
-    user = request.headers.get("x-auth-user")
-    email = request.headers.get("x-auth-email")
-    roles = [r.strip() for r in (request.headers.get("x-auth-roles") or "").split(",") if r.strip()]
-    greeting = (
-        f"Hello, <strong>{_e(email or user)}</strong> (user id {_e(user)})"
-        if user
-        else "Hello, anonymous visitor (no <code>X-Auth-User</code> header)"
-    )
-    if assertion_verifier() is None:
-        assertion = "not checked (PORTCULLIS_ASSERTION_PUBKEY unset)"
+def _page(request: Request, title: str, body: str, user: User) -> HTMLResponse:
+    greeting = f"Hello, <strong>{_e(user.email or user.name or user.id)}</strong> (user id {_e(user.id)})"
+    if auth.verifies:
+        assertion = f"verified with portcullis' published key (request {_e(user.request_id)})"
     else:
-        assertion = f"verified, expires at {_e(claims.get('exp') if claims else '?')}"
+        assertion = "not checked: trusting plain X-Auth-* headers (PORTCULLIS_JWKS_URL unset)"
     rows = "".join(
         f"<tr><td><code>{_e(name.decode('latin-1'))}</code></td>"
         f"<td><code>{_e(value.decode('latin-1'))}</code></td></tr>"
@@ -195,7 +92,7 @@ td {{ border: 1px solid #ccc; padding: .25rem .5rem; vertical-align: top; word-b
 <h1>{_e(title)}</h1>
 <div class="identity">
 <p>{greeting}</p>
-<p>Roles: {_e(", ".join(roles) or "none")}</p>
+<p>Roles: {_e(", ".join(user.roles) or "none")}</p>
 <p>Signed assertion: {assertion}</p>
 </div>
 {body}
@@ -209,24 +106,24 @@ td {{ border: 1px solid #ccc; padding: .25rem .5rem; vertical-align: top; word-b
 
 
 @app.get("/", response_class=HTMLResponse)
-def home(request: Request, claims: Assertion) -> HTMLResponse:
+def home(request: Request, user: CurrentUser) -> HTMLResponse:
     body = '<p>Welcome. <a href="/country/">Choose your country</a> to start a chat.</p>'
-    return _page(request, "Home", body, claims)
+    return _page(request, "Home", body, user)
 
 
 @app.get("/country/", response_class=HTMLResponse)
-def country(request: Request, claims: Assertion) -> HTMLResponse:
+def country(request: Request, user: CurrentUser) -> HTMLResponse:
     options = "".join(f'<option value="{_e(c)}">{_e(c)}</option>' for c in COUNTRIES)
     body = f"""<form method="post" action="/proceed-to-chat">
 <label for="country">Country</label>
 <select id="country" name="country">{options}</select>
 <button type="submit">Proceed to chat</button>
 </form>"""
-    return _page(request, "Choose a country", body, claims)
+    return _page(request, "Choose a country", body, user)
 
 
 @app.api_route("/proceed-to-chat", methods=["GET", "POST"])
-async def proceed_to_chat(request: Request, claims: Assertion) -> RedirectResponse:
+async def proceed_to_chat(request: Request, user: CurrentUser) -> RedirectResponse:
     country_name = request.query_params.get("country", "")
     if request.method == "POST":
         raw = await request.body()
@@ -242,7 +139,7 @@ async def proceed_to_chat(request: Request, claims: Assertion) -> RedirectRespon
 
 
 @app.get("/chat/", response_class=HTMLResponse)
-def chat(request: Request, claims: Assertion) -> HTMLResponse:
+def chat(request: Request, user: CurrentUser) -> HTMLResponse:
     country_name = request.query_params.get("country") or "no country chosen"
     message = request.query_params.get("message")
     reply = f"<p><strong>Echo:</strong> {_e(message)}</p>" if message else ""
@@ -253,7 +150,7 @@ def chat(request: Request, claims: Assertion) -> HTMLResponse:
 <input name="message" placeholder="Say something" autofocus>
 <button type="submit">Send</button>
 </form>"""
-    return _page(request, "Chat", body, claims)
+    return _page(request, "Chat", body, user)
 
 
 # --- machine-readable endpoints for tests and operators -----------------------
@@ -274,9 +171,9 @@ def debug_headers(request: Request) -> dict[str, Any]:
 
 
 @app.get("/debug/assertion")
-def debug_assertion(claims: Assertion) -> dict[str, Any]:
-    """The verified assertion claims (401 if refused); claims is null when the check is off."""
-    return {"checked": assertion_verifier() is not None, "claims": claims}
+def debug_assertion(user: CurrentUser) -> dict[str, Any]:
+    """The verified assertion claims (401 if refused); empty claims when not checked."""
+    return {"checked": auth.verifies, "user_id": user.id, "claims": user.claims}
 
 
 @app.get("/healthz")

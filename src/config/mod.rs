@@ -10,6 +10,7 @@
 
 mod env;
 mod errors;
+mod jwk;
 mod raw;
 mod sections;
 mod tls;
@@ -23,6 +24,7 @@ use std::sync::Arc;
 use crate::policy::routes::RouteTable;
 
 pub use errors::ConfigErrors;
+pub(crate) use jwk::PublicJwk;
 pub(crate) use sections::{
     AdminConfig, AuditConfig, CredentialsConfig, Fingerprint, MailConfig, MfaConfig,
     RegistrationConfig, SameSite, ServerConfig, SessionStoreKind, SqliteConfig, TlsConfig,
@@ -101,9 +103,9 @@ impl Config {
     }
 
     /// The sections whose changes in `new` take a restart to apply. Route
-    /// rules, SSO partners, the users file and the TLS certificate and key
-    /// are applied by a reload (SIGHUP) and not counted; where TLS listens
-    /// (`redirect_http_from`) is.
+    /// rules, SSO partners, the users file, the TLS certificate and key and
+    /// the assertion key are applied by a reload (SIGHUP) and not counted;
+    /// where TLS listens (`redirect_http_from`) and the assertion header are.
     pub(crate) fn restart_sections(&self, new: &Config) -> Vec<&'static str> {
         let server = |c: &Config| {
             let redirect = c.server.tls.as_ref().map(|t| t.redirect_http_from);
@@ -113,10 +115,20 @@ impl Config {
             };
             (without_tls, redirect)
         };
+        // The assertion key, algorithm and audience reload; its header name
+        // (stripped from clients by the pipeline built at start) does not.
+        let upstream = |c: &Config| {
+            let header = c.upstream.assertion.as_ref().map(|a| a.header.clone());
+            let without_assertion = UpstreamConfig {
+                assertion: None,
+                ..c.upstream.clone()
+            };
+            (without_assertion, header)
+        };
         [
             ("server", server(self) != server(new)),
             ("admin", self.admin != new.admin),
-            ("upstream", self.upstream != new.upstream),
+            ("upstream", upstream(self) != upstream(new)),
             ("session", self.session != new.session),
             ("postgres", self.postgres != new.postgres),
             ("credentials", self.credentials != new.credentials),
@@ -206,5 +218,25 @@ mod tests {
         assert!(old.restart_sections(&new).is_empty());
         let new = load(&format!("{text}redirect_http_from = \"127.0.0.1:8081\"\n"));
         assert_eq!(old.restart_sections(&new), vec!["server"]);
+    }
+
+    /// A rotated assertion key is swapped by a reload; a new header name is
+    /// not (the pipeline strips the name it started with).
+    #[test]
+    fn the_assertion_key_reloads_but_its_header_needs_a_restart() {
+        let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+        let with = |key: &str, header: &str| {
+            load(&format!(
+                "[upstream.assertion]\nheader = \"{header}\"\nalgorithm = \"EdDSA\"\n\
+                 key = \"{fixtures}/{key}\"\naudience = \"app\"\n"
+            ))
+        };
+        let old = with("assertion-ed25519.key", "X-Auth-Assertion");
+        let rotated = with("assertion-ed25519-next.key", "X-Auth-Assertion");
+        assert_ne!(old.upstream, rotated.upstream);
+        assert!(old.restart_sections(&rotated).is_empty());
+        let renamed = with("assertion-ed25519.key", "X-App-Assertion");
+        assert_eq!(old.restart_sections(&renamed), vec!["upstream"]);
+        assert_eq!(old.restart_sections(&load("")), vec!["upstream"]);
     }
 }

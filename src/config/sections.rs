@@ -125,6 +125,9 @@ pub struct AssertionConfig {
     pub(crate) audience: String,
     /// Of the secret or PEM bytes `key` was built from.
     pub(crate) fingerprint: Fingerprint,
+    /// The public key and its `kid`, for `{prefix}/jwks.json` and the JWT
+    /// header; `None` for HS256.
+    pub(crate) public: Option<super::PublicJwk>,
 }
 
 /// Equal when signing alike: the key compares by what it was built from.

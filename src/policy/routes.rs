@@ -96,6 +96,9 @@ enum Segment {
     Pattern(String),
 }
 
+/// What a path no rule matches requires: a signed-in user (fail closed).
+pub static DEFAULT_ACCESS: Access = Access::Authenticated;
+
 /// The compiled `[[route]]` list.
 #[derive(Debug, Clone, Default)]
 pub struct RouteTable {
@@ -123,11 +126,19 @@ impl RouteTable {
 
     /// The access rule for a normalized path, or `Authenticated` by default.
     pub fn access(&self, method: &Method, path: &str) -> &Access {
-        const DEFAULT: &Access = &Access::Authenticated;
+        self.deciding_rule(method, path)
+            .map_or(&DEFAULT_ACCESS, |(_, access)| access)
+    }
+
+    /// The index (in `[[route]]` order) and access of the first rule that
+    /// matches, or `None` when the request falls to the default
+    /// ([`DEFAULT_ACCESS`]); `portcullis routes` reports which one decided.
+    pub fn deciding_rule(&self, method: &Method, path: &str) -> Option<(usize, &Access)> {
         self.routes
             .iter()
-            .find(|r| r.matches(method, path))
-            .map_or(DEFAULT, |r| &r.access)
+            .enumerate()
+            .find(|(_, r)| r.matches(method, path))
+            .map(|(i, r)| (i, &r.access))
     }
 }
 
@@ -162,6 +173,12 @@ impl Route {
             } else {
                 segments.push(Segment::Pattern(segment.to_string()));
             }
+        }
+        // A trailing slash is dropped from paths before matching (see
+        // `matches`), so from the rule too: otherwise `path = "/"` would
+        // never match the root.
+        if segments.last() == Some(&Segment::Pattern(String::new())) {
+            segments.pop();
         }
         let mut methods = spec
             .methods

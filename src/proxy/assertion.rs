@@ -54,7 +54,9 @@ pub(crate) fn sign(
         jti: request_id,
         typ: "assertion",
     };
-    let header = jsonwebtoken::Header::new(config.algorithm);
+    let mut header = jsonwebtoken::Header::new(config.algorithm);
+    // The key's thumbprint, as published at `{prefix}/jwks.json`.
+    header.kid = config.public.as_ref().map(|p| p.kid.clone());
     let token = jsonwebtoken::encode(&header, &claims, &config.key)?;
     // A JWT is base64url and dots: always a valid header value.
     Ok(HeaderValue::from_str(&token).expect("a JWT is a valid header value"))
@@ -72,6 +74,7 @@ mod tests {
             key: jsonwebtoken::EncodingKey::from_secret(b"not an RSA key"),
             audience: "app".into(),
             fingerprint: crate::config::Fingerprint::of(&[b"not an RSA key"]),
+            public: None,
         };
         let identity = Identity {
             id: "1".into(),

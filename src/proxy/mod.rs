@@ -212,7 +212,7 @@ fn rewrite(
             headers.remove(http::header::AUTHORIZATION);
         }
         crate::web::identity::set_identity(headers, names, caller);
-        if let Some(config) = &app.config.upstream.assertion {
+        if let Some(config) = app.assertion.load().as_deref() {
             let signed = assertion::sign(config, &caller.identity, &origin.request_id)
                 .map_err(ProxyError::AssertionUnsigned)?;
             headers.insert(config.header.clone(), signed);

@@ -7,7 +7,10 @@
 //! `server.shutdown_grace`.
 
 mod idle;
+mod redirect;
 mod rewind;
+
+pub use redirect::run_https_redirect;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -32,7 +35,7 @@ use crate::app::App;
 use crate::config::ServerConfig;
 use crate::proxy;
 use crate::web::forwarded::Connection;
-use crate::web::response::{self, Body};
+use crate::web::response::Body;
 use idle::{Activity, Expiry, InFlightBody, Watched};
 
 /// The answer to a first request that carries both `Content-Length` and
@@ -353,69 +356,4 @@ where
 /// Resolves once the listener shuts down (or is gone).
 async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|stop| *stop).await;
-}
-
-/// Plain-HTTP listener (`server.tls.redirect_http_from`) that sends every
-/// request over https with a 308: to `server.public_url` when set (so a
-/// forged `Host` cannot redirect elsewhere), else to the request's host.
-/// Same limits as the main listener.
-pub async fn run_https_redirect(
-    app: Arc<App>,
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()>,
-) {
-    let origin: Option<Arc<str>> = app
-        .config
-        .server
-        .public_url
-        .as_ref()
-        .map(|u| Arc::from(u.origin.as_str()));
-    let listener = Listener {
-        name: "https redirect",
-        socket: listener,
-        tls: None,
-        open_gauge: None,
-    };
-    let handler = move |req: Request<Incoming>, _: Connection| {
-        let response = https_redirect(&req, origin.as_deref());
-        async move { response }
-    };
-    serve_listener(listener, Limits::of(&app.config.server), handler, shutdown).await;
-}
-
-fn https_redirect(req: &Request<Incoming>, public_origin: Option<&str>) -> Response<Body> {
-    let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
-    let path = if path.starts_with('/') { path } else { "/" };
-    if let Some(origin) = public_origin.filter(|o| o.starts_with("https://")) {
-        return response::redirect(StatusCode::PERMANENT_REDIRECT, &format!("{origin}{path}"));
-    }
-    let host = req
-        .headers()
-        .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .filter(|h| {
-            !h.is_empty()
-                && h.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
-        });
-    let Some(host) = host else {
-        return response::json(
-            StatusCode::BAD_REQUEST,
-            &serde_json::json!({"error": "bad_request"}),
-        );
-    };
-    // The https listener's port is not known here; browsers use 443.
-    let host = match host.rsplit_once(':') {
-        Some((name, port))
-            if port.bytes().all(|b| b.is_ascii_digit())
-                && (name.ends_with(']') || !name.contains(':')) =>
-        {
-            name
-        }
-        _ => host,
-    };
-    response::redirect(
-        StatusCode::PERMANENT_REDIRECT,
-        &format!("https://{host}{path}"),
-    )
 }

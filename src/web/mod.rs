@@ -9,6 +9,7 @@ pub(crate) mod error;
 pub(crate) mod forward_auth;
 pub(crate) mod forwarded;
 pub(crate) mod identity;
+mod jwks;
 mod login;
 mod logout;
 mod me;
@@ -48,6 +49,7 @@ pub(crate) async fn handle(
         ("/logout", Method::GET | Method::HEAD) => logout::logout_form(app, &req).await,
         ("/logout", Method::POST) => logout::logout_submit(app, req, origin).await,
         ("/me", Method::GET | Method::HEAD) => me::me(app, &req).await,
+        ("/jwks.json", Method::GET | Method::HEAD) => jwks::jwks(app),
         ("/refresh", Method::POST) => tokens::refresh(app, req, origin).await,
         ("/verify", Method::GET | Method::HEAD) => verify::verify(app, &req, origin).await,
         ("/sso", Method::GET) => sso::sso(app, &req, origin).await,
@@ -55,7 +57,7 @@ pub(crate) async fn handle(
         ("/register", Method::POST) if app.config.registration.is_some() => {
             register::register(app, req, origin).await
         }
-        ("/login" | "/logout" | "/me" | "/refresh" | "/verify" | "/sso", _) => {
+        ("/login" | "/logout" | "/me" | "/jwks.json" | "/refresh" | "/verify" | "/sso", _) => {
             Err(ProxyError::MethodNotAllowed)
         }
         _ => Err(ProxyError::NotFound),

@@ -117,6 +117,7 @@ fn assertion(
             key: EncodingKey::from_secret(&secret),
             audience: raw.audience,
             fingerprint: Fingerprint::of(&[&secret]),
+            public: None,
         };
         return Some((config, Some(secret)));
     }
@@ -141,17 +142,8 @@ fn assertion(
         Algorithm::ES256 => EncodingKey::from_ec_pem(&bytes),
         _ => EncodingKey::from_ed_pem(&bytes),
     };
-    match key {
-        Ok(key) => Some((
-            AssertionConfig {
-                header,
-                algorithm,
-                key,
-                audience: raw.audience,
-                fingerprint: Fingerprint::of(&[&bytes]),
-            },
-            None,
-        )),
+    let key = match key {
+        Ok(key) => key,
         Err(err) => {
             e.push(
                 "upstream.assertion.key",
@@ -159,6 +151,28 @@ fn assertion(
                     "{}: not a PEM private key for {:?}: {err}",
                     raw.key, algorithm
                 ),
+            );
+            return None;
+        }
+    };
+    // The public half for `{prefix}/jwks.json`; deriving it also proves the
+    // key can sign, instead of a 503 at the first request.
+    match crate::config::jwk::public_jwk(algorithm, &key) {
+        Ok(public) => Some((
+            AssertionConfig {
+                header,
+                algorithm,
+                key,
+                audience: raw.audience,
+                fingerprint: Fingerprint::of(&[&bytes]),
+                public,
+            },
+            None,
+        )),
+        Err(err) => {
+            e.push(
+                "upstream.assertion.key",
+                format!("{}: {err} (algorithm {algorithm:?})", raw.key),
             );
             None
         }

@@ -365,3 +365,18 @@ mod properties {
         }
     }
 }
+
+/// Regression: `path = "/"` kept an empty segment that no path has once its
+/// trailing slash is dropped, so a rule for the root never matched.
+#[test]
+fn a_rule_for_the_root_matches_the_root_only() {
+    let t = table(&[
+        ("/", &[], Some("public"), &[]),
+        ("/a/", &[], Some("deny"), &[]),
+    ]);
+    assert_eq!(t.access(&Method::GET, "/"), &Access::Public);
+    assert_eq!(t.access(&Method::GET, "/x"), &Access::Authenticated);
+    assert_eq!(t.access(&Method::GET, "/a"), &Access::Deny);
+    assert_eq!(t.access(&Method::GET, "/a/"), &Access::Deny);
+    assert_eq!(t.access(&Method::GET, "/a/b"), &Access::Authenticated);
+}
