@@ -26,7 +26,7 @@ command -v wrk >/dev/null && command -v nginx >/dev/null || {
 
 echo "==> building portcullis (release)"
 cargo build --release --quiet
-BIN=target/release/portcullis
+BIN=${CARGO_TARGET_DIR:-target}/release/portcullis
 
 WORK=$(mktemp -d)
 PIDS=()
@@ -39,7 +39,8 @@ cleanup() {
 trap cleanup EXIT
 
 # Ports: upstream 18000, nginx proxy 18001, portcullis memory 18002,
-# portcullis postgres 18003 (admin listeners 19002, 19003).
+# portcullis postgres 18003, portcullis sqlite 18004 (admin listeners
+# 19002, 19003, 19004).
 cat >"$WORK/nginx.conf" <<EOF
 worker_processes 1;
 pid $WORK/nginx.pid;
@@ -98,14 +99,15 @@ access_log = false
 $4
 EOF
 }
-config memory 18002 19002 ""
+config memory 18002 19002 "$(printf '[session]\nstore = "memory"\n')"
 config postgres 18003 19003 "$(printf '[session]\nstore = "postgres"\n[postgres]\nurl = "%s"\n' "${PG_BASE%/*}/$PG_DB")"
+config sqlite 18004 19004 "$(printf '[sqlite]\npath = "%s"\n' "$WORK/portcullis.db")"
 
-for name in memory postgres; do
+for name in memory postgres sqlite; do
     RUST_LOG=warn $BIN serve --config "$WORK/$name.toml" >"$WORK/$name.log" 2>&1 &
     PIDS+=($!)
 done
-for port in 19002 19003; do
+for port in 19002 19003 19004; do
     for _ in $(seq 100); do
         curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break
         sleep 0.1
@@ -122,6 +124,7 @@ login() { # port -> "Cookie: name=value"
 }
 COOKIE_MEMORY=$(login 18002)
 COOKIE_PG=$(login 18003)
+COOKIE_SQLITE=$(login 18004)
 
 run() { # label url [header]
     local out rps p50 p99
@@ -146,6 +149,7 @@ run "upstream directly (nginx static)" "http://127.0.0.1:18000/public/x"
 run "nginx proxy_pass" "http://127.0.0.1:18001/public/x"
 run "portcullis, public route" "http://127.0.0.1:18002/public/x"
 run "portcullis, signed-in (memory sessions)" "http://127.0.0.1:18002/app" "$COOKIE_MEMORY"
+run "portcullis, signed-in (sqlite sessions)" "http://127.0.0.1:18004/app" "$COOKIE_SQLITE"
 
 stat() {
     psql -X -At "$PG_ADMIN" -c "SELECT pg_stat_clear_snapshot(); SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = '$PG_DB'" | tail -n1

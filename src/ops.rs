@@ -52,7 +52,8 @@ pub async fn mfa_reset(config: &Config, login: &str) -> anyhow::Result<bool> {
         .await
         .map_err(|e| anyhow::anyhow!("credentials: {e}"))?
         .ok_or_else(|| anyhow::anyhow!("no user {login:?} in the credential backend"))?;
-    let database = |e: StoreError| anyhow::anyhow!("postgres.url: {e}");
+    let key = stores.key;
+    let database = |e: StoreError| anyhow::anyhow!("{key}: {e}");
     let removed = stores
         .factors
         .remove(&user.identity.id)
@@ -68,9 +69,10 @@ pub async fn mfa_reset(config: &Config, login: &str) -> anyhow::Result<bool> {
     Ok(removed)
 }
 
-/// Applies the PostgreSQL schema; returns how many steps ran.
+/// Applies the schema of the configured store (SQLite or PostgreSQL);
+/// returns how many steps ran.
 pub async fn migrate(config: &Config) -> anyhow::Result<usize> {
-    store::migrate(&config.postgres).await
+    store::migrate(config).await
 }
 
 /// The live sessions of `username`, one line each (never the token).
@@ -80,7 +82,7 @@ pub async fn sessions_list(config: &Config, username: &str) -> anyhow::Result<Ve
         .sessions
         .list_username(username)
         .await
-        .map_err(|e| anyhow::anyhow!("postgres.url: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("{}: {e}", stores.key))?;
     Ok(sessions.iter().map(describe).collect())
 }
 
@@ -107,10 +109,12 @@ pub struct Revoked {
 }
 
 /// Revokes the sessions and bearer token families of `username`, or all of
-/// them; every instance refuses them within a second.
+/// them; every instance (or the one server on a SQLite file) refuses them
+/// within a second.
 pub async fn sessions_revoke(config: &Config, username: Option<&str>) -> anyhow::Result<Revoked> {
     let stores = OperatorStores::build(config, revocation_window(&config.tokens))?;
-    let database = |e: StoreError| anyhow::anyhow!("postgres.url: {e}");
+    let key = stores.key;
+    let database = |e: StoreError| anyhow::anyhow!("{key}: {e}");
     let sessions = match username {
         Some(user) => stores.sessions.remove_username(user).await,
         None => stores.sessions.remove_all().await,

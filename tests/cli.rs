@@ -1,6 +1,7 @@
 //! The binary's commands as an operator runs them: `check` on good and
 //! broken configs, `hash-password` from stdin, `serve` refusing a broken
-//! config at once, and shell completions (`routes` is in tests/routes_cli.rs).
+//! config at once, shell completions (`routes` is in tests/routes_cli.rs),
+//! and `migrate` making the SQLite file next to the config.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -230,6 +231,46 @@ fn compose_config_is_valid_and_check_names_the_unreachable_backends() {
     assert!(
         err.contains("postgres.url") && err.contains("credentials.mysql.url"),
         "{err}"
+    );
+}
+
+/// `migrate` with the default `[sqlite] path`, run from another directory:
+/// the file lands next to the config, with every table.
+#[test]
+fn migrate_creates_the_file_next_to_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("proxy.toml");
+    std::fs::write(dir.path().join("users.toml"), "").unwrap();
+    std::fs::write(&config, "[credentials.file]\npath = \"users.toml\"\n").unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let migrate = || {
+        let out = portcullis()
+            .current_dir(elsewhere.path())
+            .args(["migrate", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    assert!(migrate().contains("applied"));
+    assert!(!elsewhere.path().join("portcullis.db").exists());
+    let conn = rusqlite::Connection::open(dir.path().join("portcullis.db")).unwrap();
+    let tables: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name IN ('sessions', 'refresh_tokens', 'audit_events')",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(tables, 3);
+    assert!(
+        migrate().contains("(0 migration"),
+        "a second run has nothing to do"
     );
 }
 

@@ -2,8 +2,8 @@
 //! `otpauth://` URI), sign-in with password then code, each TOTP step and
 //! recovery code accepted once, wrong codes toward the lockout, enrolment
 //! forced by role, the JSON login's `mfa_required`, CSRF on every form,
-//! turning a factor off, and (PostgreSQL) secrets sealed at rest and
-//! `portcullis mfa reset`.
+//! turning a factor off, SSO partners with `require_mfa`, and (SQLite and
+//! PostgreSQL) secrets sealed at rest and `portcullis mfa reset`.
 //!
 //! Codes are made here with `totp-rs` from the secret the setup page shows.
 //! Each TOTP step is accepted once per user, and the server accepts the
@@ -627,6 +627,74 @@ async fn secrets_are_sealed_at_rest_and_mfa_reset_removes_the_factor() {
         .unwrap();
     assert_eq!(unknown.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("nobody"));
+}
+
+/// The SQLite file (the default store): the same sealing, and `mfa reset`
+/// run by another process on the file.
+#[tokio::test]
+async fn with_sqlite_secrets_are_sealed_and_mfa_reset_works_on_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("portcullis.db");
+    let key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+    let mfa = format!("[mfa]\nsecret_key = \"{key}\"\n");
+    let users = users_file();
+    let upstream = Upstream::start().await;
+    let proxy = Proxy::builder(&upstream)
+        .sqlite(&file)
+        .extra(&mfa)
+        .start()
+        .await;
+    proxy.wait_ready().await;
+    let session = login(&proxy, "demo").await;
+    let (enrolled, _) = enrol(&proxy, &session).await;
+
+    let conn = rusqlite::Connection::open(&file).unwrap();
+    let stored: Vec<u8> = conn
+        .query_row(
+            "SELECT secret FROM mfa_factors WHERE user_id = '1' AND enabled",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    let raw = totp_rs::Secret::Encoded(enrolled.secret.clone())
+        .to_bytes()
+        .unwrap();
+    assert!(
+        !stored.windows(raw.len()).any(|w| w == raw),
+        "raw secret stored"
+    );
+    assert!(!String::from_utf8_lossy(&stored).contains(&enrolled.secret));
+
+    let config = dir.path().join("proxy.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[sqlite]\npath = \"{}\"\n[credentials.file]\npath = \"{}\"\n{mfa}",
+            file.display(),
+            users.path().display()
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["mfa", "reset", "--user", "demo@example.com", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(me(&proxy, &session).await["mfa"], false);
+    let audited: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM audit_events WHERE event = 'mfa_reset' AND username = 'demo'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(audited, 1);
+    login(&proxy, "demo").await;
 }
 
 #[test]

@@ -3,13 +3,16 @@
 //! (users and password hashes), [`ThrottleStore`] (lockout and login
 //! rate), [`RefreshStore`], [`ReplayStore`], [`AccountTokenStore`] (mailed
 //! reset and verification links), [`FactorStore`] (second factors) and
-//! [`AuditSink`]. `memory` and
-//! `file` are the embedded defaults; the PostgreSQL and MySQL backends
-//! implement the same traits. `wiring` ([`Stores`]) is the one place that
-//! picks a backend per trait from the config and runs the start-up work;
-//! the operator commands get theirs there too ([`OperatorStores`]).
-//! Nothing here depends on `auth`.
+//! [`AuditSink`]. `sqlite`
+//! (one file, the default) and `postgres` (several instances) hold the same
+//! tables from one versioned schema, behind the same session cache
+//! (`session_cache`) and audit queue (`audit`); `memory` is for throwaway
+//! runs. Users come from `file` or `mysql`. `wiring` ([`Stores`]) is the one
+//! place that picks a backend per trait from the config and runs the
+//! start-up work; the operator commands get theirs there too
+//! ([`OperatorStores`]). Nothing here depends on `auth`.
 
+mod audit;
 mod factors;
 mod file;
 mod links;
@@ -18,6 +21,8 @@ mod mysql;
 pub(crate) mod password_hash;
 mod postgres;
 mod revoked;
+mod session_cache;
+mod sqlite;
 mod wiring;
 
 use std::net::IpAddr;
@@ -332,7 +337,8 @@ pub struct AuditEvent {
     pub(crate) request_id: String,
 }
 
-/// Where audit events are kept beyond the log: `audit_events` in PostgreSQL.
+/// Where audit events are kept beyond the log: `audit_events` in SQLite or
+/// PostgreSQL.
 #[async_trait]
 pub trait AuditSink: Send + Sync {
     /// Queues an event; never blocks the request.
@@ -342,7 +348,15 @@ pub trait AuditSink: Send + Sync {
     async fn record_operator(&self, event: &'static str, user: &str) -> Result<(), StoreError>;
 }
 
-/// The embedded default: the log line is the whole audit trail.
+/// 32 bytes from the OS CSPRNG (keys made at start).
+pub(crate) fn random_key() -> [u8; 32] {
+    use rand::RngCore as _;
+    let mut key = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut key);
+    key
+}
+
+/// The in-memory store: the log line is the whole audit trail.
 pub(crate) struct LogOnlyAudit;
 
 #[async_trait]

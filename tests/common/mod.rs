@@ -257,6 +257,8 @@ pub struct Proxy {
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
     _users: tempfile::NamedTempFile,
+    /// The directory of the SQLite file, when the test did not choose one.
+    _state: Option<tempfile::TempDir>,
 }
 
 /// How a test proxy is started: [`Proxy::start`] for the common case,
@@ -268,6 +270,7 @@ pub struct ProxyBuilder {
     server_keys: String,
     users: Option<String>,
     extra: String,
+    sqlite: Option<std::path::PathBuf>,
 }
 
 impl ProxyBuilder {
@@ -297,6 +300,14 @@ impl ProxyBuilder {
         self
     }
 
+    /// The SQLite file (`[sqlite] path`), for a test that restarts the
+    /// proxy on the same file; by default each proxy gets a file of its
+    /// own in a temp directory that goes with it.
+    pub fn sqlite(mut self, path: &std::path::Path) -> Self {
+        self.sqlite = Some(path.to_path_buf());
+        self
+    }
+
     pub async fn start(self) -> Proxy {
         let users = match &self.users {
             Some(text) => {
@@ -305,6 +316,20 @@ impl ProxyBuilder {
                 users
             }
             None => users_file(),
+        };
+        // Never the working directory's `portcullis.db`: every proxy of a
+        // test run has its own file unless the test chose one.
+        let (state, sqlite) = match &self.sqlite {
+            Some(path) => (None, format!("[sqlite]\npath = \"{}\"\n", path.display())),
+            None if self.extra.contains("[sqlite]") => (None, String::new()),
+            None => {
+                let dir = tempfile::tempdir().unwrap();
+                let path = dir.path().join("portcullis.db");
+                (
+                    Some(dir),
+                    format!("[sqlite]\npath = \"{}\"\n", path.display()),
+                )
+            }
         };
         let toml = format!(
             r#"
@@ -331,6 +356,7 @@ access = "deny"
 [log]
 format = "pretty"
 access_log = false
+{sqlite}
 {extra}
 "#,
             server_keys = self.server_keys,
@@ -355,6 +381,7 @@ access_log = false
             shutdown: Some(tx),
             task: Some(task),
             _users: users,
+            _state: state,
         }
     }
 }
@@ -380,6 +407,7 @@ impl Proxy {
             server_keys: "public_url = \"http://127.0.0.1\"\n".to_string(),
             users: None,
             extra: String::new(),
+            sqlite: None,
         }
     }
 

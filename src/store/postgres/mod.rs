@@ -26,7 +26,6 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
 
 pub(crate) use account_tokens::PgAccountTokens;
-pub(crate) use audit::{PgAudit, PgDirectAudit};
 pub(crate) use factors::PgFactorStore;
 pub(crate) use refresh::PgRefreshStore;
 pub(crate) use replay::PgReplayStore;
