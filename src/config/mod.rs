@@ -25,7 +25,8 @@ use crate::policy::routes::RouteTable;
 pub use errors::ConfigErrors;
 pub(crate) use sections::{
     AdminConfig, AuditConfig, CredentialsConfig, Fingerprint, MailConfig, MfaConfig,
-    RegistrationConfig, SameSite, ServerConfig, SessionStoreKind, SqliteConfig, TlsConfig,
+    PasswordPolicy, RegistrationConfig, SameSite, ServerConfig, SessionStoreKind, SqliteConfig,
+    TlsConfig,
 };
 // Public because the binary or other modules' public items name them.
 pub use sections::{
@@ -50,6 +51,9 @@ pub struct Config {
     pub sso: Vec<SsoPartner>,
     /// `None` unless `registration.enabled`.
     pub(crate) registration: Option<RegistrationConfig>,
+    /// For every password a user chooses (`registration.password_min` /
+    /// `password_max`, read whether or not sign-up is enabled).
+    pub(crate) password_policy: PasswordPolicy,
     pub(crate) sqlite: SqliteConfig,
     pub(crate) mfa: MfaConfig,
     /// `None` without a `[mail]` section: nothing is mailed.
@@ -121,7 +125,11 @@ impl Config {
             ("postgres", self.postgres != new.postgres),
             ("credentials", self.credentials != new.credentials),
             ("login", self.login != new.login),
-            ("registration", self.registration != new.registration),
+            (
+                "registration",
+                self.registration != new.registration
+                    || self.password_policy != new.password_policy,
+            ),
             ("sqlite", self.sqlite != new.sqlite),
             ("mfa", self.mfa != new.mfa),
             ("mail", self.mail != new.mail),

@@ -165,6 +165,24 @@ pub trait CredentialStore: Send + Sync {
     async fn update_hash(&self, _user_id: &str, _hash: &str) -> Result<(), StoreError> {
         Ok(())
     }
+    /// Whether users can change their password (`password_update` is set).
+    fn can_set_password(&self) -> bool {
+        false
+    }
+    /// Stores a new password hash the user chose (`password_update`, `?`
+    /// bound to the hash, then the id).
+    async fn set_password(&self, _user_id: &str, _hash: &str) -> Result<(), StoreError> {
+        Err(StoreError::Unavailable {
+            backend: "credentials",
+            message: "this credential backend cannot change passwords".into(),
+        })
+    }
+    /// Runs after each successful sign-in (`login_update`, `?` bound to the
+    /// user id), so the app's own columns (`last_login`) stay true; a no-op
+    /// where nothing is configured.
+    async fn record_login(&self, _user_id: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
     async fn ping(&self) -> Result<(), StoreError>;
     /// Re-reads what the backend loaded at start (the users file) on SIGHUP;
     /// on error the old data stays in use.

@@ -22,6 +22,8 @@ pub(crate) struct MysqlCredentialStore {
     user_query: String,
     placeholders: usize,
     rehash_update: Option<String>,
+    password_update: Option<String>,
+    login_update: Option<String>,
 }
 
 impl MysqlCredentialStore {
@@ -39,6 +41,8 @@ impl MysqlCredentialStore {
             placeholders: config.user_query.matches('?').count(),
             user_query: config.user_query.clone(),
             rehash_update: config.rehash_update.clone(),
+            password_update: config.password_update.clone(),
+            login_update: config.login_update.clone(),
         })
     }
 
@@ -205,6 +209,30 @@ impl CredentialStore for MysqlCredentialStore {
             return Ok(());
         };
         let params = vec![Value::from(hash), Value::from(user_id)];
+        self.run(|mut conn| async move { conn.exec_drop(update, params).await })
+            .await
+    }
+
+    fn can_set_password(&self) -> bool {
+        self.password_update.is_some()
+    }
+
+    async fn set_password(&self, user_id: &str, hash: &str) -> Result<(), StoreError> {
+        let Some(update) = self.password_update.clone() else {
+            return Err(unavailable(
+                "credentials.mysql.password_update is not set: passwords cannot be changed",
+            ));
+        };
+        let params = vec![Value::from(hash), Value::from(user_id)];
+        self.run(|mut conn| async move { conn.exec_drop(update, params).await })
+            .await
+    }
+
+    async fn record_login(&self, user_id: &str) -> Result<(), StoreError> {
+        let Some(update) = self.login_update.clone() else {
+            return Ok(());
+        };
+        let params = vec![Value::from(user_id)];
         self.run(|mut conn| async move { conn.exec_drop(update, params).await })
             .await
     }

@@ -27,7 +27,7 @@ pub(crate) async fn register(
     req: Request<Incoming>,
     origin: &Origin,
 ) -> Result<Response<Body>, ProxyError> {
-    let Some(policy) = &app.config.registration else {
+    let Some(registration) = &app.config.registration else {
         return Err(ProxyError::NotFound);
     };
     let (parts, body) = req.into_parts();
@@ -70,8 +70,8 @@ pub(crate) async fn register(
             &form.password,
             username,
             email,
-            policy.password_min,
-            policy.password_max,
+            app.config.password_policy.min,
+            app.config.password_policy.max,
         )
         .into_iter()
         .map(|r| format!("password {r}")),
@@ -96,7 +96,7 @@ pub(crate) async fn register(
         .await?
         .ok_or(ProxyError::BadRequest("could not hash the password"))?;
     if !credentials
-        .insert_user(&policy.insert, username, email, &hash)
+        .insert_user(&registration.insert, username, email, &hash)
         .await?
     {
         return Ok(taken);

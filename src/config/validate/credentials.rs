@@ -5,7 +5,9 @@ use std::path::PathBuf;
 
 use crate::config::raw;
 use crate::config::words::CredentialsBackend;
-use crate::config::{ConfigErrors, CredentialsConfig, MysqlConfig, RegistrationConfig};
+use crate::config::{
+    ConfigErrors, CredentialsConfig, MysqlConfig, PasswordPolicy, RegistrationConfig,
+};
 
 pub(super) fn credentials(raw: raw::RawCredentials, e: &mut ConfigErrors) -> CredentialsConfig {
     match raw.backend {
@@ -68,6 +70,32 @@ pub(super) fn credentials(raw: raw::RawCredentials, e: &mut ConfigErrors) -> Cre
     }
 }
 
+/// The policy for chosen passwords; its bounds are checked where a user can
+/// choose one (sign-up enabled, or `password_update` set).
+pub(super) fn password_policy(
+    raw: &raw::RawRegistration,
+    credentials: &CredentialsConfig,
+    e: &mut ConfigErrors,
+) -> PasswordPolicy {
+    let chosen = raw.enabled
+        || matches!(credentials, CredentialsConfig::Mysql(m) if m.password_update.is_some());
+    if chosen
+        && (raw.password_min < 8 || raw.password_min > raw.password_max || raw.password_max > 1024)
+    {
+        e.push(
+            "registration.password_min",
+            format!(
+                "{} / password_max {}: need 8 <= password_min <= password_max <= 1024",
+                raw.password_min, raw.password_max
+            ),
+        );
+    }
+    PasswordPolicy {
+        min: raw.password_min,
+        max: raw.password_max,
+    }
+}
+
 pub(super) fn registration(
     raw: raw::RawRegistration,
     credentials: &CredentialsConfig,
@@ -88,15 +116,6 @@ pub(super) fn registration(
             "must be an INSERT with three `?`: username, email, password_hash (in that order)",
         );
     }
-    if raw.password_min < 8 || raw.password_min > raw.password_max || raw.password_max > 1024 {
-        e.push(
-            "registration.password_min",
-            format!(
-                "{} / password_max {}: need 8 <= password_min <= password_max <= 1024",
-                raw.password_min, raw.password_max
-            ),
-        );
-    }
     let activate = raw.activate.trim();
     if raw.verify_email && activate.matches('?').count() != 1 {
         e.push(
@@ -111,8 +130,6 @@ pub(super) fn registration(
         );
     }
     Some(RegistrationConfig {
-        password_min: raw.password_min,
-        password_max: raw.password_max,
         insert: raw.insert,
         activate: raw.verify_email.then(|| activate.to_string()),
     })
