@@ -144,7 +144,7 @@ pub(crate) fn rate_key(ip: IpAddr) -> String {
 /// The lockout key: the user id when the name exists (whichever of username
 /// or email was typed), else a hash of the name as typed, so probing unknown
 /// names is counted alike and stored keys stay short.
-fn account_key(user_id: Option<&str>, login: &str) -> String {
+pub(super) fn account_key(user_id: Option<&str>, login: &str) -> String {
     match user_id {
         Some(id) => format!("id:{id}"),
         None => {

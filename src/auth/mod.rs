@@ -2,6 +2,7 @@
 //! and their cookies, CSRF, the audit trail, and portcullis' own endpoints
 //! under `login.prefix` (sign-in, sign-out, `me`).
 
+pub(crate) mod account;
 pub(crate) mod cookies;
 pub(crate) mod csrf;
 pub(crate) mod jwt;

@@ -389,7 +389,6 @@ impl Tokens {
 
     /// Revokes every family of a username (`sessions revoke --user`, a
     /// password change or reset); returns how many families.
-    #[cfg(test)]
     pub(crate) async fn revoke_username(&self, username: &str) -> Result<u64, StoreError> {
         self.store.revoke_username(username).await
     }

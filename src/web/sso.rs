@@ -144,7 +144,9 @@ fn switch_page(
     let handoff = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json);
     let csrf_token = app.auth.csrf.switch_token(&current.token_hash, &handoff)?;
     let action = format!("{}/sso", app.config.login.prefix);
+    let account_url = super::account_path(app);
     let page = app.pages.sso_switch(&crate::pages::SsoSwitchView {
+        account_url: &account_url,
         action: &action,
         current: &current.identity.username,
         incoming: &incoming.username,
