@@ -3,8 +3,15 @@
 A small FastAPI app that mirrors the reference deployment's routes (`/`,
 `/country/`, `/proceed-to-chat`, `/chat/`), greets the user named by the
 identity headers portcullis injects (`X-Auth-User`, `X-Auth-Email`,
-`X-Auth-Roles`) and shows every header it received. `GET /debug/headers`
-returns the raw header list as JSON; the end-to-end tests rely on its shape.
+`X-Auth-Roles`, `X-Auth-Session`) and shows every header it received.
+`GET /debug/headers` returns the raw header list as JSON; the end-to-end
+tests rely on its shape.
+
+The chat keeps its messages per sign-in, keyed by `X-Auth-Session` (the
+session's public id, stable for the life of one sign-in and new at the next),
+as the Growbal app keys its ChatSession rows: signing in again, or on another
+device, starts a new conversation, and a conversation whose id portcullis no
+longer sends (the session ended) is dropped after a while.
 
 The app trusts those headers, so it must only be reachable through portcullis:
 bind it to loopback or a private network, and tell uvicorn to believe
@@ -28,6 +35,7 @@ from __future__ import annotations
 import html
 import logging
 import os
+import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import lru_cache
@@ -43,6 +51,12 @@ log = logging.getLogger("uvicorn.error")
 ASSERTION_HEADER = "x-auth-assertion"
 ASSERTION_LEEWAY_SECONDS = 10
 MAX_FORM_BYTES = 16 * 1024
+# Per-sign-in chat state, keyed by X-Auth-Session: a stand-in for the
+# Growbal app's ChatSession table. Conversations not seen for this long are
+# dropped (their session has ended or gone idle in portcullis).
+CHAT_IDLE_SECONDS = 30 * 60
+MAX_CHATS = 1000
+MAX_MESSAGES = 20
 COUNTRIES = ["Australia", "Canada", "Germany", "India", "United Arab Emirates", "United Kingdom"]
 
 
@@ -149,6 +163,41 @@ async def lifespan(_app: FastAPI):
 app = FastAPI(title="portcullis demo app", lifespan=lifespan, docs_url=None, redoc_url=None)
 
 
+# --- per-sign-in state -------------------------------------------------------
+
+
+@dataclass
+class ChatSession:
+    """One sign-in's conversation: what the Growbal app stores as a row."""
+
+    messages: list[str]
+    last_seen: float
+
+
+CHATS: dict[str, ChatSession] = {}
+
+
+def chat_session(session_id: str) -> ChatSession:
+    """The conversation of this sign-in, created at its first request.
+
+    Rows whose id has not been seen for CHAT_IDLE_SECONDS are removed first:
+    portcullis stops sending an id when its session ends (sign-out, the
+    account page, `sessions revoke`, the idle timeout), so an unseen id is a
+    finished conversation. A real app runs the same clean-up as a periodic
+    `DELETE ... WHERE last_seen < now() - interval`.
+    """
+    now = time.monotonic()
+    for key in [k for k, c in CHATS.items() if now - c.last_seen > CHAT_IDLE_SECONDS]:
+        del CHATS[key]
+    chat = CHATS.get(session_id)
+    if chat is None:
+        if len(CHATS) >= MAX_CHATS:
+            del CHATS[min(CHATS, key=lambda k: CHATS[k].last_seen)]
+        chat = CHATS[session_id] = ChatSession(messages=[], last_seen=now)
+    chat.last_seen = now
+    return chat
+
+
 # --- pages ------------------------------------------------------------------
 
 
@@ -160,10 +209,16 @@ def _page(request: Request, title: str, body: str, claims: dict[str, Any] | None
     user = request.headers.get("x-auth-user")
     email = request.headers.get("x-auth-email")
     roles = [r.strip() for r in (request.headers.get("x-auth-roles") or "").split(",") if r.strip()]
+    session = request.headers.get("x-auth-session")
     greeting = (
         f"Hello, <strong>{_e(email or user)}</strong> (user id {_e(user)})"
         if user
         else "Hello, anonymous visitor (no <code>X-Auth-User</code> header)"
+    )
+    session_line = (
+        f"This sign-in: <code>{_e(session)}</code> (<code>X-Auth-Session</code>)"
+        if session
+        else "No <code>X-Auth-Session</code> header"
     )
     if assertion_verifier() is None:
         assertion = "not checked (PORTCULLIS_ASSERTION_PUBKEY unset)"
@@ -191,11 +246,12 @@ td {{ border: 1px solid #ccc; padding: .25rem .5rem; vertical-align: top; word-b
 </head>
 <body>
 <nav><a href="/">Home</a><a href="/country/">Country</a><a href="/chat/">Chat</a>
-<a href="/auth/logout">Sign out</a></nav>
+<a href="/auth/account">Your account</a><a href="/auth/logout">Sign out</a></nav>
 <h1>{_e(title)}</h1>
 <div class="identity">
 <p>{greeting}</p>
 <p>Roles: {_e(", ".join(roles) or "none")}</p>
+<p>{session_line}</p>
 <p>Signed assertion: {assertion}</p>
 </div>
 {body}
@@ -245,9 +301,18 @@ async def proceed_to_chat(request: Request, claims: Assertion) -> RedirectRespon
 def chat(request: Request, claims: Assertion) -> HTMLResponse:
     country_name = request.query_params.get("country") or "no country chosen"
     message = request.query_params.get("message")
+    session = request.headers.get("x-auth-session")
+    history = ""
+    if session:
+        chat = chat_session(session)
+        if message:
+            chat.messages = (chat.messages + [message])[-MAX_MESSAGES:]
+        items = "".join(f"<li>{_e(m)}</li>" for m in chat.messages)
+        history = f"<p>This sign-in's messages:</p><ol>{items}</ol>" if items else ""
     reply = f"<p><strong>Echo:</strong> {_e(message)}</p>" if message else ""
     body = f"""<p>Chat about <strong>{_e(country_name)}</strong>.</p>
 {reply}
+{history}
 <form method="get" action="/chat/">
 <input type="hidden" name="country" value="{_e(request.query_params.get("country") or "")}">
 <input name="message" placeholder="Say something" autofocus>
@@ -268,6 +333,7 @@ def debug_headers(request: Request) -> dict[str, Any]:
             for name, value in request.scope["headers"]
         ],
         "x_auth_user": request.headers.get("x-auth-user"),
+        "x_auth_session": request.headers.get("x-auth-session"),
         "path": request.url.path,
         "client": request.client.host if request.client else None,
     }
