@@ -17,12 +17,13 @@
 //! - `admin`: `/healthz`, `/readyz`, `/metrics`.
 //! - `app`: the shared state built once from the config; reload.
 //! - `auth`: sign-in logic with no HTTP types: passwords, sessions, bearer
-//!   tokens, SSO, CSRF, lockout, the audit trail.
+//!   tokens, SSO, CSRF, lockout, the audit trail, a user's own account.
 //! - `store`: session, credential, token, lockout, replay and audit traits;
 //!   memory, file, PostgreSQL and MySQL backends; start-up work.
 //! - `policy`: path normalization, route rules and the one authorization
 //!   decision, `next` validation.
-//! - `pages`: sign-in, sign-out, SSO switch and error page templates.
+//! - `pages`: sign-in, sign-out, SSO switch, account and error page
+//!   templates, and the words they use for browsers and times.
 //! - `config`: `proxy.toml` -> validated [`config::Config`] (two stages).
 //! - `metrics`: the Prometheus registry.
 //! - `ops`: operator commands (`check`, `migrate`, `sessions`).

@@ -4,6 +4,9 @@
 //! The query must return columns `id, username, email, password_hash, roles,
 //! active`; every `?` in it is bound to the name the user typed. `roles` may
 //! be a comma list or a JSON array; `active` anything MySQL calls truthy.
+//! Writes are only the operator's optional statements: `rehash_update`,
+//! `password_update` (hash, then id), `login_update` (id) and
+//! `registration.insert`.
 
 use std::time::Duration;
 
