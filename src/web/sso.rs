@@ -114,6 +114,8 @@ struct PendingSwitch {
     next: String,
     exp: u64,
     /// A user of our own credentials: `login_update` runs for them.
+    /// (Absent from a page served before this field existed.)
+    #[serde(default)]
     known: bool,
 }
 
