@@ -3,6 +3,7 @@
 //! under `login.prefix` (sign-in, sign-out, `me`), password reset and
 //! address verification by mailed links.
 
+pub(crate) mod account;
 pub(crate) mod cookies;
 pub(crate) mod csrf;
 pub(crate) mod jwt;
