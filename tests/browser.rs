@@ -141,18 +141,25 @@ impl Browser {
         .await;
     }
 
-    /// Saves a PNG of the page as `{name}.png` in the directory named by
-    /// `PORTCULLIS_TEST_SCREENSHOTS`, when it is set (for README's picture
-    /// and for looking at the pages); otherwise does nothing.
+    /// Saves a PNG of the page as `{name}.png` in `docs/screenshots/` (or
+    /// the directory named by `PORTCULLIS_TEST_SCREENSHOTS`): README and
+    /// docs show these files, so every run of this test redraws them from
+    /// the pages it has just checked, and they cannot go stale.
     async fn screenshot(&self, name: &str) {
-        let Ok(dir) = std::env::var("PORTCULLIS_TEST_SCREENSHOTS") else {
-            return;
-        };
+        let dir = std::env::var("PORTCULLIS_TEST_SCREENSHOTS").unwrap_or_else(|_| {
+            concat!(env!("CARGO_MANIFEST_DIR"), "/docs/screenshots").to_string()
+        });
         use base64::Engine as _;
         let png = self.call(Method::GET, "/screenshot", None).await;
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(png.as_str().unwrap())
             .unwrap();
+        assert!(
+            bytes.starts_with(b"\x89PNG\r\n\x1a\n") && bytes.len() > 5_000,
+            "{name}: not a picture of a page ({} bytes)",
+            bytes.len()
+        );
+        std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(format!("{dir}/{name}.png"), bytes).unwrap();
     }
 
@@ -247,6 +254,8 @@ async fn browser_signs_in_and_lands_on_the_page_it_asked_for() {
         page.contains("<label for=\"password\""),
         "labelled password field"
     );
+    browser.resize(1024, 768).await;
+    browser.screenshot("sign-in").await;
 
     browser.type_into("#username", "demo").await;
     browser.type_into("#password", "wrong password").await;
