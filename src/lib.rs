@@ -17,13 +17,13 @@
 //! - `admin`: `/healthz`, `/readyz`, `/metrics`.
 //! - `app`: the shared state built once from the config; reload.
 //! - `auth`: sign-in logic with no HTTP types: passwords, sessions, bearer
-//!   tokens, SSO, CSRF, lockout, the audit trail.
+//!   tokens, SSO, CSRF, lockout, the audit trail, a user's own account.
 //! - `store`: session, credential, token, lockout, replay and audit traits;
 //!   memory, file, PostgreSQL and MySQL backends; start-up work.
 //! - `policy`: path normalization, route rules and the one authorization
 //!   decision, `next` validation.
-//! - `pages`: sign-in, sign-out, SSO switch, password reset and error page
-//!   templates.
+//! - `pages`: sign-in, sign-out, SSO switch, account, password reset and
+//!   error page templates, and the words they use for browsers and times.
 //! - `mail`: outgoing mail (reset and verification links) from a bounded
 //!   queue with retries, and its templates.
 //! - `config`: `proxy.toml` -> validated [`config::Config`] (two stages).

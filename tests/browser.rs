@@ -1,8 +1,9 @@
 //! A real browser (headless Chromium driven over WebDriver by chromedriver)
 //! goes through the login wall: it is sent to the sign-in page, fills in the
 //! form, and lands on the app page it asked for, which sees the user header;
-//! with a second factor, it enrols on the setup page, then signs in with
-//! the password and a code.
+//! its account page lists its session and ends another one; with a second
+//! factor, it enrols on the setup page, then signs in with the password and
+//! a code.
 //! Needs `chromium` and `chromium-driver` (scripts/test.sh installs them);
 //! fails rather than skips without them.
 
@@ -142,6 +143,38 @@ impl Browser {
         .await;
     }
 
+    /// Saves a PNG of the page as `{name}.png` in `docs/screenshots/` (or
+    /// the directory named by `PORTCULLIS_TEST_SCREENSHOTS`): README and
+    /// docs show these files, so every run of this test redraws them from
+    /// the pages it has just checked, and they cannot go stale.
+    async fn screenshot(&self, name: &str) {
+        let dir = std::env::var("PORTCULLIS_TEST_SCREENSHOTS").unwrap_or_else(|_| {
+            concat!(env!("CARGO_MANIFEST_DIR"), "/docs/screenshots").to_string()
+        });
+        use base64::Engine as _;
+        let png = self.call(Method::GET, "/screenshot", None).await;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(png.as_str().unwrap())
+            .unwrap();
+        assert!(
+            bytes.starts_with(b"\x89PNG\r\n\x1a\n") && bytes.len() > 5_000,
+            "{name}: not a picture of a page ({} bytes)",
+            bytes.len()
+        );
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(format!("{dir}/{name}.png"), bytes).unwrap();
+    }
+
+    /// Resizes the window (CSS pixels), e.g. to a phone's width.
+    async fn resize(&self, width: u32, height: u32) {
+        self.call(
+            Method::POST,
+            "/window/rect",
+            Some(json!({"width": width, "height": height})),
+        )
+        .await;
+    }
+
     /// Ends the session, which closes Chromium; chromedriver itself is
     /// killed when the `Browser` is dropped.
     async fn quit(self) {
@@ -183,6 +216,32 @@ async fn webdriver(driver: SocketAddr, method: Method, path: &str, body: Option<
     reply.json()["value"].clone()
 }
 
+/// Signs `demo` in from another client that calls itself Safari on an
+/// iPhone; the session cookie.
+async fn login_from_an_iphone(proxy: &Proxy) -> String {
+    let (csrf_cookie, token) = login_form(proxy).await;
+    let body = serde_urlencoded::to_string([
+        ("username", "demo"),
+        ("password", PASSWORD),
+        ("csrf_token", token.as_str()),
+        ("next", "/"),
+    ])
+    .unwrap();
+    let agent = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1";
+    let reply = send(
+        Method::POST,
+        &proxy.url("/auth/login"),
+        &[
+            ("content-type", "application/x-www-form-urlencoded"),
+            ("cookie", csrf_cookie.as_str()),
+            ("user-agent", agent),
+        ],
+        body,
+    )
+    .await;
+    reply.set_cookie("portcullis").expect("signed in")
+}
+
 #[tokio::test]
 async fn browser_signs_in_and_lands_on_the_page_it_asked_for() {
     let upstream = Upstream::start().await;
@@ -205,6 +264,8 @@ async fn browser_signs_in_and_lands_on_the_page_it_asked_for() {
         page.contains("<label for=\"password\""),
         "labelled password field"
     );
+    browser.resize(1024, 768).await;
+    browser.screenshot("sign-in").await;
 
     browser.type_into("#username", "demo").await;
     browser.type_into("#password", "wrong password").await;
@@ -225,6 +286,36 @@ async fn browser_signs_in_and_lands_on_the_page_it_asked_for() {
         app_page.contains("\"x-auth-user\",\"1\""),
         "the app sees the user: {app_page}"
     );
+
+    // The account page lists this session and another sign-in of the
+    // same user, and its button ends the other one.
+    let other = login_from_an_iphone(&proxy).await;
+    let other_id = get(&proxy.url("/auth/me"), &[("cookie", &other)])
+        .await
+        .json()["session"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    browser.goto(&format!("{base}/auth/account")).await;
+    browser.resize(1024, 900).await;
+    browser.screenshot("account").await;
+    browser.resize(390, 844).await;
+    browser.screenshot("account-phone").await;
+    browser.resize(1024, 768).await;
+    let account = browser.source().await;
+    assert!(account.contains("This session"), "{account}");
+    assert!(account.contains("Headless Chrome on Linux"), "{account}");
+    assert!(account.contains(&other_id), "the other session is listed");
+    assert!(account.contains("Safari on iPhone"), "{account}");
+    browser
+        .click(&format!("form[data-session=\"{other_id}\"] button"))
+        .await;
+    let after = browser.wait_for_url(|u| u.contains("done=")).await;
+    assert_eq!(after, format!("{base}/auth/account?done=ended"));
+    assert!(browser.source().await.contains("The session was ended."));
+    let refused = get(&proxy.url("/auth/me"), &[("cookie", &other)]).await;
+    assert_eq!(refused.status, http::StatusCode::UNAUTHORIZED);
+    assert!(!browser.source().await.contains(&other_id));
 
     // Back to the sign-in page with a live session goes straight on.
     browser

@@ -257,3 +257,37 @@ async fn routes_reads_the_demo_apps_real_openapi_json() {
     assert!(String::from_utf8_lossy(&strict.stderr)
         .contains("--strict: GET /chat/ has no [[route]] rule"));
 }
+
+#[tokio::test]
+async fn demo_app_keeps_its_chat_per_sign_in_by_x_auth_session() {
+    let app = start_uvicorn().await;
+    let upstream = Upstream { addr: app.addr };
+    let proxy = Proxy::start(&upstream, "").await;
+    let first = login(&proxy, "demo").await;
+    let me = get(&proxy.url("/auth/me"), &[("cookie", &first)]).await;
+    let session = me.json()["session"].as_str().unwrap().to_string();
+
+    fn html(cookie: &str) -> [(&str, &str); 2] {
+        [("accept", "text/html"), ("cookie", cookie)]
+    }
+    let page = get(&proxy.url("/chat/?message=hello-one"), &html(&first)).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let text = page.text();
+    assert!(text.contains(&session), "the app shows X-Auth-Session");
+    assert!(
+        text.contains("href=\"/auth/account\""),
+        "links the account page"
+    );
+    assert!(text.contains("<li>hello-one</li>"));
+
+    // Another sign-in of the same user is another conversation.
+    let second = login(&proxy, "demo").await;
+    let page = get(&proxy.url("/chat/?message=hello-two"), &html(&second)).await;
+    let text = page.text();
+    assert!(text.contains("<li>hello-two</li>") && !text.contains("hello-one"));
+    let page = get(&proxy.url("/chat/"), &html(&first)).await;
+    assert!(
+        page.text().contains("<li>hello-one</li>"),
+        "kept for its sign-in"
+    );
+}

@@ -822,3 +822,30 @@ async fn a_partner_with_require_mfa_hands_over_to_the_second_step() {
     let plain = handoff(&proxy, "strict", "admin@example.com", "/").await;
     assert!(plain.set_cookie("portcullis").is_some(), "{}", plain.text());
 }
+
+/// The account page's token works for the form that turns the factor off,
+/// so the account page can carry that form.
+#[tokio::test]
+async fn the_account_pages_token_turns_the_factor_off_too() {
+    let upstream = Upstream::start().await;
+    let proxy = Proxy::start(&upstream, "").await;
+    let session = login(&proxy, "demo").await;
+    let (enrolled, _) = enrol(&proxy, &session).await;
+    let account = get(&proxy.url("/auth/account"), &[("cookie", &session)]).await;
+    assert_eq!(account.status, StatusCode::OK);
+    let body = serde_urlencoded::to_string([
+        ("code", code_at(&enrolled.secret, enrolled.at + 30).as_str()),
+        ("csrf_token", &csrf_token_in(&account.text())),
+        ("next", "/auth/account"),
+    ])
+    .unwrap();
+    let off = send(
+        Method::POST,
+        &proxy.url("/auth/mfa/disable"),
+        &[FORM, ("cookie", &session)],
+        body,
+    )
+    .await;
+    assert_eq!(off.status, StatusCode::SEE_OTHER, "{}", off.text());
+    assert_eq!(me(&proxy, &session).await["mfa"], false);
+}

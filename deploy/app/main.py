@@ -5,6 +5,12 @@ A small FastAPI app that mirrors the reference deployment's routes (`/`,
 signed in and shows every header it received. `GET /debug/headers`
 returns the raw header list as JSON; the end-to-end tests rely on its shape.
 
+The chat keeps its messages per sign-in, keyed by `X-Auth-Session` (the
+session's public id, stable for the life of one sign-in and new at the next),
+as the Growbal app keys its ChatSession rows: signing in again, or on another
+device, starts a new conversation, and a conversation whose id portcullis no
+longer sends (the session ended) is dropped after a while.
+
 Without the assertion check it trusts portcullis' `X-Auth-*` headers, so it
 must only be reachable through portcullis:
 bind it to loopback or a private network, and tell uvicorn to believe
@@ -27,6 +33,8 @@ from __future__ import annotations
 
 import html
 import os
+import time
+from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import parse_qs, urlencode
 
@@ -36,6 +44,12 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from portcullis import Portcullis, User
 
 MAX_FORM_BYTES = 16 * 1024
+# Per-sign-in chat state, keyed by X-Auth-Session: a stand-in for the
+# Growbal app's ChatSession table. Conversations not seen for this long are
+# dropped (their session has ended or gone idle in portcullis).
+CHAT_IDLE_SECONDS = 30 * 60
+MAX_CHATS = 1000
+MAX_MESSAGES = 20
 COUNTRIES = ["Australia", "Canada", "Germany", "India", "United Arab Emirates", "United Kingdom"]
 
 
@@ -53,6 +67,41 @@ CurrentUser = Annotated[User, Depends(auth.user)]
 app = FastAPI(title="portcullis demo app", docs_url=None, redoc_url=None)
 
 
+# --- per-sign-in state -------------------------------------------------------
+
+
+@dataclass
+class ChatSession:
+    """One sign-in's conversation: what the Growbal app stores as a row."""
+
+    messages: list[str]
+    last_seen: float
+
+
+CHATS: dict[str, ChatSession] = {}
+
+
+def chat_session(session_id: str) -> ChatSession:
+    """The conversation of this sign-in, created at its first request.
+
+    Rows whose id has not been seen for CHAT_IDLE_SECONDS are removed first:
+    portcullis stops sending an id when its session ends (sign-out, the
+    account page, `sessions revoke`, the idle timeout), so an unseen id is a
+    finished conversation. A real app runs the same clean-up as a periodic
+    `DELETE ... WHERE last_seen < now() - interval`.
+    """
+    now = time.monotonic()
+    for key in [k for k, c in CHATS.items() if now - c.last_seen > CHAT_IDLE_SECONDS]:
+        del CHATS[key]
+    chat = CHATS.get(session_id)
+    if chat is None:
+        if len(CHATS) >= MAX_CHATS:
+            del CHATS[min(CHATS, key=lambda k: CHATS[k].last_seen)]
+        chat = CHATS[session_id] = ChatSession(messages=[], last_seen=now)
+    chat.last_seen = now
+    return chat
+
+
 # --- pages ------------------------------------------------------------------
 
 
@@ -61,6 +110,11 @@ def _e(value: object) -> str:
 
 
 def _page(request: Request, title: str, body: str, user: User) -> HTMLResponse:
+    session_line = (
+        f"This sign-in: <code>{_e(user.session_id)}</code> (<code>X-Auth-Session</code>)"
+        if user.session_id
+        else "No <code>X-Auth-Session</code> header"
+    )
     greeting = f"Hello, <strong>{_e(user.email or user.name or user.id)}</strong> (user id {_e(user.id)})"
     if auth.verifies:
         assertion = f"verified with portcullis' published key (request {_e(user.request_id)})"
@@ -88,11 +142,12 @@ td {{ border: 1px solid #ccc; padding: .25rem .5rem; vertical-align: top; word-b
 </head>
 <body>
 <nav><a href="/">Home</a><a href="/country/">Country</a><a href="/chat/">Chat</a>
-<a href="/auth/logout">Sign out</a></nav>
+<a href="/auth/account">Your account</a><a href="/auth/logout">Sign out</a></nav>
 <h1>{_e(title)}</h1>
 <div class="identity">
 <p>{greeting}</p>
 <p>Roles: {_e(", ".join(user.roles) or "none")}</p>
+<p>{session_line}</p>
 <p>Signed assertion: {assertion}</p>
 </div>
 {body}
@@ -143,8 +198,16 @@ def chat(request: Request, user: CurrentUser) -> HTMLResponse:
     country_name = request.query_params.get("country") or "no country chosen"
     message = request.query_params.get("message")
     reply = f"<p><strong>Echo:</strong> {_e(message)}</p>" if message else ""
+    history = ""
+    if user.session_id:
+        chat = chat_session(user.session_id)
+        if message:
+            chat.messages = (chat.messages + [message])[-MAX_MESSAGES:]
+        items = "".join(f"<li>{_e(m)}</li>" for m in chat.messages)
+        history = f"<p>This sign-in's messages:</p><ol>{items}</ol>" if items else ""
     body = f"""<p>Chat about <strong>{_e(country_name)}</strong>.</p>
 {reply}
+{history}
 <form method="get" action="/chat/">
 <input type="hidden" name="country" value="{_e(request.query_params.get("country") or "")}">
 <input name="message" placeholder="Say something" autofocus>
@@ -165,6 +228,7 @@ def debug_headers(request: Request) -> dict[str, Any]:
             for name, value in request.scope["headers"]
         ],
         "x_auth_user": request.headers.get("x-auth-user"),
+        "x_auth_session": request.headers.get("x-auth-session"),
         "path": request.url.path,
         "client": request.client.host if request.client else None,
     }

@@ -1,7 +1,7 @@
 //! CSRF tokens: HMAC-SHA256 under a per-process key, so nothing is stored and
 //! a token is never "spent". The login token is bound to a random nonce kept
 //! in a cookie that every tab shares, so the form works in several tabs at
-//! once; the logout token is bound to the session.
+//! once; the logout and account-page tokens are bound to the session.
 //!
 //! With PostgreSQL the key is shared by every instance and arrives once the
 //! database answers; until then CSRF operations report the store unavailable.
@@ -75,6 +75,20 @@ impl Csrf {
 
     pub(crate) fn check_logout(&self, session: &TokenHash, token: &str) -> Result<bool, AuthError> {
         self.verify(b"logout", &session.0, token)
+    }
+
+    /// The token of the account page's forms (end a session, change the
+    /// password), bound to the session that was shown the page.
+    pub(crate) fn account_token(&self, session: &TokenHash) -> Result<String, AuthError> {
+        self.sign(b"account", &session.0)
+    }
+
+    pub(crate) fn check_account(
+        &self,
+        session: &TokenHash,
+        token: &str,
+    ) -> Result<bool, AuthError> {
+        self.verify(b"account", &session.0, token)
     }
 
     /// Binds a pending SSO switch (`payload`) to the session it was
@@ -175,6 +189,10 @@ mod tests {
         assert!(csrf.check_logout(&session, &logout).unwrap());
         assert!(!csrf.check_logout(&TokenHash([8; 32]), &logout).unwrap());
         assert!(!Csrf::random().check_logout(&session, &logout).unwrap());
+        let account = csrf.account_token(&session).unwrap();
+        assert!(csrf.check_account(&session, &account).unwrap());
+        assert!(!csrf.check_account(&session, &logout).unwrap());
+        assert!(!csrf.check_logout(&session, &account).unwrap());
     }
 
     #[test]

@@ -82,6 +82,7 @@ impl Auth {
                 let step = self.mfa.second_step(&u.identity).await?;
                 if step == SecondStep::None {
                     self.throttle.clear_failures(&account).await?;
+                    self.record_login(&u.identity.id);
                     self.audit("login_ok", &u.identity.username, client_ip, request_id);
                     return Ok(LoginOutcome::Success(u.identity));
                 }
@@ -112,6 +113,20 @@ impl Auth {
                 Ok(LoginOutcome::Failed)
             }
         }
+    }
+
+    /// Runs `credentials.mysql.login_update` for a user who just signed in
+    /// (password, JSON login, SSO hand-off of a known user), off the
+    /// request path: the app's `last_login` is bookkeeping, so a failure
+    /// is logged and never fails or delays the sign-in.
+    pub(crate) fn record_login(&self, user_id: &str) {
+        let credentials = self.credentials.clone();
+        let user_id = user_id.to_string();
+        tokio::spawn(async move {
+            if let Err(e) = credentials.record_login(&user_id).await {
+                tracing::warn!(error = %e, user_id, "credentials.mysql.login_update failed; the sign-in stands");
+            }
+        });
     }
 
     /// With `rehash_update` configured, replaces a hash weaker than today's

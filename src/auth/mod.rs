@@ -3,6 +3,7 @@
 //! portcullis' own endpoints under `login.prefix` (sign-in, sign-out, `me`),
 //! password reset and address verification by mailed links.
 
+pub(crate) mod account;
 pub(crate) mod cookies;
 pub(crate) mod csrf;
 pub(crate) mod jwt;

@@ -121,7 +121,8 @@ impl Sessions {
         Ok(Some(record))
     }
 
-    fn is_live(&self, record: &SessionRecord, now: SystemTime) -> bool {
+    /// Within both the absolute and the idle timeout at `now`.
+    pub(crate) fn is_live(&self, record: &SessionRecord, now: SystemTime) -> bool {
         now < record.expires_at && now < record.last_seen + self.config.idle_timeout
     }
 

@@ -279,24 +279,23 @@ pub(crate) struct AuditConfig {
     pub(crate) retention: Duration,
 }
 
+/// What a new password must satisfy (`registration.password_min` /
+/// `password_max`), wherever a user chooses one: sign-up, password change,
+/// reset. In characters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PasswordPolicy {
+    pub(crate) min: usize,
+    pub(crate) max: usize,
+}
+
 /// Self-service sign-up (`[registration]`), into the MySQL users table.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct RegistrationConfig {
-    pub(crate) password_min: usize,
-    pub(crate) password_max: usize,
     /// INSERT with `?` bound to username, email, password_hash.
     pub(crate) insert: String,
     /// `Some(UPDATE ... WHERE id = ?)` when new accounts must follow an
     /// emailed link before they can sign in (`registration.verify_email`).
     pub(crate) activate: Option<String>,
-}
-
-/// The policy every new password meets (sign-up, change, reset):
-/// `registration.password_min` / `password_max`, in characters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct PasswordPolicy {
-    pub(crate) min: usize,
-    pub(crate) max: usize,
 }
 
 /// `[mfa]`: second factors (TOTP).

@@ -1,8 +1,11 @@
-//! HTML pages portcullis serves itself: sign-in, sign-out, second-factor,
+//! HTML pages portcullis serves itself: sign-in, sign-out, the account page,
+//! second-factor pages,
 //! password reset, notices (a mailed link's outcome) and error pages,
 //! rendered with minijinja from templates embedded in the binary (no
-//! external assets). `login.template` replaces the sign-in page; it may
-//! extend the built-in `layout.html`.
+//! external assets, no JavaScript). `login.template` replaces the sign-in
+//! page; it may extend the built-in `layout.html`.
+
+pub(crate) mod describe;
 
 mod mfa;
 
@@ -21,6 +24,7 @@ const ERROR: &str = include_str!("templates/error.html");
 const RESET: &str = include_str!("templates/reset.html");
 const RESET_CONFIRM: &str = include_str!("templates/reset_confirm.html");
 const NOTICE: &str = include_str!("templates/notice.html");
+const ACCOUNT: &str = include_str!("templates/account.html");
 const MFA: &str = include_str!("templates/mfa.html");
 const MFA_SETUP: &str = include_str!("templates/mfa_setup.html");
 const MFA_STATUS: &str = include_str!("templates/mfa_status.html");
@@ -70,6 +74,54 @@ pub struct SsoSwitchView<'a> {
     pub csrf_token: &'a str,
     /// Where "stay signed in" leads: the validated `next`.
     pub stay: &'a str,
+    /// The signed-in user's account page.
+    pub account_url: &'a str,
+}
+
+/// What the account page shows.
+#[derive(Debug, Serialize)]
+pub(crate) struct AccountView<'a> {
+    pub(crate) username: &'a str,
+    pub(crate) email: &'a str,
+    pub(crate) roles: &'a [String],
+    /// The user's live sessions, the current one first.
+    pub(crate) sessions: Vec<SessionView>,
+    /// The token every form of the page carries.
+    pub(crate) csrf_token: &'a str,
+    pub(crate) revoke_action: &'a str,
+    /// `None` when passwords cannot be changed (no `password_update`).
+    pub(crate) password_action: Option<&'a str>,
+    /// `registration.password_min` / `password_max`, for the form's hints.
+    pub(crate) password_min: usize,
+    pub(crate) password_max: usize,
+    pub(crate) logout_url: &'a str,
+    /// One fixed sentence about what the last form did.
+    pub(crate) notice: Option<&'a str>,
+    /// Why the last form was refused...
+    pub(crate) alert: Option<&'a str>,
+    /// ...and every reason, one sentence each.
+    pub(crate) reasons: &'a [String],
+}
+
+/// One session in the account page's list.
+#[derive(Debug, Serialize)]
+pub(crate) struct SessionView {
+    /// The public id (`X-Auth-Session`), never the token.
+    pub(crate) id: String,
+    pub(crate) current: bool,
+    /// "Firefox on Linux".
+    pub(crate) browser: String,
+    /// The raw `User-Agent`, for a tooltip.
+    pub(crate) user_agent: String,
+    pub(crate) ip: String,
+    /// "password" or "sso".
+    pub(crate) method: &'static str,
+    /// "2024-05-01 14:03 UTC".
+    pub(crate) created: String,
+    /// RFC 3339, for the `<time>` element.
+    pub(crate) created_iso: String,
+    /// "5 minutes ago".
+    pub(crate) last_seen: String,
 }
 
 pub struct Pages {
@@ -90,6 +142,7 @@ impl Pages {
         env.add_template("reset.html", RESET)?;
         env.add_template("reset_confirm.html", RESET_CONFIRM)?;
         env.add_template("notice.html", NOTICE)?;
+        env.add_template("account.html", ACCOUNT)?;
         env.add_template("mfa.html", MFA)?;
         env.add_template("mfa_setup.html", MFA_SETUP)?;
         env.add_template("mfa_status.html", MFA_STATUS)?;
@@ -117,10 +170,26 @@ impl Pages {
         )
     }
 
-    pub fn logout(&self, action: &str, csrf_token: &str, username: &str) -> String {
+    /// The sign-out page; `account_url` links a signed-in user to their
+    /// account page.
+    pub fn logout(
+        &self,
+        action: &str,
+        csrf_token: &str,
+        username: &str,
+        account_url: Option<&str>,
+    ) -> String {
         self.render(
             "logout.html",
-            context! { title => "Sign out", action, csrf_token, username },
+            context! { title => "Sign out", action, csrf_token, username, account_url },
+        )
+    }
+
+    /// The signed-in user's own page.
+    pub(crate) fn account(&self, view: &AccountView<'_>) -> String {
+        self.render(
+            "account.html",
+            context! { title => "Your account", wide => true, ..minijinja::Value::from_serialize(view) },
         )
     }
 
@@ -164,17 +233,19 @@ impl Pages {
         )
     }
 
+    /// An error page; `account_url` is set where the user is known (a
+    /// signed-in user refused a page).
     pub fn error(
         &self,
         status: u16,
         heading: &str,
         message: &str,
         request_id: &str,
-        login_url: Option<&str>,
+        account_url: Option<&str>,
     ) -> String {
         self.render(
             "error.html",
-            context! { title => heading, status, heading, message, request_id, login_url },
+            context! { title => heading, status, heading, message, request_id, account_url },
         )
     }
 
@@ -303,6 +374,56 @@ mod tests {
             error: None,
         });
         assert!(!hostile.contains("<b>"));
+    }
+
+    fn session(id: &str, current: bool) -> SessionView {
+        SessionView {
+            id: id.into(),
+            current,
+            browser: "Firefox on Linux".into(),
+            user_agent: "Mozilla/5.0 <x>".into(),
+            ip: "192.0.2.7".into(),
+            method: "password",
+            created: "2024-05-01 14:03 UTC".into(),
+            created_iso: "2024-05-01T14:03:07Z".into(),
+            last_seen: "just now".into(),
+        }
+    }
+
+    #[test]
+    fn account_page_marks_this_session_and_offers_a_form_per_session() {
+        let pages = Pages::new("Sign in", None).unwrap();
+        let roles = vec!["patient".to_string()];
+        let reasons = ["The new password must be at least 12 characters.".to_string()];
+        let view = |password_action| AccountView {
+            username: "<demo>",
+            email: "demo@example.com",
+            roles: &roles,
+            sessions: vec![session("this-one", true), session("other-one", false)],
+            csrf_token: "tok123",
+            revoke_action: "/auth/account/sessions/revoke",
+            password_action,
+            password_min: 12,
+            password_max: 128,
+            logout_url: "/auth/logout",
+            notice: None,
+            alert: Some("Your password was not changed."),
+            reasons: &reasons,
+        };
+        let page = pages.account(&view(None));
+        assert!(page.contains("This session") && page.contains("Firefox on Linux"));
+        assert!(page.contains("this-one") && page.contains("other-one"));
+        assert!(page.contains("name=\"session\" value=\"others\""));
+        assert_eq!(page.matches("value=\"tok123\"").count(), 3, "every form");
+        assert!(page.contains("must be at least 12 characters"));
+        assert!(!page.contains("<demo>") && !page.contains("<x>"), "escaped");
+        assert!(!page.contains("current_password"), "no password form");
+        assert!(!page.contains("<script"), "no JavaScript");
+        assert!(!page.contains("http://") && !page.contains("https://"));
+        let page = pages.account(&view(Some("/auth/account/password")));
+        assert!(
+            page.contains("name=\"current_password\"") && page.contains("name=\"new_password\"")
+        );
     }
 
     #[test]

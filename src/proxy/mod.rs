@@ -160,6 +160,9 @@ async fn pipeline(
     let identity = match decide(access, roles) {
         Verdict::Allow => caller,
         Verdict::Unauthenticated => return Ok(unauthenticated(app, &req)),
+        Verdict::Forbidden if caller.as_ref().is_some_and(|c| c.session.is_some()) => {
+            return Err(ProxyError::ForbiddenSignedIn)
+        }
         Verdict::Forbidden => return Err(ProxyError::Forbidden),
     };
 
@@ -243,9 +246,16 @@ fn error_response(app: &App, e: &ProxyError, wants_html: bool, origin: &Origin) 
     }
     let (code, heading, message) = e.public_text();
     let mut response = if wants_html {
-        let page = app
-            .pages
-            .error(status.as_u16(), heading, message, &origin.request_id, None);
+        // The user is known: their account page is one click away.
+        let account =
+            matches!(e, ProxyError::ForbiddenSignedIn).then(|| crate::web::account_path(app));
+        let page = app.pages.error(
+            status.as_u16(),
+            heading,
+            message,
+            &origin.request_id,
+            account.as_deref(),
+        );
         response::html(status, page)
     } else {
         response::json(status, &serde_json::json!({ "error": code }))

@@ -197,6 +197,12 @@ pub trait CredentialStore: Send + Sync {
             message: "this credential backend cannot activate users".into(),
         })
     }
+    /// Runs after each successful sign-in (`login_update`, `?` bound to the
+    /// user id), so the app's own columns (`last_login`) stay true; a no-op
+    /// where nothing is configured.
+    async fn record_login(&self, _user_id: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
     async fn ping(&self) -> Result<(), StoreError>;
     /// Re-reads what the backend loaded at start (the users file) on SIGHUP;
     /// on error the old data stays in use.

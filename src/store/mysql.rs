@@ -4,6 +4,9 @@
 //! The query must return columns `id, username, email, password_hash, roles,
 //! active`; every `?` in it is bound to the name the user typed. `roles` may
 //! be a comma list or a JSON array; `active` anything MySQL calls truthy.
+//! Writes are only the operator's optional statements: `rehash_update`,
+//! `password_update` (hash, then id), `login_update` (id) and
+//! `registration.insert`.
 
 use std::time::Duration;
 
@@ -23,6 +26,7 @@ pub(crate) struct MysqlCredentialStore {
     placeholders: usize,
     rehash_update: Option<String>,
     password_update: Option<String>,
+    login_update: Option<String>,
 }
 
 impl MysqlCredentialStore {
@@ -41,6 +45,7 @@ impl MysqlCredentialStore {
             user_query: config.user_query.clone(),
             rehash_update: config.rehash_update.clone(),
             password_update: config.password_update.clone(),
+            login_update: config.login_update.clone(),
         })
     }
 
@@ -230,6 +235,15 @@ impl CredentialStore for MysqlCredentialStore {
         let statement = statement.to_string();
         let params = vec![Value::from(user_id)];
         self.run(|mut conn| async move { conn.exec_drop(statement, params).await })
+            .await
+    }
+
+    async fn record_login(&self, user_id: &str) -> Result<(), StoreError> {
+        let Some(update) = self.login_update.clone() else {
+            return Ok(());
+        };
+        let params = vec![Value::from(user_id)];
+        self.run(|mut conn| async move { conn.exec_drop(update, params).await })
             .await
     }
 

@@ -19,6 +19,10 @@ pub(crate) enum ProxyError {
     BadRequest(&'static str),
     #[error("forbidden by route rule or role")]
     Forbidden,
+    /// As `Forbidden`, for a signed-in browser: the page links to the
+    /// account page.
+    #[error("forbidden for the signed-in user")]
+    ForbiddenSignedIn,
     #[error("SSO hand-off refused: {0}")]
     SsoRefused(String),
     #[error("no such endpoint")]
@@ -59,7 +63,7 @@ impl From<&ProxyError> for StatusCode {
     fn from(e: &ProxyError) -> StatusCode {
         match e {
             ProxyError::BadPath(_) | ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ProxyError::Forbidden => StatusCode::FORBIDDEN,
+            ProxyError::Forbidden | ProxyError::ForbiddenSignedIn => StatusCode::FORBIDDEN,
             ProxyError::SsoRefused(_) => StatusCode::UNAUTHORIZED,
             ProxyError::NotFound => StatusCode::NOT_FOUND,
             ProxyError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -101,7 +105,7 @@ impl ProxyError {
                 "Bad request",
                 "The request could not be understood.",
             ),
-            ProxyError::Forbidden => (
+            ProxyError::Forbidden | ProxyError::ForbiddenSignedIn => (
                 "forbidden",
                 "Access denied",
                 "You do not have permission to open this page.",

@@ -33,7 +33,10 @@ pub(crate) async fn logout_form(
             (app.auth.csrf.login_token(&nonce)?, fresh.then_some(nonce))
         }
     };
-    let page = app.pages.logout(&action, &token, username);
+    let account = session.is_some().then(|| super::account_path(app));
+    let page = app
+        .pages
+        .logout(&action, &token, username, account.as_deref());
     let mut response = response::html(StatusCode::OK, page);
     if let Some(nonce) = new_nonce {
         crate::web::cookies::append_set_cookie(response.headers_mut(), app.cookies.csrf(&nonce));

@@ -50,13 +50,20 @@ impl Enroller {
         }
     }
 
+    /// A signed-in user's forms also take the account page's token (bound
+    /// to the same session), so the account page can carry the form that
+    /// turns the factor off with the one token all its forms share.
     fn check_form_token(&self, app: &App, token: &str) -> Result<bool, ProxyError> {
         match self {
             Enroller::Pending(pending, _) => check_pending_form_token(app, pending, token),
-            Enroller::Session(session) => Ok(app
-                .auth
-                .mfa
-                .check_form_token(&[&b"s:"[..], &session.token_hash.0].concat(), token)?),
+            Enroller::Session(session) => {
+                let hash = &session.token_hash;
+                let ours = app
+                    .auth
+                    .mfa
+                    .check_form_token(&[&b"s:"[..], &hash.0].concat(), token)?;
+                Ok(ours || app.auth.csrf.check_account(hash, token)?)
+            }
         }
     }
 

@@ -3,6 +3,7 @@
 //! to a status, response building and content negotiation, cookies, the
 //! client's origin, bounded body reads.
 
+mod account;
 pub(crate) mod body;
 pub(crate) mod cookies;
 pub(crate) mod error;
@@ -35,7 +36,7 @@ use response::Body;
 
 use crate::web::body::{is_body_stalled, ReadTimeout};
 
-/// Login, logout and second-factor form bodies over this are refused before any hashing.
+/// Bodies of our own forms over this are refused before any hashing.
 pub(crate) const FORM_BODY_LIMIT: usize = 16 * 1024;
 
 /// Serves a request whose normalized path is under the prefix.
@@ -76,19 +77,34 @@ pub(crate) async fn handle(
         ("/verify-email", Method::GET) if app.auth.verifies_email() => {
             verify_email::verify_email(app, &req, origin).await
         }
+        ("/account", Method::GET | Method::HEAD) => account::account_page(app, &req).await,
+        ("/account/sessions/revoke", Method::POST) => account::revoke(app, req, origin).await,
+        ("/account/password", Method::POST) => account::change_password(app, req, origin).await,
         ("/mfa", Method::GET | Method::HEAD) => mfa::mfa_form(app, &req).await,
         ("/mfa", Method::POST) => mfa::mfa_submit(app, req, origin).await,
         ("/mfa/setup", Method::GET | Method::HEAD) => mfa_setup::setup_form(app, &req).await,
         ("/mfa/setup", Method::POST) => mfa_setup::setup_submit(app, req, origin).await,
         ("/mfa/disable", Method::POST) => mfa_setup::disable_submit(app, req, origin).await,
         (
-            "/login" | "/logout" | "/me" | "/jwks.json" | "/refresh" | "/verify" | "/sso" | "/mfa"
-            | "/mfa/setup" | "/mfa/disable",
+            "/login"
+            | "/logout"
+            | "/me"
+            | "/jwks.json"
+            | "/refresh"
+            | "/verify"
+            | "/sso"
+            | "/account"
+            | "/account/sessions/revoke"
+            | "/mfa"
+            | "/mfa/setup"
+            | "/mfa/disable",
             _,
         ) => Err(ProxyError::MethodNotAllowed),
         _ => Err(ProxyError::NotFound),
     }
 }
+
+pub(crate) use account::account_path;
 
 pub(crate) fn login_path(app: &App) -> String {
     format!("{}/login", app.config.login.prefix)

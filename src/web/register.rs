@@ -29,7 +29,7 @@ pub(crate) async fn register(
     req: Request<Incoming>,
     origin: &Origin,
 ) -> Result<Response<Body>, ProxyError> {
-    let Some(policy) = &app.config.registration else {
+    let Some(registration) = &app.config.registration else {
         return Err(ProxyError::NotFound);
     };
     let (parts, body) = req.into_parts();
@@ -98,7 +98,7 @@ pub(crate) async fn register(
         .await?
         .ok_or(ProxyError::Internal("could not hash the password".into()))?;
     if !credentials
-        .insert_user(&policy.insert, username, email, &hash)
+        .insert_user(&registration.insert, username, email, &hash)
         .await?
     {
         return Ok(taken);

@@ -62,7 +62,9 @@ pub(crate) async fn sso(
         Err(SsoError::Store(e)) => return Err(e.into()),
         Err(SsoError::Refused(reason)) => return Err(refuse(reason, "")),
     };
-    let identity = if handoff.partner.require_known_user {
+    // A user of our own credentials (as opposed to a partner's own user).
+    let known = handoff.partner.require_known_user;
+    let identity = if known {
         match app.auth.credentials.find_by_login(&handoff.user).await? {
             Some(user) if user.active => user.identity,
             _ => return Err(refuse("not a known active user".into(), &handoff.user)),
@@ -101,8 +103,11 @@ pub(crate) async fn sso(
         if current.identity.id != identity.id {
             // A link can be planted by anyone: never swap a live session
             // for another account without the user saying so.
-            return switch_page(app, &current, &identity, &next);
+            return switch_page(app, &current, &identity, known, &next);
         }
+    }
+    if known {
+        app.auth.record_login(&identity.id);
     }
     start_session(app, req.headers(), origin, identity, AuthMethod::Sso, &next).await
 }
@@ -120,6 +125,10 @@ struct PendingSwitch {
     roles: Vec<String>,
     next: String,
     exp: u64,
+    /// A user of our own credentials: `login_update` runs for them.
+    /// (Absent from a page served before this field existed.)
+    #[serde(default)]
+    known: bool,
 }
 
 fn unix_now() -> u64 {
@@ -132,6 +141,7 @@ fn switch_page(
     app: &App,
     current: &crate::store::SessionRecord,
     incoming: &Identity,
+    known: bool,
     next: &str,
 ) -> Result<Response<Body>, ProxyError> {
     use base64::Engine as _;
@@ -142,12 +152,15 @@ fn switch_page(
         roles: incoming.roles.clone(),
         next: next.to_string(),
         exp: unix_now() + SWITCH_TTL_SECS,
+        known,
     };
     let json = serde_json::to_vec(&pending).expect("plain struct serializes");
     let handoff = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json);
     let csrf_token = app.auth.csrf.switch_token(&current.token_hash, &handoff)?;
     let action = format!("{}/sso", app.config.login.prefix);
+    let account_url = super::account_path(app);
     let page = app.pages.sso_switch(&crate::pages::SsoSwitchView {
+        account_url: &account_url,
         action: &action,
         current: &current.identity.username,
         incoming: &incoming.username,
@@ -218,6 +231,9 @@ pub(crate) async fn sso_switch(
         origin.client_ip,
         &origin.request_id,
     );
+    if pending.known {
+        app.auth.record_login(&identity.id);
+    }
     let next = validate_next(&pending.next);
     start_session(
         app,

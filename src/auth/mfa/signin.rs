@@ -50,6 +50,7 @@ impl Auth {
         {
             return Ok(LoginOutcome::Failed);
         }
+        self.record_login(&user.identity.id);
         self.audit("login_ok", &user.identity.username, client_ip, request_id);
         Ok(LoginOutcome::Success(user.identity))
     }
@@ -81,6 +82,7 @@ impl Auth {
     ) -> Result<(), StoreError> {
         let account = account_key(Some(&identity.id), &identity.username);
         self.throttle.clear_failures(&account).await?;
+        self.record_login(&identity.id);
         self.audit("login_ok", &identity.username, client_ip, request_id);
         Ok(())
     }

@@ -71,9 +71,18 @@ pub(super) fn credentials(raw: raw::RawCredentials, e: &mut ConfigErrors) -> Cre
 }
 
 /// `registration.password_min` / `password_max`: the policy for every new
-/// password (sign-up, change, reset), checked whether or not sign-up is on.
-pub(super) fn password_policy(raw: &raw::RawRegistration, e: &mut ConfigErrors) -> PasswordPolicy {
-    if raw.password_min < 8 || raw.password_min > raw.password_max || raw.password_max > 1024 {
+/// password (sign-up, change, reset); its bounds are checked where a user
+/// can choose one (sign-up enabled, or `password_update` set).
+pub(super) fn password_policy(
+    raw: &raw::RawRegistration,
+    credentials: &CredentialsConfig,
+    e: &mut ConfigErrors,
+) -> PasswordPolicy {
+    let chosen = raw.enabled
+        || matches!(credentials, CredentialsConfig::Mysql(m) if m.password_update.is_some());
+    if chosen
+        && (raw.password_min < 8 || raw.password_min > raw.password_max || raw.password_max > 1024)
+    {
         e.push(
             "registration.password_min",
             format!(
@@ -122,8 +131,6 @@ pub(super) fn registration(
         );
     }
     Some(RegistrationConfig {
-        password_min: raw.password_min,
-        password_max: raw.password_max,
         insert: raw.insert,
         activate: raw.verify_email.then(|| activate.to_string()),
     })

@@ -37,7 +37,7 @@ pub(crate) fn validate(raw: RawConfig) -> Result<Config, ConfigErrors> {
     let login = login::login(raw.login, &mut e);
     let tokens = tokens::tokens(raw.tokens, &mut e);
     let sso = sso::partners(raw.sso.partners, &mut e);
-    let password_policy = credentials::password_policy(&raw.registration, &mut e);
+    let password_policy = credentials::password_policy(&raw.registration, &credentials, &mut e);
     let registration = credentials::registration(raw.registration, &credentials, &mut e);
     let sqlite = accounts::sqlite(raw.sqlite, &mut e);
     let mfa = accounts::mfa(raw.mfa, &mut e);

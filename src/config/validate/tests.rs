@@ -354,3 +354,19 @@ fn partner_require_mfa_needs_known_users() {
     let config = Config::from_toml(&partner(true), Path::new(".")).unwrap();
     assert!(config.sso[0].require_mfa);
 }
+
+#[test]
+fn the_password_policy_is_checked_wherever_users_choose_passwords() {
+    let mysql =
+        "[credentials]\nbackend = \"mysql\"\n[credentials.mysql]\nurl = \"mysql://r@h/app\"\n";
+    let short = "[registration]\npassword_min = 4\n";
+    // Nobody chooses a password: the unused bounds are not checked.
+    let c = Config::from_toml(&format!("{mysql}{short}"), Path::new(".")).unwrap();
+    assert_eq!((c.password_policy.min, c.password_policy.max), (4, 128));
+    // A password change through password_update applies them.
+    let update = "password_update = \"UPDATE users SET password_hash = ? WHERE id = ?\"\n";
+    let err = errors(&format!("{mysql}{update}{short}"));
+    assert!(err.contains("registration.password_min"), "{err}");
+    let c = Config::from_toml(&format!("{mysql}{update}"), Path::new(".")).unwrap();
+    assert_eq!((c.password_policy.min, c.password_policy.max), (12, 128));
+}
