@@ -69,7 +69,7 @@ impl FactorStore for PgFactorStore {
             .query(
                 "INSERT INTO mfa_factors AS f (user_id, secret) VALUES ($1, $2)
                  ON CONFLICT (user_id) DO UPDATE SET secret = EXCLUDED.secret, created_at = now(), last_step = NULL
-                     WHERE NOT f.enabled AND f.created_at < now() - make_interval(secs => $3)
+                     WHERE NOT f.enabled AND f.created_at <= now() - make_interval(secs => $3)
                  RETURNING secret, enabled, last_step",
                 &[&user_id, &secret, &fresh_for.as_secs_f64()],
             )

@@ -54,7 +54,7 @@ impl FactorStore for SqliteFactorStore {
                 c.execute(
                     "INSERT INTO mfa_factors AS f (user_id, secret, enabled, created_at) VALUES (?1, ?2, 0, ?3)
                      ON CONFLICT (user_id) DO UPDATE SET secret = excluded.secret, created_at = ?3, last_step = NULL
-                         WHERE NOT f.enabled AND f.created_at < ?3 - ?4",
+                         WHERE NOT f.enabled AND f.created_at <= ?3 - ?4",
                     params![user_id, secret, now, fresh_for],
                 )?;
                 c.query_row(SELECT, [user_id], record)
