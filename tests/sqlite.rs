@@ -41,22 +41,6 @@ async fn status(proxy: &Proxy, path: &str, headers: &[(&str, &str)]) -> StatusCo
     get(&proxy.url(path), headers).await.status
 }
 
-async fn json_post(proxy: &Proxy, path: &str, body: Value) -> Reply {
-    let headers = [("content-type", "application/json")];
-    send(Method::POST, &proxy.url(path), &headers, body.to_string()).await
-}
-
-async fn token_login(proxy: &Proxy, user: &str) -> Value {
-    let reply = json_post(
-        proxy,
-        "/auth/login",
-        json!({"username": user, "password": PASSWORD}),
-    )
-    .await;
-    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
-    reply.json()
-}
-
 fn bearer(tokens: &Value) -> String {
     format!("Bearer {}", tokens["access_token"].as_str().unwrap())
 }

@@ -14,27 +14,6 @@ use serde_json::{json, Value};
 
 const SECRET: &str = "tokens-secret-of-at-least-32-bytes!!";
 
-async fn json_post(proxy: &Proxy, path: &str, body: Value) -> Reply {
-    send(
-        Method::POST,
-        &proxy.url(path),
-        &[("content-type", "application/json")],
-        body.to_string(),
-    )
-    .await
-}
-
-async fn token_login(proxy: &Proxy, user: &str) -> Value {
-    let reply = json_post(
-        proxy,
-        "/auth/login",
-        json!({"username": user, "password": PASSWORD}),
-    )
-    .await;
-    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
-    reply.json()
-}
-
 fn bearer(token: &Value) -> String {
     format!("Bearer {}", token.as_str().unwrap())
 }

@@ -578,6 +578,20 @@ pub async fn post_login(
     .await
 }
 
+/// POSTs `body` as JSON.
+pub async fn json_post(proxy: &Proxy, path: &str, body: serde_json::Value) -> Reply {
+    let headers = [("content-type", "application/json")];
+    send(Method::POST, &proxy.url(path), &headers, body.to_string()).await
+}
+
+/// Signs in with a JSON login; returns the token answer.
+pub async fn token_login(proxy: &Proxy, user: &str) -> serde_json::Value {
+    let body = serde_json::json!({"username": user, "password": PASSWORD});
+    let reply = json_post(proxy, "/auth/login", body).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    reply.json()
+}
+
 /// Signs in and returns the session cookie as `name=value`.
 pub async fn login(proxy: &Proxy, user: &str) -> String {
     let (csrf_cookie, token) = login_form(proxy).await;
