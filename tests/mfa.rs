@@ -206,16 +206,6 @@ async fn me(proxy: &Proxy, session: &str) -> serde_json::Value {
     reply.json()
 }
 
-async fn json_login(proxy: &Proxy, body: serde_json::Value) -> Reply {
-    send(
-        Method::POST,
-        &proxy.url("/auth/login"),
-        &[("content-type", "application/json")],
-        body.to_string(),
-    )
-    .await
-}
-
 #[tokio::test]
 async fn enrol_then_sign_in_with_password_and_code_each_step_once() {
     let upstream = Upstream::start().await;
@@ -345,8 +335,9 @@ async fn a_required_role_enrols_before_it_gets_a_session_and_cannot_turn_it_off(
     let proxy = Proxy::start(&upstream, "[mfa]\nrequired_roles = [\"admin\"]\n").await;
     // Users without the role sign in with a password alone.
     login(&proxy, "demo").await;
-    let json = json_login(
+    let json = json_post(
         &proxy,
+        "/auth/login",
         serde_json::json!({"username": "admin", "password": PASSWORD}),
     )
     .await;
@@ -417,23 +408,24 @@ async fn json_login_asks_for_the_code_and_takes_it() {
         }
         b
     };
-    let without = json_login(&proxy, body(None)).await;
+    let without = json_post(&proxy, "/auth/login", body(None)).await;
     assert_eq!(without.status, StatusCode::UNAUTHORIZED);
     assert_eq!(without.json(), serde_json::json!({"error": "mfa_required"}));
-    let wrong_password = json_login(
+    let wrong_password = json_post(
         &proxy,
+        "/auth/login",
         serde_json::json!({"username": "demo", "password": "nope", "code": "123456"}),
     )
     .await;
     assert_eq!(wrong_password.json()["error"], "invalid_credentials");
-    let wrong = json_login(&proxy, body(Some("000000"))).await;
+    let wrong = json_post(&proxy, "/auth/login", body(Some("000000"))).await;
     assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
     assert_eq!(
         wrong.json(),
         serde_json::json!({"error": "invalid_credentials"})
     );
     let right = code_at(&enrolled.secret, enrolled.at + 30);
-    let tokens = json_login(&proxy, body(Some(&right))).await;
+    let tokens = json_post(&proxy, "/auth/login", body(Some(&right))).await;
     assert_eq!(tokens.status, StatusCode::OK, "{}", tokens.text());
     let access = tokens.json()["access_token"].as_str().unwrap().to_string();
     let me = get(
@@ -442,7 +434,7 @@ async fn json_login_asks_for_the_code_and_takes_it() {
     )
     .await;
     assert_eq!(me.json()["mfa"], true);
-    let replayed = json_login(&proxy, body(Some(&right))).await;
+    let replayed = json_post(&proxy, "/auth/login", body(Some(&right))).await;
     assert_eq!(replayed.json()["error"], "invalid_credentials");
 }
 
