@@ -822,9 +822,24 @@ async fn the_account_pages_token_turns_the_factor_off_too() {
     let upstream = Upstream::start().await;
     let proxy = Proxy::start(&upstream, "").await;
     let session = login(&proxy, "demo").await;
+    let before = get(&proxy.url("/auth/account"), &[("cookie", &session)]).await;
+    assert!(
+        before.text().contains("data-mfa=\"off\""),
+        "{}",
+        before.text()
+    );
+    assert!(before
+        .text()
+        .contains("href=\"/auth/mfa/setup?next=/auth/account\""));
     let (enrolled, _) = enrol(&proxy, &session).await;
     let account = get(&proxy.url("/auth/account"), &[("cookie", &session)]).await;
     assert_eq!(account.status, StatusCode::OK);
+    let page = account.text();
+    assert!(page.contains("data-mfa=\"on\""), "{page}");
+    assert!(
+        page.contains("action=\"/auth/mfa/disable\""),
+        "the account page's own form"
+    );
     let body = serde_urlencoded::to_string([
         ("code", code_at(&enrolled.secret, enrolled.at + 30).as_str()),
         ("csrf_token", &csrf_token_in(&account.text())),

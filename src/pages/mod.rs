@@ -95,6 +95,16 @@ pub(crate) struct AccountView<'a> {
     pub(crate) password_min: usize,
     pub(crate) password_max: usize,
     pub(crate) logout_url: &'a str,
+    /// Whether the user has a second factor turned on.
+    pub(crate) mfa_enabled: bool,
+    /// A role of the user is in `mfa.required_roles`: it cannot be turned off.
+    pub(crate) mfa_required: bool,
+    /// `{prefix}/mfa/setup?next={prefix}/account`.
+    pub(crate) mfa_setup_url: &'a str,
+    /// `{prefix}/mfa/disable`.
+    pub(crate) mfa_disable_action: &'a str,
+    /// `{prefix}/account`, where the second-factor forms return.
+    pub(crate) account_url: &'a str,
     /// One fixed sentence about what the last form did.
     pub(crate) notice: Option<&'a str>,
     /// Why the last form was refused...
@@ -406,6 +416,11 @@ mod tests {
             password_min: 12,
             password_max: 128,
             logout_url: "/auth/logout",
+            mfa_enabled: false,
+            mfa_required: false,
+            mfa_setup_url: "/auth/mfa/setup?next=/auth/account",
+            mfa_disable_action: "/auth/mfa/disable",
+            account_url: "/auth/account",
             notice: None,
             alert: Some("Your password was not changed."),
             reasons: &reasons,
@@ -418,6 +433,7 @@ mod tests {
         assert!(page.contains("must be at least 12 characters"));
         assert!(!page.contains("<demo>") && !page.contains("<x>"), "escaped");
         assert!(!page.contains("current_password"), "no password form");
+        assert!(page.contains("href=\"/auth/mfa/setup?next=/auth/account\""));
         assert!(!page.contains("<script"), "no JavaScript");
         assert!(!page.contains("http://") && !page.contains("https://"));
         let page = pages.account(&view(Some("/auth/account/password")));

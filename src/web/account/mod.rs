@@ -123,6 +123,10 @@ pub(super) async fn render(
     let password_action = format!("{prefix}/account/password");
     let logout_url = format!("{prefix}/logout");
     let identity = &session.identity;
+    let mfa_enabled = app.auth.mfa_enabled(&identity.id).await?;
+    let account_url = format!("{prefix}/account");
+    let mfa_setup_url = format!("{prefix}/mfa/setup?next={account_url}");
+    let mfa_disable_action = format!("{prefix}/mfa/disable");
     let page = app.pages.account(&AccountView {
         username: &identity.username,
         email: &identity.email,
@@ -138,6 +142,11 @@ pub(super) async fn render(
         password_min: app.config.password_policy.min,
         password_max: app.config.password_policy.max,
         logout_url: &logout_url,
+        mfa_enabled,
+        mfa_required: app.auth.mfa.required(identity),
+        mfa_setup_url: &mfa_setup_url,
+        mfa_disable_action: &mfa_disable_action,
+        account_url: &account_url,
         notice,
         alert,
         reasons,
