@@ -612,3 +612,61 @@ async fn check_connects_to_the_smtp_server_and_names_mail_smtp_when_it_does_not_
         "the password is never printed: {err}"
     );
 }
+
+/// A partner's own user may share a local user's name: a reset of the
+/// local account ends only the local account's sessions.
+#[tokio::test]
+async fn a_reset_leaves_a_partner_user_of_the_same_name_signed_in() {
+    const SECRET: &str = "partner-c-secret-of-at-least-32-bytes";
+    let (upstream, smtp, db) = (
+        Upstream::start().await,
+        SmtpServer::start().await,
+        users_db().await,
+    );
+    let partner = format!(
+        "[[sso.partners]]\nname = \"partner-c\"\nissuer = \"https://partner-c.example\"\n\
+         audience = \"growbal\"\nalgorithms = [\"HS256\"]\nsecret = \"{SECRET}\"\n\
+         user_claim = \"sub\"\nrequire_known_user = false\n"
+    );
+    let proxy = reset_proxy(&upstream, &db, &smtp.url(), "30m", &partner).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims = serde_json::json!({
+        "iss": "https://partner-c.example", "aud": "growbal", "iat": now, "exp": now + 60,
+        "jti": "reset-partner-1", "sub": "alice"
+    });
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap();
+    let query = serde_urlencoded::to_string([("token", token.as_str()), ("next", "/")]).unwrap();
+    let handoff = get(&proxy.url(&format!("/auth/sso?{query}")), &[]).await;
+    let theirs = handoff
+        .set_cookie("portcullis")
+        .expect("the partner's alice is signed in");
+    let local = login(&proxy, "alice").await;
+
+    request_reset(&proxy, "alice").await;
+    let link = reset_token(&smtp.wait_for(1, MAIL_WAIT).await[0]);
+    assert_eq!(
+        confirm(&proxy, &link, NEW_PASSWORD).await.status,
+        StatusCode::SEE_OTHER
+    );
+    let json = ("accept", "application/json");
+    let mine = get(&proxy.url("/x"), &[("cookie", &local), json]).await;
+    assert_eq!(
+        mine.status,
+        StatusCode::UNAUTHORIZED,
+        "the local alice's session ended"
+    );
+    let partners = get(&proxy.url("/x"), &[("cookie", &theirs), json]).await;
+    assert_eq!(
+        partners.status,
+        StatusCode::OK,
+        "the partner's alice kept hers"
+    );
+}

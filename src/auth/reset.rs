@@ -175,11 +175,15 @@ impl Auth {
         self.credentials
             .set_password_hash(&link.user_id, &hash)
             .await?;
-        let sessions = self
-            .sessions
-            .store()
-            .remove_username(&link.username)
-            .await?;
+        // By user id, not name alone: a partner's own user may share the name.
+        let mut sessions = 0u64;
+        for session in self.sessions.store().list_username(&link.username).await? {
+            if session.identity.id == link.user_id
+                && self.sessions.revoke(&session.token_hash).await?
+            {
+                sessions += 1;
+            }
+        }
         let families = self.tokens.revoke_username(&link.username).await?;
         self.throttle
             .clear_failures(&account_key(Some(&link.user_id), ""))
