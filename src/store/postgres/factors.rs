@@ -21,17 +21,13 @@ impl PgFactorStore {
         Self { pg }
     }
 
-    /// Runs one statement under [`DB_TIMEOUT`]; returns its rows.
+    /// Runs one statement under the store's deadline; returns its rows.
     async fn query(
         &self,
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<tokio_postgres::Row>, StoreError> {
-        let client = self.pg.pool.get().await.map_err(pool_error)?;
-        tokio::time::timeout(DB_TIMEOUT, client.query(sql, params))
-            .await
-            .map_err(|_| unavailable("second factor query timed out"))?
-            .map_err(db_error)
+        self.pg.query("second factor", sql, params).await
     }
 }
 

@@ -77,6 +77,21 @@ impl Pg {
         }))
     }
 
+    /// Runs one statement under [`DB_TIMEOUT`] and returns its rows; `what`
+    /// names the table for the timeout's message.
+    pub(crate) async fn query(
+        &self,
+        what: &str,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<tokio_postgres::Row>, StoreError> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        tokio::time::timeout(DB_TIMEOUT, client.query(sql, params))
+            .await
+            .map_err(|_| unavailable(format!("{what} query timed out")))?
+            .map_err(db_error)
+    }
+
     /// Applies the schema; marks the store ready on success.
     pub(crate) async fn migrate(&self) -> Result<usize, StoreError> {
         let ran = migrations::migrate(&self.pool).await?;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio_postgres::types::ToSql;
 
-use super::{db_error, pool_error, unavailable, Pg, DB_TIMEOUT};
+use super::{unavailable, Pg};
 use crate::config::Rate;
 use crate::store::{Gate, StoreError, ThrottleStore};
 
@@ -20,17 +20,13 @@ impl PgThrottle {
         Self { pg }
     }
 
-    /// Runs one statement under [`DB_TIMEOUT`]; returns its rows.
+    /// Runs one statement under the store's deadline; returns its rows.
     async fn query(
         &self,
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<tokio_postgres::Row>, StoreError> {
-        let client = self.pg.pool.get().await.map_err(pool_error)?;
-        tokio::time::timeout(DB_TIMEOUT, client.query(sql, params))
-            .await
-            .map_err(|_| unavailable("login throttle query timed out"))?
-            .map_err(db_error)
+        self.pg.query("login throttle", sql, params).await
     }
 }
 
