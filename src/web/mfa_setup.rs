@@ -203,14 +203,8 @@ pub(crate) async fn setup_submit(
         .map_err(|_| ProxyError::BadRequest("setup form is not form-encoded"))?;
     let next = who.next(&form.next);
     let identity = who.identity().clone();
-    if !who.check_form_token(app, &form.csrf_token)? {
-        app.auth.audit(
-            "mfa_csrf_refused",
-            &identity.username,
-            origin.client_ip,
-            &origin.request_id,
-        );
-        return render(app, &who, StatusCode::FORBIDDEN, &next, Some(FORM_EXPIRED)).await;
+    if let Some(refused) = refuse_stale_form(app, &who, &form.csrf_token, origin, &next).await? {
+        return Ok(refused);
     }
     let codes = app
         .auth
@@ -268,14 +262,8 @@ pub(crate) async fn disable_submit(
     if app.auth.mfa.required(&identity) {
         return render(app, &who, StatusCode::FORBIDDEN, &next, Some(REQUIRED)).await;
     }
-    if !who.check_form_token(app, &form.csrf_token)? {
-        app.auth.audit(
-            "mfa_csrf_refused",
-            &identity.username,
-            origin.client_ip,
-            &origin.request_id,
-        );
-        return render(app, &who, StatusCode::FORBIDDEN, &next, Some(FORM_EXPIRED)).await;
+    if let Some(refused) = refuse_stale_form(app, &who, &form.csrf_token, origin, &next).await? {
+        return Ok(refused);
     }
     let outcome = app
         .auth
@@ -288,4 +276,27 @@ pub(crate) async fn disable_submit(
             render(app, &who, StatusCode::UNAUTHORIZED, &next, Some(WRONG_CODE)).await
         }
     }
+}
+
+/// The 403 page (and its audit event) for a form whose CSRF token is not
+/// this page's; `None` when the token is good.
+async fn refuse_stale_form(
+    app: &App,
+    who: &Enroller,
+    token: &str,
+    origin: &Origin,
+    next: &str,
+) -> Result<Option<Response<Body>>, ProxyError> {
+    if who.check_form_token(app, token)? {
+        return Ok(None);
+    }
+    app.auth.audit(
+        "mfa_csrf_refused",
+        &who.identity().username,
+        origin.client_ip,
+        &origin.request_id,
+    );
+    render(app, who, StatusCode::FORBIDDEN, next, Some(FORM_EXPIRED))
+        .await
+        .map(Some)
 }
