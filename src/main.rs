@@ -158,7 +158,13 @@ fn serve(path: &std::path::Path) -> ExitCode {
         return ExitCode::FAILURE;
     };
     init_tracing(config.log.format);
-    let runtime = match tokio::runtime::Runtime::new() {
+    // This thread runs what goes on beside the requests (start-up, reloads,
+    // the admin listener, revocation listeners, sweeps, queues); the proxy
+    // listener's workers run on threads of their own (`server::run`).
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cannot start the async runtime: {e}");

@@ -485,6 +485,33 @@ async fn upstream_max_connections_full_gives_503_after_connect_timeout() {
     );
 }
 
+/// Each worker thread pools its own upstream connections under one shared
+/// `upstream.max_connections`: an idle connection kept by one worker must
+/// not leave the others waiting (every request here opens a new client
+/// connection, which the kernel hands to any worker).
+#[tokio::test]
+async fn an_idle_pooled_upstream_connection_is_given_back_to_other_workers() {
+    let upstream = Upstream::start().await;
+    let proxy = Proxy::builder_for_url(&upstream.url())
+        .upstream_keys("max_connections = 1\nconnect_timeout = \"5s\"\n")
+        .start()
+        .await;
+    let session = login(&proxy, "demo").await;
+    for round in 0..12 {
+        let reply = get(
+            &proxy.url(&format!("/round/{round}")),
+            &[("cookie", &session)],
+        )
+        .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::OK,
+            "round {round}: {}",
+            reply.text()
+        );
+    }
+}
+
 #[tokio::test]
 async fn websocket_tunnel_is_closed_after_tunnel_idle_timeout() {
     let upstream = Upstream::start().await;

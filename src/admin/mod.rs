@@ -8,6 +8,7 @@ use std::sync::Arc;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 use crate::app::App;
 use crate::server::{serve_listener, Limits, Listener};
@@ -24,6 +25,7 @@ pub async fn run(app: Arc<App>, listener: TcpListener, shutdown: impl Future<Out
         socket: listener,
         tls: None,
         open_gauge: None,
+        slots: Arc::new(Semaphore::new(app.config.server.max_connections)),
     };
     let handler = move |req: Request<Incoming>, _: Connection| {
         let app = app.clone();

@@ -135,7 +135,7 @@ impl Auth {
         let Some(access) = self.tokens.verify_access(token) else {
             return Ok(None);
         };
-        let Some(identity) = self.recheck_bearer(&access).await else {
+        let Some(identity) = Box::pin(self.recheck_bearer(&access)).await else {
             return Ok(None);
         };
         Ok(Some(Caller {
@@ -304,7 +304,13 @@ impl Auth {
     ) -> Result<Option<SessionRecord>, StoreError> {
         for token in session_tokens {
             if let Some(session) = self.sessions.lookup(token).await? {
-                return self.recheck(session).await;
+                let due = session.checked_at + self.recheck_interval <= SystemTime::now();
+                if !due {
+                    return Ok(Some(session));
+                }
+                // Boxed: every proxied request's future would carry the
+                // credential backend's state otherwise.
+                return Box::pin(self.recheck(session)).await;
             }
         }
         Ok(None)

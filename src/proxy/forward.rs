@@ -4,7 +4,6 @@
 //! upgrades tunnelled only once the app has answered 101, and closed after
 //! `upstream.tunnel_idle_timeout` without a byte either way.
 
-use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,54 +11,77 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use http::header::{HeaderValue, HOST};
 use http::{Request, Response, StatusCode, Uri};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper::rt::{Read, ReadBufCursor, Write};
-use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
+use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
 use super::headers::strip_hop_by_hop;
+pub(crate) use super::slots::UpstreamSlots;
+use super::slots::{BoundedConnector, UpstreamBusy};
 use crate::config::UpstreamConfig;
 use crate::web::body::{is_body_stalled, ReadTimeout};
 use crate::web::error::ProxyError;
-use crate::web::response::{Body, BoxError};
+use crate::web::response::Body;
 
 /// A proxied request body: the client's, cut off when it stalls.
 type UpstreamBody = ReadTimeout<Incoming>;
 
 pub(crate) struct Upstream {
-    client: Client<BoundedConnector, UpstreamBody>,
+    /// Replaced by a fresh one (closing its idle connections) when another
+    /// worker needs a slot: see [`Upstream::give_back_idle`].
+    client: ArcSwap<Client<BoundedConnector, UpstreamBody>>,
+    connector: BoundedConnector,
     config: UpstreamConfig,
     /// `server.body_read_timeout`, for the bodies sent upstream.
     body_read_timeout: Duration,
 }
 
 impl Upstream {
-    pub(crate) fn new(config: &UpstreamConfig, body_read_timeout: Duration) -> Self {
+    /// A client with its own pool; `slots` (`upstream.max_connections`) is
+    /// shared with every other worker's client, so the cap is for the process.
+    pub(crate) fn new(
+        config: &UpstreamConfig,
+        body_read_timeout: Duration,
+        slots: UpstreamSlots,
+    ) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(config.connect_timeout));
         connector.set_nodelay(true);
-        let connector = BoundedConnector {
-            inner: connector,
-            permits: Arc::new(Semaphore::new(config.max_connections)),
-            wait: config.connect_timeout,
-        };
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(config.pool_idle_timeout)
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .build(connector);
+        let connector = BoundedConnector::new(connector, slots, config.connect_timeout);
         Self {
-            client,
+            client: ArcSwap::from_pointee(pooled_client(config, connector.clone())),
+            connector,
             config: config.clone(),
             body_read_timeout,
+        }
+    }
+
+    /// Runs beside the worker's requests: whenever some worker waits for a
+    /// slot, this one closes its idle pooled connections (at most every
+    /// [`RECLAIM_EVERY`]), so slots held idle in one worker's pool serve
+    /// the others.
+    pub(crate) async fn give_back_idle(&self) {
+        let mut asked = self.connector.slots().reclaim_requests();
+        let mut last = None::<Instant>;
+        while asked.changed().await.is_ok() {
+            if last.is_some_and(|at| at.elapsed() < RECLAIM_EVERY) {
+                tokio::time::sleep(RECLAIM_EVERY).await;
+            }
+            last = Some(Instant::now());
+            // Dropping the old pool closes its idle connections; requests
+            // in flight keep theirs until they finish.
+            self.client.store(Arc::new(pooled_client(
+                &self.config,
+                self.connector.clone(),
+            )));
         }
     }
 
@@ -97,7 +119,8 @@ impl Upstream {
         let req = req.map(|body| ReadTimeout::new(body, self.body_read_timeout));
 
         let timeout = self.config.response_header_timeout;
-        let mut response = match tokio::time::timeout(timeout, self.client.request(req)).await {
+        let client = self.client.load_full();
+        let mut response = match tokio::time::timeout(timeout, client.request(req)).await {
             Err(_) => return Err(ProxyError::UpstreamTimeout(timeout)),
             Ok(Err(e)) => return Err(classify(e)),
             Ok(Ok(response)) => response,
@@ -121,6 +144,20 @@ impl Upstream {
         }
         Ok(response.map(|body| body.map_err(Into::into).boxed_unsync()))
     }
+}
+
+/// How often one worker's pool is emptied at most for the others.
+const RECLAIM_EVERY: Duration = Duration::from_millis(100);
+
+fn pooled_client(
+    config: &UpstreamConfig,
+    connector: BoundedConnector,
+) -> Client<BoundedConnector, UpstreamBody> {
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(config.pool_idle_timeout)
+        .pool_timer(TokioTimer::new())
+        .timer(TokioTimer::new())
+        .build(connector)
 }
 
 /// What a failed upstream request means for the client: its own upload
@@ -266,102 +303,6 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Touching<S> {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
-
-/// No upstream connection became free within `upstream.connect_timeout`.
-#[derive(Debug, Error)]
-#[error("all {0:?}-bounded upstream connections busy (upstream.max_connections)")]
-struct UpstreamBusy(Duration);
-
-/// The HTTP connector under `upstream.max_connections`: a connection is
-/// made only with a permit, and the permit lives inside the connection, so
-/// it is given back only when the connection closes (pooled idle
-/// connections and WebSocket tunnels count too).
-#[derive(Clone)]
-struct BoundedConnector {
-    inner: HttpConnector,
-    permits: Arc<Semaphore>,
-    /// How long a new connection waits for a permit.
-    wait: Duration,
-}
-
-impl tower_service::Service<Uri> for BoundedConnector {
-    type Response = Bounded<TokioIo<tokio::net::TcpStream>>;
-    type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        self.inner.poll_ready(cx).map_err(Into::into)
-    }
-
-    fn call(&mut self, dst: Uri) -> Self::Future {
-        let mut inner = self.inner.clone();
-        let permits = self.permits.clone();
-        let wait = self.wait;
-        Box::pin(async move {
-            let permit = match tokio::time::timeout(wait, permits.acquire_owned()).await {
-                Ok(Ok(permit)) => permit,
-                Ok(Err(_)) | Err(_) => return Err(Box::new(UpstreamBusy(wait)) as BoxError),
-            };
-            let io = inner.call(dst).await.map_err(Into::<BoxError>::into)?;
-            Ok(Bounded {
-                io,
-                _permit: permit,
-            })
-        })
-    }
-}
-
-/// An upstream connection holding its `max_connections` permit.
-struct Bounded<T> {
-    io: T,
-    _permit: OwnedSemaphorePermit,
-}
-
-impl<T: Connection> Connection for Bounded<T> {
-    fn connected(&self) -> Connected {
-        self.io.connected()
-    }
-}
-
-impl<T: Read + Unpin> Read for Bounded<T> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: ReadBufCursor<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_read(cx, buf)
-    }
-}
-
-impl<T: Write + Unpin> Write for Bounded<T> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
     }
 }
 

@@ -5,6 +5,7 @@
 pub(crate) mod assertion;
 pub(crate) mod forward;
 pub(crate) mod headers;
+mod slots;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -30,16 +31,21 @@ static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// configured, so a client can never pre-place one.
 const DEFAULT_ASSERTION_HEADER: &str = "X-Auth-Assertion";
 
-/// The pipeline's own state, built once beside [`App`]: the pooled upstream
-/// client and the header names no client may send the app.
+/// The pipeline's own state, built once per worker thread beside the shared
+/// [`App`]: the worker's pooled upstream client and the header names no
+/// client may send the app.
 pub(crate) struct Pipeline {
-    upstream: forward::Upstream,
+    pub(crate) upstream: forward::Upstream,
     /// Python spellings of every header a client may not pass to the app.
     spoofable: Vec<String>,
 }
 
 impl Pipeline {
-    pub(crate) fn new(config: &crate::config::Config) -> Self {
+    /// `upstream_slots` caps the upstream connections of every worker together.
+    pub(crate) fn new(
+        config: &crate::config::Config,
+        upstream_slots: forward::UpstreamSlots,
+    ) -> Self {
         let headers = &config.upstream.headers;
         let mut spoofable: Vec<String> = [
             headers.user.as_str(),
@@ -62,7 +68,11 @@ impl Pipeline {
         spoofable.sort();
         spoofable.dedup();
         Self {
-            upstream: forward::Upstream::new(&config.upstream, config.server.body_read_timeout),
+            upstream: forward::Upstream::new(
+                &config.upstream,
+                config.server.body_read_timeout,
+                upstream_slots,
+            ),
             spoofable,
         }
     }
@@ -132,7 +142,9 @@ async fn pipeline(
         .strip_prefix(prefix.as_str())
         .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
     {
-        return crate::web::handle(app, req, &path, origin).await;
+        // Boxed: the sign-in pages' state would otherwise make every
+        // proxied request's future several kilobytes larger.
+        return Box::pin(crate::web::handle(app, req, &path, origin)).await;
     }
 
     // strip

@@ -9,8 +9,10 @@
 mod idle;
 mod redirect;
 mod rewind;
+mod workers;
 
 pub use redirect::run_https_redirect;
+pub use workers::run;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -31,9 +33,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
-use crate::app::App;
 use crate::config::ServerConfig;
-use crate::proxy;
 use crate::web::forwarded::Connection;
 use crate::web::response::Body;
 use idle::{Activity, Expiry, InFlightBody, Watched};
@@ -55,8 +55,6 @@ const H2_PING_INTERVAL: Duration = Duration::from_secs(30);
 /// so nothing a client controls holds a connection for ever.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Limits {
-    /// Open connections per listener; more wait in the kernel backlog.
-    pub max_connections: usize,
     /// TLS handshake, the first bytes, and any request head once started.
     pub header_read_timeout: Duration,
     pub max_header_bytes: usize,
@@ -72,7 +70,6 @@ pub(crate) struct Limits {
 impl Limits {
     pub(crate) fn of(config: &ServerConfig) -> Self {
         Self {
-            max_connections: config.max_connections,
             header_read_timeout: config.header_read_timeout,
             max_header_bytes: config.max_header_bytes,
             keepalive_timeout: config.keepalive_timeout,
@@ -92,28 +89,9 @@ pub(crate) struct Listener<'a> {
     pub tls: Option<&'a ArcSwap<rustls::ServerConfig>>,
     /// Counts this listener's open connections.
     pub open_gauge: Option<Gauge>,
-}
-
-/// Serves the proxy on `listener` until `shutdown` resolves, then stops
-/// accepting and waits up to `server.shutdown_grace` for open requests.
-pub async fn run(app: Arc<App>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
-    let limits = Limits::of(&app.config.server);
-    let listener = Listener {
-        name: "proxy",
-        socket: listener,
-        tls: app.tls.as_ref(),
-        open_gauge: Some(app.metrics.connections_open.clone()),
-    };
-    let pipeline = Arc::new(proxy::Pipeline::new(&app.config));
-    let handler = {
-        let app = app.clone();
-        move |req: Request<Incoming>, conn: Connection| {
-            let app = app.clone();
-            let pipeline = pipeline.clone();
-            async move { proxy::handle(&app, &pipeline, req, conn).await }
-        }
-    };
-    serve_listener(listener, limits, handler, shutdown).await;
+    /// Its `server.max_connections` places, shared by every worker that
+    /// accepts on the same socket.
+    pub slots: Arc<Semaphore>,
 }
 
 /// Accepts on `listener` under `limits` and serves each connection with
@@ -131,7 +109,7 @@ pub(crate) async fn serve_listener<H, F>(
 {
     let name = listener.name;
     let builder = Arc::new(http_builder(&limits));
-    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let permits = listener.slots.clone();
     // Every connection holds a receiver; `closed()` resolves once all are gone.
     let stop = watch::Sender::new(false);
     tokio::pin!(shutdown);

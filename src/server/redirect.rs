@@ -7,6 +7,7 @@ use std::sync::Arc;
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 use super::{serve_listener, Limits, Listener};
 use crate::app::App;
@@ -33,6 +34,7 @@ pub async fn run_https_redirect(
         socket: listener,
         tls: None,
         open_gauge: None,
+        slots: Arc::new(Semaphore::new(app.config.server.max_connections)),
     };
     let handler = move |req: Request<Incoming>, _: Connection| {
         let response = https_redirect(&req, origin.as_deref());

@@ -120,6 +120,11 @@ impl<S: AsyncRead + Unpin> AsyncRead for Rewind<S> {
             let n = rest.len().min(buf.remaining());
             buf.put_slice(&rest[..n]);
             this.consumed += n;
+            if this.consumed == this.prefix.len() {
+                // Replayed: an idle connection keeps no copy of its opening.
+                this.prefix = Vec::new();
+                this.consumed = 0;
+            }
             return Poll::Ready(Ok(()));
         }
         Pin::new(&mut this.inner).poll_read(cx, buf)
