@@ -12,7 +12,7 @@
 #   4  a storm of browser sign-ins at bcrypt cost 12 while a prober sends
 #      signed-in GETs at a fixed rate (portcullis only): sign-ins per second
 #      against the hash-bound limit, prober p99 idle and during the storm
-#   5  memory: 100,000 sign-ins of a cost-4 user, then 10,000 keep-alive
+#   5  memory: 100,000 sign-ins at bcrypt cost 4, then 10,000 keep-alive
 #      connections that each made one signed-in request, left idle: the
 #      proxy's VmRSS and VmHWM (nginx: RSS of master + workers, no sign-ins)
 # Then the PostgreSQL transactions per proxied request at steady state and
@@ -167,21 +167,21 @@ for workers in 1 2; do
     }"
 done
 
-cat >"$WORK/users.toml" <<EOF
-[[user]]
-id = "1"
-username = "bench"
-email = "bench@example.com"
-password_hash = "$(printf '%s\n' "$PASSWORD" | "$BIN" hash-password)"
-roles = ["patient"]
-
-[[user]]
-id = "2"
-username = "bench4"
-email = "bench4@example.com"
-password_hash = "$HASH_COST4"
-roles = ["patient"]
-EOF
+# One user per sign-in client: portcullis counts an account's sign-ins in
+# flight against login.max_failures, so more than 5 at once for one account
+# are refused. "bench" (cost 12) gives the cookies of scenarios 1-4,
+# "bench-N" (cost 12) sign in in the storm, "bench4-N" (cost 4) in scenario 5
+# and in the PostgreSQL count; each group shares one hash.
+user() { # id name hash
+    printf '[[user]]\nid = "%s"\nusername = "%s"\nemail = "%s@example.com"\npassword_hash = "%s"\nroles = ["patient"]\n\n' \
+        "$1" "$2" "$2" "$3"
+}
+HASH_COST12=$(printf '%s\n' "$PASSWORD" | "$BIN" hash-password)
+{
+    user 1 bench "$HASH_COST12"
+    for i in $(seq "$STORM_CONNS"); do user "storm-$i" "bench-$i" "$HASH_COST12"; done
+    for i in $(seq "$SIGNIN_CONNS"); do user "cost4-$i" "bench4-$i" "$HASH_COST4"; done
+} >"$WORK/users.toml"
 
 psql -X -q "$PG_ADMIN" -c "CREATE DATABASE $PG_DB" >/dev/null
 
@@ -334,7 +334,7 @@ storm() { # target round
     python3 $HERE/results.py meta "$RESULTS" hash_ms "$hash_ms"
     taskset -c "$LOAD_CPUS" python3 $HERE/storm.py --port "${PORT[$1]}" --path /app \
         --cookie "${COOKIE[$1]}" --rate "$PROBE_RATE" --conns $PROBE_CONNS \
-        --duration "$DURATION" --storm-conns $STORM_CONNS --user bench \
+        --duration "$DURATION" --storm-conns $STORM_CONNS --user 'bench-{i}' \
         --password "$PASSWORD" --session-cookie $SESSION_COOKIE >"$out" ||
         die "scenario 4 on $1 failed"
     python3 $HERE/results.py add "$RESULTS" s4 "$1" <"$out"
@@ -352,7 +352,7 @@ rss_kib() { # pids...: sum of VmRSS
 
 hold() { # target signins idle: scenario 5 on a freshly started target
     local target=$1 out="$WORK/s5-$1.txt" args=()
-    is_portcullis "$target" && args=(--signins "$2" --conns "$SIGNIN_CONNS" --user bench4 --password "$PASSWORD")
+    is_portcullis "$target" && args=(--signins "$2" --conns "$SIGNIN_CONNS" --user 'bench4-{i}' --password "$PASSWORD")
     [ "$target" = postgres ] && pg_settle
     stop "$target"
     start "$target"
@@ -419,7 +419,7 @@ done
 echo "==> PostgreSQL: $PG_SIGNINS sign-ins (cost 4) on one connection"
 pg_begin "transactions per sign-in" "sign-ins"
 taskset -c "$LOAD_CPUS" python3 $HERE/hold.py --port "${PORT[postgres]}" --signins "$PG_SIGNINS" \
-    --conns 1 --user bench4 --password "$PASSWORD" --session-cookie $SESSION_COOKIE >/dev/null ||
+    --conns 1 --user bench4-1 --password "$PASSWORD" --session-cookie $SESSION_COOKIE >/dev/null ||
     die "sign-ins on postgres failed"
 pg_end "$PG_SIGNINS"
 

@@ -21,9 +21,10 @@ async def sign_ins(args):
     cookies = []
     left = [args.signins]
 
-    async def client():
+    async def client(i):
+        user = args.user.replace("{i}", str(i))
         browser = await Browser(
-            args.host, args.port, args.user, args.password, args.session_cookie
+            args.host, args.port, user, args.password, args.session_cookie
         ).open(args.prefix)
         try:
             while left[0] > 0:
@@ -36,7 +37,7 @@ async def sign_ins(args):
 
     begin = loop.time()
     clients = min(args.conns, args.signins)
-    results = await asyncio.gather(*(client() for _ in range(clients)), return_exceptions=True)
+    results = await asyncio.gather(*(client(i + 1) for i in range(clients)), return_exceptions=True)
     for result in results:
         if isinstance(result, BaseException):
             fail(f"sign-ins: {result}")
@@ -85,7 +86,7 @@ if __name__ == "__main__":
     parser.add_argument("--conns", type=int, default=16, help="sign-in connections")
     parser.add_argument("--idle", type=int, default=0, help="idle connections to hold")
     parser.add_argument("--connect-concurrency", type=int, default=200)
-    parser.add_argument("--user", default="")
+    parser.add_argument("--user", default="", help='sign-in name; "{i}" becomes the client number')
     parser.add_argument("--password", default="")
     parser.add_argument("--session-cookie", default="portcullis")
     parser.add_argument("--prefix", default="/auth")

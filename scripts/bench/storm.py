@@ -49,9 +49,10 @@ async def storm(args, done, stop):
     the completion time of each success is appended to done."""
     loop = asyncio.get_running_loop()
 
-    async def client():
+    async def client(i):
+        user = args.user.replace("{i}", str(i))
         browser = await Browser(
-            args.host, args.port, args.user, args.password, args.session_cookie
+            args.host, args.port, user, args.password, args.session_cookie
         ).open(args.prefix)
         try:
             while not stop.is_set():
@@ -60,7 +61,7 @@ async def storm(args, done, stop):
         finally:
             browser.close()
 
-    tasks = [asyncio.create_task(client()) for _ in range(args.storm_conns)]
+    tasks = [asyncio.create_task(client(i + 1)) for i in range(args.storm_conns)]
     await stop.wait()
     for task in tasks:
         task.cancel()
@@ -108,7 +109,9 @@ if __name__ == "__main__":
     parser.add_argument("--conns", type=int, default=10, help="probe connections")
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per phase")
     parser.add_argument("--storm-conns", type=int, default=4)
-    parser.add_argument("--user", required=True)
+    parser.add_argument(
+        "--user", required=True, help='sign-in name; "{i}" becomes the client number (1, 2, ...)'
+    )
     parser.add_argument("--password", required=True)
     parser.add_argument("--session-cookie", default="portcullis")
     parser.add_argument("--prefix", default="/auth")
