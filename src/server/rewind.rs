@@ -34,18 +34,19 @@ pub async fn read_opening<S: AsyncRead + Unpin>(
     max_header_bytes: usize,
 ) -> io::Result<Option<Opening>> {
     let mut bytes = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 4096];
     loop {
         let want = if H2_PREFACE.starts_with(&bytes) {
             H2_PREFACE.len() - bytes.len()
         } else {
-            chunk.len()
+            4096
         };
-        let n = stream.read(&mut chunk[..want]).await?;
+        // Straight into `bytes`: no buffer of its own in every connection's task.
+        let n = AsyncReadExt::take(&mut *stream, want as u64)
+            .read_buf(&mut bytes)
+            .await?;
         if n == 0 {
             return Ok(None);
         }
-        bytes.extend_from_slice(&chunk[..n]);
         if bytes == H2_PREFACE {
             return Ok(Some(Opening {
                 bytes,
