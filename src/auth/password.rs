@@ -10,6 +10,8 @@
 //! hashing slot, so a flood of logins is answered 503 rather than queued
 //! for ever.
 
+mod pool;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -148,6 +150,7 @@ struct Shapes {
 /// a check waits at most `wait` (`login.hash_wait`) for a thread.
 pub(crate) struct PasswordVerifier {
     permits: Arc<Semaphore>,
+    threads: pool::HashThreads,
     wait: Duration,
     /// Unknown users are checked against a dummy of the most common shape
     /// among real hashes, so a few crafted logins cannot steer it.
@@ -164,6 +167,7 @@ impl PasswordVerifier {
     pub(crate) fn new(workers: usize, wait: Duration) -> Self {
         Self {
             permits: Arc::new(Semaphore::new(workers.max(1))),
+            threads: pool::HashThreads::start(workers.max(1)),
             wait,
             shapes: Arc::default(),
         }
@@ -202,19 +206,20 @@ impl PasswordVerifier {
         let hash: Option<Arc<str>> = hash.map(Arc::from);
         let password = password.as_bytes().to_vec();
         let shapes = self.shapes.clone();
-        tokio::task::spawn_blocking(move || {
-            let _slot = slot;
-            match hash {
-                Some(hash) => verify_blocking(&password, &hash),
-                None => {
-                    let dummy = dummy_hash(&shapes);
-                    verify_blocking(&password, &dummy);
-                    false
+        self.threads
+            .run(move || {
+                let _slot = slot;
+                match hash {
+                    Some(hash) => verify_blocking(&password, &hash),
+                    None => {
+                        let dummy = dummy_hash(&shapes);
+                        verify_blocking(&password, &dummy);
+                        false
+                    }
                 }
-            }
-        })
-        .await
-        .unwrap_or(false)
+            })
+            .await
+            .unwrap_or(false)
     }
 
     /// Hashes a new password (bcrypt at the default cost) on the same
@@ -222,13 +227,14 @@ impl PasswordVerifier {
     pub(crate) async fn hash(&self, password: &str) -> Result<Option<String>, HashBusy> {
         let password = password.to_string();
         let slot = self.slot().await?;
-        Ok(tokio::task::spawn_blocking(move || {
-            let _slot = slot;
-            hash_password(&password, "bcrypt").ok()
-        })
-        .await
-        .ok()
-        .flatten())
+        Ok(self
+            .threads
+            .run(move || {
+                let _slot = slot;
+                hash_password(&password, "bcrypt").ok()
+            })
+            .await
+            .flatten())
     }
 
     fn record(&self, hash: &str) {
