@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use futures_util::FutureExt as _;
 use http::header::{HeaderValue, CONNECTION};
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
@@ -30,7 +31,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::config::ServerConfig;
@@ -41,6 +42,9 @@ use idle::{Activity, Expiry, InFlightBody, Watched};
 /// The answer to a first request that carries both `Content-Length` and
 /// `Transfer-Encoding` (before hyper, which would read it as chunked).
 const AMBIGUOUS_FRAMING_RESPONSE: &[u8] = b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: 23\r\nconnection: close\r\n\r\n{\"error\":\"bad_request\"}";
+
+/// Clients taken at most per wake-up of an accept loop beyond the first.
+const ACCEPT_BATCH: usize = 128;
 
 /// Pause after a failed `accept` (e.g. out of file descriptors) so the loop
 /// does not spin.
@@ -113,25 +117,7 @@ pub(crate) async fn serve_listener<H, F>(
     // Every connection holds a receiver; `closed()` resolves once all are gone.
     let stop = watch::Sender::new(false);
     tokio::pin!(shutdown);
-
-    loop {
-        // A slot first: at the cap, new clients wait in the backlog until a
-        // connection ends (every way a client can stall has a deadline).
-        let permit = tokio::select! {
-            permit = permits.clone().acquire_owned() => permit.expect("semaphore is never closed"),
-            () = &mut shutdown => break,
-        };
-        let (stream, peer) = tokio::select! {
-            accepted = listener.socket.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    tracing::warn!(listener = name, error = %e, "accept failed");
-                    tokio::time::sleep(ACCEPT_BACKOFF).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
+    let start = |stream: TcpStream, peer: SocketAddr, permit: OwnedSemaphorePermit| {
         let _ = stream.set_nodelay(true);
         let tls = listener
             .tls
@@ -159,6 +145,39 @@ pub(crate) async fn serve_listener<H, F>(
                 }
             }
         });
+    };
+
+    loop {
+        // A slot first: at the cap, new clients wait in the backlog until a
+        // connection ends (every way a client can stall has a deadline).
+        let permit = tokio::select! {
+            permit = permits.clone().acquire_owned() => permit.expect("semaphore is never closed"),
+            () = &mut shutdown => break,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.socket.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::warn!(listener = name, error = %e, "accept failed");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        start(stream, peer, permit);
+        // Take every client already waiting too: one accept per wake-up
+        // would leave a burst of new clients a scheduler round each behind
+        // the busy connections (seconds, with a thousand of them).
+        for _ in 0..ACCEPT_BATCH {
+            let Ok(permit) = permits.clone().try_acquire_owned() else {
+                break;
+            };
+            match listener.socket.accept().now_or_never() {
+                Some(Ok((stream, peer))) => start(stream, peer, permit),
+                Some(Err(_)) | None => break,
+            }
+        }
     }
 
     drop(listener.socket);
