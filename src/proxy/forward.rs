@@ -72,6 +72,10 @@ impl Upstream {
         let mut asked = self.connector.slots().reclaim_requests();
         let mut last = None::<Instant>;
         while asked.changed().await.is_ok() {
+            let request = *asked.borrow_and_update();
+            if !self.connector.slots().asked_by_another(request) {
+                continue;
+            }
             if last.is_some_and(|at| at.elapsed() < RECLAIM_EVERY) {
                 tokio::time::sleep(RECLAIM_EVERY).await;
             }

@@ -23,15 +23,26 @@ use crate::web::response::BoxError;
 #[derive(Clone)]
 pub(crate) struct UpstreamSlots {
     permits: Arc<Semaphore>,
-    /// Bumped when a connection waits for a slot.
-    reclaim: Arc<watch::Sender<u64>>,
+    /// How many times a connection waited for a slot, and in which worker.
+    reclaim: Arc<watch::Sender<(u64, usize)>>,
+    /// The worker these slots are handed to.
+    worker: usize,
 }
 
 impl UpstreamSlots {
     pub(crate) fn new(max_connections: usize) -> Self {
         Self {
             permits: Arc::new(Semaphore::new(max_connections)),
-            reclaim: Arc::new(watch::Sender::new(0)),
+            reclaim: Arc::new(watch::Sender::new((0, 0))),
+            worker: 0,
+        }
+    }
+
+    /// The same slots, for worker `index`.
+    pub(crate) fn for_worker(&self, index: usize) -> Self {
+        Self {
+            worker: index,
+            ..self.clone()
         }
     }
 
@@ -41,14 +52,21 @@ impl UpstreamSlots {
         if let Ok(permit) = self.permits.clone().try_acquire_owned() {
             return Some(permit);
         }
+        let worker = self.worker;
         self.reclaim
-            .send_modify(|asked| *asked = asked.wrapping_add(1));
+            .send_modify(|(asked, by)| (*asked, *by) = (asked.wrapping_add(1), worker));
         self.permits.clone().acquire_owned().await.ok()
     }
 
     /// Changes whenever a worker waits for a slot.
-    pub(crate) fn reclaim_requests(&self) -> watch::Receiver<u64> {
+    pub(crate) fn reclaim_requests(&self) -> watch::Receiver<(u64, usize)> {
         self.reclaim.subscribe()
+    }
+
+    /// Whether the last request for slots came from another worker (its
+    /// own idle connections a worker already uses before opening one).
+    pub(crate) fn asked_by_another(&self, request: (u64, usize)) -> bool {
+        request.1 != self.worker
     }
 }
 

@@ -50,7 +50,10 @@ pub async fn run(app: Arc<App>, listener: TcpListener, shutdown: impl Future<Out
                     break;
                 }
             },
-            shared: shared.clone(),
+            shared: Shared {
+                slots: shared.slots.clone(),
+                upstream_slots: shared.upstream_slots.for_worker(index),
+            },
             stop: signals.stop.subscribe(),
             released: signals.released.subscribe(),
         };
