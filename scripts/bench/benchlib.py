@@ -155,6 +155,15 @@ class Browser:
         self.conn.close()
 
 
+async def open_browser(args, i):
+    """The signed-out browser of sign-in client i (args.user with {i}
+    replaced), its sign-in form already loaded."""
+    user = args.user.replace("{i}", str(i))
+    return await Browser(
+        args.host, args.port, user, args.password, args.session_cookie
+    ).open(args.prefix)
+
+
 def percentile(values, q):
     """The q-th percentile (0..100) by nearest rank; None when empty."""
     if not values:

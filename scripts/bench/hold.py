@@ -13,7 +13,7 @@ import argparse
 import asyncio
 import sys
 
-from benchlib import Browser, Conn, fail
+from benchlib import Conn, fail, open_browser
 
 
 async def sign_ins(args):
@@ -22,10 +22,7 @@ async def sign_ins(args):
     left = [args.signins]
 
     async def client(i):
-        user = args.user.replace("{i}", str(i))
-        browser = await Browser(
-            args.host, args.port, user, args.password, args.session_cookie
-        ).open(args.prefix)
+        browser = await open_browser(args, i)
         try:
             while left[0] > 0:
                 left[0] -= 1

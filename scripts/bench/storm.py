@@ -10,7 +10,7 @@ logins_per_s, logins, probes. Exits 1 on any unexpected answer.
 import argparse
 import asyncio
 
-from benchlib import Browser, Conn, fail, percentile
+from benchlib import Conn, fail, open_browser, percentile
 
 
 async def probe(args, duration):
@@ -50,10 +50,7 @@ async def storm(args, done, stop):
     loop = asyncio.get_running_loop()
 
     async def client(i):
-        user = args.user.replace("{i}", str(i))
-        browser = await Browser(
-            args.host, args.port, user, args.password, args.session_cookie
-        ).open(args.prefix)
+        browser = await open_browser(args, i)
         try:
             while not stop.is_set():
                 await browser.sign_in()
