@@ -66,9 +66,7 @@ impl Listeners {
     /// Binds every address the config names.
     pub async fn bind(config: &Config) -> anyhow::Result<Self> {
         let bind = |addr, key: &'static str| async move {
-            TcpListener::bind(addr)
-                .await
-                .map_err(|e| anyhow::anyhow!("{key}: cannot listen on {addr}: {e}"))
+            listen(addr).map_err(|e| anyhow::anyhow!("{key}: cannot listen on {addr}: {e}"))
         };
         let main = bind(config.server.listen, "server.listen").await?;
         let admin = match config.admin.listen {
@@ -90,6 +88,23 @@ impl Listeners {
             https_redirect,
         })
     }
+}
+
+/// Clients the kernel keeps waiting for `accept` per listener (capped by
+/// `net.core.somaxconn`). Too short a queue drops the SYNs of a burst of new
+/// clients, which then retry after a second: 1,000 browsers arriving at once
+/// must not wait that long.
+const LISTEN_BACKLOG: u32 = 4096;
+
+fn listen(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Runs the proxy and its side listeners until `shutdown` resolves, then
