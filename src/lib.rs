@@ -146,3 +146,24 @@ pub async fn run(app: Arc<App>, listeners: Listeners, shutdown: impl Future<Outp
         let _ = task.await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A burst of clients the proxy has not accepted yet all get connected:
+    /// with the old queue of 128 the 129th SYN was dropped and retried.
+    #[tokio::test]
+    async fn a_burst_of_clients_waits_in_the_listen_queue() {
+        let listener = listen("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connects = (0..300).map(|_| tokio::net::TcpStream::connect(addr));
+        let connected = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            futures_util::future::join_all(connects),
+        )
+        .await
+        .expect("clients beyond the listen queue were left hanging");
+        assert!(connected.iter().all(Result::is_ok));
+    }
+}

@@ -168,6 +168,20 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     #[tokio::test]
+    async fn a_replayed_opening_is_not_kept() {
+        let (_client, server) = tokio::io::duplex(64);
+        let mut rewind = Rewind::new(b"GET / HTTP/1.1\r\n\r\n".to_vec(), server);
+        let mut buf = [0u8; 64];
+        let n = rewind.read(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"GET / HTTP/1.1\r\n\r\n");
+        assert_eq!(
+            rewind.prefix.capacity(),
+            0,
+            "an idle connection keeps no copy"
+        );
+    }
+
+    #[tokio::test]
     async fn http1_opening_is_the_first_header_block_replayed_in_full() {
         let (mut client, mut server) = tokio::io::duplex(256);
         client
