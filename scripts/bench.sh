@@ -23,6 +23,7 @@
 # Environment: PROXY_CPUS and LOAD_CPUS (taskset lists; default the upper and
 # the lower half of the cores: the proxies under test get the upper half, wrk,
 # the Python clients and the upstream nginx the lower), BENCH_ROUNDS (2),
+# BENCH_SCENARIOS (which to run, default "1 2 3 4 5"),
 # BENCH_SIGNINS (100000), BENCH_IDLE_CONNS (10000), BENCH_S5_POSTGRES (0: the
 # memory scenario on SQLite only), BENCH_PROBE_RATE (1000
 # GETs/s), BENCH_PG_SIGNINS (500), PORTCULLIS_TEST_POSTGRES (default
@@ -41,6 +42,7 @@ SIGNINS=${BENCH_SIGNINS:-100000}
 IDLE_CONNS=${BENCH_IDLE_CONNS:-10000}
 PROBE_RATE=${BENCH_PROBE_RATE:-1000}
 PG_SIGNINS=${BENCH_PG_SIGNINS:-500}
+SCENARIOS=" ${BENCH_SCENARIOS:-1 2 3 4 5} "
 PG_BASE=${PORTCULLIS_TEST_POSTGRES:-postgres://postgres@127.0.0.1:5432/test}
 PG_ADMIN=${PG_BASE%/*}/postgres
 PG_DB=portcullis_bench_$$
@@ -366,6 +368,9 @@ hold() { # target signins idle: scenario 5 on a freshly started target
         [ $SECONDS -lt $deadline ] || die "scenario 5 on $target: not done in time"
         sleep 0.2
     done
+    # Idle means idle: a second without a request (portcullis frees an
+    # HTTP/1 connection's buffers after 100 ms of it).
+    sleep 1
     local rss hwm=""
     if is_portcullis "$target"; then
         rss=$(rss_kib "${PID[$target]}")
@@ -403,19 +408,22 @@ COOKIE[postgres]=$(sign_in postgres)
 pg_busy
 
 echo "==> wrk: $LOAD_CORES thread(s), ${DURATION} s per run, $ROUNDS rounds, targets in turn"
-scenario_wrk s1 $CONNS_S1 /app "signed-in GET, small body, $CONNS_S1 connections"
-scenario_wrk s2 $CONNS_S2 /app "signed-in GET, small body, $CONNS_S2 connections"
-scenario_wrk s3 $CONNS_S3 /big/1m.bin "1 MiB responses, $CONNS_S3 connections (req/s = MiB/s)"
+wanted() { [[ $SCENARIOS == *" $1 "* ]]; }
+wanted 1 && scenario_wrk s1 $CONNS_S1 /app "signed-in GET, small body, $CONNS_S1 connections"
+wanted 2 && scenario_wrk s2 $CONNS_S2 /app "signed-in GET, small body, $CONNS_S2 connections"
+wanted 3 && scenario_wrk s3 $CONNS_S3 /big/1m.bin "1 MiB responses, $CONNS_S3 connections (req/s = MiB/s)"
 
-echo "==> scenario 4: sign-in storm at cost 12 ($STORM_CONNS clients), probe $PROBE_RATE GETs/s on $PROBE_CONNS connections, ${DURATION} s idle then ${DURATION} s in the storm"
-for round in $(seq "$ROUNDS"); do
-    echo "  round $round/$ROUNDS"
-    for target in postgres sqlite; do # sqlite last: its run lets PostgreSQL's counters settle
-        [ "$target" = postgres ] && pg_settle
-        storm "$target" "$round"
-        [ "$target" = postgres ] && pg_busy
+if wanted 4; then
+    echo "==> scenario 4: sign-in storm at cost 12 ($STORM_CONNS clients), probe $PROBE_RATE GETs/s on $PROBE_CONNS connections, ${DURATION} s idle then ${DURATION} s in the storm"
+    for round in $(seq "$ROUNDS"); do
+        echo "  round $round/$ROUNDS"
+        for target in postgres sqlite; do # sqlite last: its run lets PostgreSQL's counters settle
+            [ "$target" = postgres ] && pg_settle
+            storm "$target" "$round"
+            [ "$target" = postgres ] && pg_busy
+        done
     done
-done
+fi
 
 echo "==> PostgreSQL: $PG_SIGNINS sign-ins (cost 4) on one connection"
 pg_begin "transactions per sign-in" "sign-ins"
@@ -424,12 +432,12 @@ taskset -c "$LOAD_CPUS" python3 $HERE/hold.py --port "${PORT[postgres]}" --signi
     die "sign-ins on postgres failed"
 pg_end "$PG_SIGNINS"
 
-echo "==> scenario 5: $SIGNINS sign-ins (cost 4), then $IDLE_CONNS idle keep-alive connections, each target freshly started"
+wanted 5 && echo "==> scenario 5: $SIGNINS sign-ins (cost 4), then $IDLE_CONNS idle keep-alive connections, each target freshly started"
 # PostgreSQL's sign-ins are twice as slow (12 transactions each): its
 # memory run is opt-in to keep the benchmark within ten minutes.
 S5_TARGETS=(nginx1 nginx2 sqlite)
 [ "${BENCH_S5_POSTGRES:-0}" = 1 ] && S5_TARGETS+=(postgres)
-for target in "${S5_TARGETS[@]}"; do hold "$target" "$SIGNINS" "$IDLE_CONNS"; done
+wanted 5 && for target in "${S5_TARGETS[@]}"; do hold "$target" "$SIGNINS" "$IDLE_CONNS"; done
 pg_settle
 
 echo

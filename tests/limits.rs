@@ -261,6 +261,121 @@ async fn trickled_second_request_head_is_cut_after_header_read_timeout() {
     );
 }
 
+// ------------------------------------------------------ parked connections
+//
+// An HTTP/1 connection idle for 100 ms is parked: hyper's state is freed
+// and the next request starts a fresh round on the same socket. Nothing a
+// client sent may be lost or misread across that boundary.
+
+/// Several times the idle time after which a connection is parked.
+const PAST_PARKING: Duration = Duration::from_millis(500);
+
+fn head(path: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+}
+
+fn answered_path(response: &str) -> String {
+    let body = &response[response.find("\r\n\r\n").expect("a head") + 4..];
+    let json: serde_json::Value = serde_json::from_str(body).expect("the upstream's JSON");
+    json["path"].as_str().unwrap_or_default().to_string()
+}
+
+#[tokio::test]
+async fn a_parked_connection_serves_its_next_requests() {
+    let upstream = Upstream::start().await;
+    let proxy = proxy(&upstream, "", "").await;
+    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+    for path in ["/static/a", "/static/b", "/static/c"] {
+        stream.write_all(head(path).as_bytes()).await.unwrap();
+        let response = read_response(&mut stream).await;
+        assert_eq!(raw_status(&response), Some(200), "{response}");
+        assert_eq!(answered_path(&response), path);
+        tokio::time::sleep(PAST_PARKING).await;
+    }
+}
+
+#[tokio::test]
+async fn a_partial_pipelined_head_survives_parking() {
+    let upstream = Upstream::start().await;
+    let proxy = proxy(&upstream, "", "").await;
+    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+    // The start of the second head arrives with the first request, so
+    // hyper holds it when the connection parks.
+    let first = format!("{}GET /static/second HTTP/1.1\r\nHo", head("/static/first"));
+    stream.write_all(first.as_bytes()).await.unwrap();
+    let response = read_response(&mut stream).await;
+    assert_eq!(answered_path(&response), "/static/first");
+    tokio::time::sleep(PAST_PARKING).await;
+    stream.write_all(b"st: 127.0.0.1\r\n\r\n").await.unwrap();
+    let response = read_response(&mut stream).await;
+    assert_eq!(raw_status(&response), Some(200), "{response}");
+    assert_eq!(answered_path(&response), "/static/second");
+}
+
+#[tokio::test]
+async fn a_request_body_that_pauses_is_not_cut_by_parking() {
+    let upstream = Upstream::start().await;
+    let proxy = proxy(&upstream, "", "").await;
+    let session = login(&proxy, "demo").await;
+    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+    let head = format!(
+        "POST /upload HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: {session}\r\nContent-Length: 10\r\n\r\n01234"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    tokio::time::sleep(PAST_PARKING).await;
+    stream.write_all(b"56789").await.unwrap();
+    let response = read_response(&mut stream).await;
+    assert_eq!(raw_status(&response), Some(200), "{response}");
+    assert!(response.contains("\"body_len\":10"), "{response}");
+}
+
+#[tokio::test]
+async fn ambiguous_framing_after_parking_is_refused() {
+    let upstream = Upstream::start().await;
+    let proxy = proxy(&upstream, "", "").await;
+    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+    stream
+        .write_all(head("/static/a").as_bytes())
+        .await
+        .unwrap();
+    assert_eq!(raw_status(&read_response(&mut stream).await), Some(200));
+    tokio::time::sleep(PAST_PARKING).await;
+    stream
+        .write_all(b"POST /static/a HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+        .await
+        .unwrap();
+    let reply = read_to_close(&mut stream, DEADLINE)
+        .await
+        .expect("closed after the refusal");
+    assert_eq!(raw_status(&reply), Some(400), "{reply}");
+}
+
+#[tokio::test]
+async fn a_parked_connection_upgrades_to_a_websocket() {
+    let upstream = Upstream::start().await;
+    let proxy = proxy(&upstream, "", "").await;
+    let session = login(&proxy, "demo").await;
+    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+    stream
+        .write_all(head("/static/a").as_bytes())
+        .await
+        .unwrap();
+    assert_eq!(raw_status(&read_response(&mut stream).await), Some(200));
+    tokio::time::sleep(PAST_PARKING).await;
+    let mut request = format!("ws://{}/ws", proxy.addr)
+        .into_client_request()
+        .unwrap();
+    let headers = request.headers_mut();
+    headers.insert("cookie", session.parse().unwrap());
+    headers.insert("origin", "http://127.0.0.1".parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::client_async(request, stream)
+        .await
+        .unwrap();
+    ws.send(Message::Text("hello".into())).await.unwrap();
+    let echoed = tokio::time::timeout(DEADLINE, ws.next()).await.unwrap();
+    assert_eq!(echoed.unwrap().unwrap(), Message::Text("hello".into()));
+}
+
 #[tokio::test]
 async fn request_in_flight_outlives_keepalive_timeout() {
     let upstream = Upstream::start().await;

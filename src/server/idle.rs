@@ -10,9 +10,14 @@
 //! has started arriving gets `server.header_read_timeout`, and a connection
 //! told to close gets `server.header_read_timeout` to finish closing.
 //! Requests in flight are never cut by any of these.
+//!
+//! An HTTP/1 connection with no request for [`PARK_AFTER`] is parked: its
+//! reads see the end of the stream and its shutdown does nothing, so hyper
+//! ends the round at the message boundary and hands the socket back.
 
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -23,7 +28,13 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use super::Limits;
 use crate::web::response::{Body, BoxError};
+
+/// How long an HTTP/1 connection stays idle in hyper's hands before it is
+/// parked. Short, so idle connections cost little; long enough that a busy
+/// connection (a browser loading a page, a client in a loop) never parks.
+pub(crate) const PARK_AFTER: Duration = Duration::from_millis(100);
 
 /// Why an idle connection is being closed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +50,8 @@ pub(crate) enum Expiry {
     /// Our writes stayed blocked for `write_stall_timeout`: the client does
     /// not read what it asked for. Dropped at once, in flight or not.
     StalledWrite,
+    /// An HTTP/1 connection idle for [`PARK_AFTER`]: time to park it.
+    Park,
 }
 
 struct State {
@@ -48,6 +61,8 @@ struct State {
     closing_since: Option<Instant>,
     /// Since when the socket has refused our writes (the peer's window full).
     write_blocked_since: Option<Instant>,
+    /// Since when the connection has been parking (reads see the end).
+    parking_since: Option<Instant>,
 }
 
 /// One connection's activity, shared by its IO wrapper, its service and
@@ -55,6 +70,8 @@ struct State {
 pub(crate) struct Activity {
     state: Mutex<State>,
     changed: Notify,
+    /// Read on every read of the socket, so kept outside the lock.
+    parking: AtomicBool,
     /// Bytes between requests start a head only on HTTP/1; on HTTP/2 they
     /// are PINGs, SETTINGS and WINDOW_UPDATEs.
     http1: bool,
@@ -64,7 +81,16 @@ pub(crate) struct Activity {
 }
 
 impl Activity {
-    pub(crate) fn new(
+    pub(crate) fn new(http1: bool, limits: &Limits) -> Arc<Self> {
+        Self::with(
+            http1,
+            limits.keepalive_timeout,
+            limits.header_read_timeout,
+            limits.write_stall_timeout,
+        )
+    }
+
+    fn with(
         http1: bool,
         keepalive_timeout: Duration,
         header_read_timeout: Duration,
@@ -77,8 +103,10 @@ impl Activity {
                 head_started: None,
                 closing_since: None,
                 write_blocked_since: None,
+                parking_since: None,
             }),
             changed: Notify::new(),
+            parking: AtomicBool::new(false),
             http1,
             keepalive_timeout,
             header_read_timeout,
@@ -97,6 +125,33 @@ impl Activity {
         state.in_flight += 1;
         state.head_started = None;
         InFlight(self.clone())
+    }
+
+    /// A round of HTTP/1 starts with a request head already read.
+    pub(crate) fn start_round(&self) {
+        let now = Instant::now();
+        let mut state = self.lock();
+        state.idle_since = now;
+        state.head_started = Some(now);
+        state.parking_since = None;
+        self.parking.store(false, Ordering::Relaxed);
+    }
+
+    /// When the connection last had no request in flight.
+    pub(crate) fn idle_since(&self) -> Instant {
+        self.lock().idle_since
+    }
+
+    /// From now on reads see the end of the stream and shutdown does
+    /// nothing, until the next round.
+    pub(crate) fn park(&self) {
+        self.lock().parking_since = Some(Instant::now());
+        self.parking.store(true, Ordering::Relaxed);
+        self.changed.notify_waiters();
+    }
+
+    pub(crate) fn is_parking(&self) -> bool {
+        self.parking.load(Ordering::Relaxed)
     }
 
     /// The connection was told to close (graceful shutdown).
@@ -142,12 +197,18 @@ impl Activity {
         if state.in_flight > 0 {
             return None;
         }
-        Some(match (state.closing_since, state.head_started) {
+        // A round that does not end once parked is dropped like a peer
+        // that does not finish closing.
+        let closing = state.closing_since.or(state.parking_since);
+        Some(match (closing, state.head_started) {
             (Some(closing), _) => (
                 closing.max(state.idle_since) + self.header_read_timeout,
                 Expiry::Closing,
             ),
             (None, Some(head)) => (head + self.header_read_timeout, Expiry::SlowHead),
+            (None, None) if self.http1 && PARK_AFTER < self.keepalive_timeout => {
+                (state.idle_since + PARK_AFTER, Expiry::Park)
+            }
             (None, None) => (state.idle_since + self.keepalive_timeout, Expiry::Idle),
         })
     }
@@ -244,6 +305,9 @@ impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        if self.activity.is_parking() {
+            return Poll::Ready(Ok(()));
+        }
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
         if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
@@ -283,7 +347,17 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.activity.is_parking() {
+            // The socket stays open for the next round.
+            return Poll::Ready(Ok(()));
+        }
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+impl<S> Watched<S> {
+    pub(crate) fn into_inner(self) -> S {
+        self.inner
     }
 }
 
@@ -299,14 +373,14 @@ mod tests {
     /// connection (and the upstream one) for ever, request in flight.
     #[tokio::test(start_paused = true)]
     async fn blocked_writes_expire_even_with_a_request_in_flight() {
-        let activity = Activity::new(true, KEEPALIVE, HEADER, STALL);
+        let activity = Activity::with(true, KEEPALIVE, HEADER, STALL);
         let _in_flight = activity.begin_request();
         activity.write_progress(false);
         let started = Instant::now();
         assert_eq!(activity.expired().await, Expiry::StalledWrite);
         assert_eq!(started.elapsed(), STALL);
 
-        let activity = Activity::new(true, KEEPALIVE, HEADER, STALL);
+        let activity = Activity::with(true, KEEPALIVE, HEADER, STALL);
         let _in_flight = activity.begin_request();
         activity.write_progress(false);
         activity.write_progress(true);
@@ -318,15 +392,31 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn idle_connection_expires_after_keepalive_timeout() {
-        let activity = Activity::new(true, KEEPALIVE, HEADER, STALL);
+        let activity = Activity::with(false, KEEPALIVE, HEADER, STALL);
         let started = Instant::now();
         assert_eq!(activity.expired().await, Expiry::Idle);
         assert_eq!(started.elapsed(), KEEPALIVE);
     }
 
     #[tokio::test(start_paused = true)]
+    async fn idle_http1_connection_parks_and_a_stuck_park_is_dropped() {
+        let activity = Activity::with(true, KEEPALIVE, HEADER, STALL);
+        let started = Instant::now();
+        assert_eq!(activity.expired().await, Expiry::Park);
+        assert_eq!(started.elapsed(), PARK_AFTER);
+        activity.park();
+        assert!(activity.is_parking());
+        let parked = Instant::now();
+        assert_eq!(activity.expired().await, Expiry::Closing);
+        assert_eq!(parked.elapsed(), HEADER);
+        activity.start_round();
+        assert!(!activity.is_parking(), "a new round reads again");
+        assert_eq!(activity.deadline().unwrap().1, Expiry::SlowHead);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn request_in_flight_never_expires_and_idle_restarts_after_it() {
-        let activity = Activity::new(false, KEEPALIVE, HEADER, STALL);
+        let activity = Activity::with(false, KEEPALIVE, HEADER, STALL);
         let request = activity.begin_request();
         let waiting = tokio::spawn({
             let activity = activity.clone();
@@ -342,7 +432,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn started_http1_head_gets_header_read_timeout() {
-        let activity = Activity::new(true, KEEPALIVE, HEADER, STALL);
+        let activity = Activity::with(true, KEEPALIVE, HEADER, STALL);
         tokio::time::sleep(Duration::from_secs(5)).await;
         activity.bytes_read();
         let head_from = Instant::now();
@@ -352,7 +442,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn http2_frames_between_requests_do_not_start_a_head() {
-        let activity = Activity::new(false, KEEPALIVE, HEADER, STALL);
+        let activity = Activity::with(false, KEEPALIVE, HEADER, STALL);
         activity.bytes_read();
         let started = Instant::now();
         assert_eq!(activity.expired().await, Expiry::Idle);
@@ -361,7 +451,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn closing_connection_gets_header_read_timeout_once_idle() {
-        let activity = Activity::new(false, KEEPALIVE, HEADER, STALL);
+        let activity = Activity::with(false, KEEPALIVE, HEADER, STALL);
         activity.begin_closing();
         let started = Instant::now();
         assert_eq!(activity.expired().await, Expiry::Closing);

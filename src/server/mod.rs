@@ -6,6 +6,7 @@
 //! graceful shutdown that lets in-flight requests finish within
 //! `server.shutdown_grace`.
 
+mod connection;
 mod idle;
 mod redirect;
 mod rewind;
@@ -14,7 +15,6 @@ mod workers;
 pub use redirect::run_https_redirect;
 pub use workers::run;
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,26 +22,16 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use futures_util::FutureExt as _;
-use http::header::{HeaderValue, CONNECTION};
-use http::{Request, Response, StatusCode};
-use http_body_util::BodyExt;
+use http::{Request, Response};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use prometheus_client::metrics::gauge::Gauge;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::config::ServerConfig;
 use crate::web::forwarded::Connection;
 use crate::web::response::Body;
-use idle::{Activity, Expiry, InFlightBody, Watched};
-
-/// The answer to a first request that carries both `Content-Length` and
-/// `Transfer-Encoding` (before hyper, which would read it as chunked).
-const AMBIGUOUS_FRAMING_RESPONSE: &[u8] = b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: 23\r\nconnection: close\r\n\r\n{\"error\":\"bad_request\"}";
+use connection::{Builders, ConnectionTask};
 
 /// Clients taken at most per wake-up of an accept loop beyond the first.
 const ACCEPT_BATCH: usize = 128;
@@ -108,11 +98,11 @@ pub(crate) async fn serve_listener<H, F>(
     handler: H,
     shutdown: impl Future<Output = ()>,
 ) where
-    H: Fn(Request<Incoming>, Connection) -> F + Clone + Send + Sync + 'static,
+    H: Fn(Request<Incoming>, Connection) -> F + Clone + Send + Sync + Unpin + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
     let name = listener.name;
-    let builder = Arc::new(http_builder(&limits));
+    let builders = Arc::new(Builders::new(&limits));
     let permits = listener.slots.clone();
     // Every connection holds a receiver; `closed()` resolves once all are gone.
     let stop = watch::Sender::new(false);
@@ -124,7 +114,7 @@ pub(crate) async fn serve_listener<H, F>(
             .map(|t| tokio_rustls::TlsAcceptor::from(t.load_full()));
         let open = listener.open_gauge.clone().map(OpenConnection::new);
         let task = ConnectionTask {
-            builder: builder.clone(),
+            builders: builders.clone(),
             limits,
             handler: handler.clone(),
             stop: stop.subscribe(),
@@ -212,141 +202,6 @@ impl OpenConnection {
 impl Drop for OpenConnection {
     fn drop(&mut self) {
         self.0.dec();
-    }
-}
-
-/// HTTP/1.1 + HTTP/2 with the configured limits. hyper enforces its header
-/// timer only when a timer is set; that timer also runs while a connection
-/// is idle, so the exact limits are kept by [`idle::Activity`] and hyper's
-/// is only a backstop.
-fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.keepalive_timeout + limits.header_read_timeout)
-        .max_buf_size(limits.max_header_bytes)
-        .keep_alive(true);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(limits.max_header_bytes as u32)
-        .max_concurrent_streams(limits.h2_max_streams)
-        .keep_alive_interval(Some(H2_PING_INTERVAL));
-    builder
-}
-
-/// Everything one accepted connection needs.
-struct ConnectionTask<H> {
-    builder: Arc<auto::Builder<TokioExecutor>>,
-    limits: Limits,
-    handler: H,
-    stop: watch::Receiver<bool>,
-    peer: SocketAddr,
-    /// The connection's place under `max_connections`.
-    permit: OwnedSemaphorePermit,
-}
-
-impl<H, F> ConnectionTask<H>
-where
-    H: Fn(Request<Incoming>, Connection) -> F + Clone + Send + Sync + 'static,
-    F: Future<Output = Response<Body>> + Send + 'static,
-{
-    async fn serve<S>(self, mut stream: S, tls: bool)
-    where
-        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    {
-        let Self {
-            builder,
-            limits,
-            handler,
-            mut stop,
-            peer,
-            permit,
-        } = self;
-        // hyper-util's HTTP/1-or-2 detection waits for bytes without a
-        // deadline, and hyper's header timer only starts after it: read the
-        // opening bytes ourselves, under `header_read_timeout`, and replay them.
-        let reading = rewind::read_opening(&mut stream, limits.max_header_bytes);
-        let opening = match tokio::time::timeout(limits.header_read_timeout, reading).await {
-            Ok(Ok(Some(opening))) if opening.ambiguous_framing => {
-                tracing::debug!(%peer, "Content-Length with Transfer-Encoding refused");
-                let _ = stream.write_all(AMBIGUOUS_FRAMING_RESPONSE).await;
-                let _ = stream.shutdown().await;
-                return;
-            }
-            Ok(Ok(Some(opening))) => opening,
-            Ok(Ok(None)) | Ok(Err(_)) => return,
-            Err(_) => {
-                tracing::debug!(%peer, "no request within header_read_timeout; connection closed");
-                return;
-            }
-        };
-        let activity = Activity::new(
-            !opening.is_http2(),
-            limits.keepalive_timeout,
-            limits.header_read_timeout,
-            limits.write_stall_timeout,
-        );
-        let stream = Watched::new(rewind::Rewind::new(opening.bytes, stream), activity.clone());
-        let conn = Connection {
-            peer,
-            tls,
-            slot: Some(Arc::new(permit)),
-        };
-        let service = {
-            let activity = activity.clone();
-            service_fn(move |req: Request<Incoming>| {
-                let in_flight = activity.begin_request();
-                let http1 = req.version() < http::Version::HTTP_2;
-                let answering = handler(req, conn.clone());
-                async move {
-                    let mut response = answering.await;
-                    if http1 && response.status() == StatusCode::REQUEST_TIMEOUT {
-                        // The request body was not read to its end: the
-                        // connection cannot carry another request.
-                        response
-                            .headers_mut()
-                            .insert(CONNECTION, HeaderValue::from_static("close"));
-                    }
-                    Ok::<_, Infallible>(
-                        response.map(|body| InFlightBody::new(body, in_flight).boxed_unsync()),
-                    )
-                }
-            })
-        };
-        let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-        tokio::pin!(connection);
-        let mut closing = false;
-        loop {
-            tokio::select! {
-                result = connection.as_mut() => {
-                    if let Err(e) = result {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
-                    }
-                    return;
-                }
-                () = stopped(&mut stop), if !closing => {
-                    connection.as_mut().graceful_shutdown();
-                    activity.begin_closing();
-                    closing = true;
-                }
-                why = activity.expired() => {
-                    if why == Expiry::StalledWrite {
-                        tracing::debug!(%peer, "client stopped reading its response; connection dropped");
-                        return;
-                    }
-                    if closing {
-                        tracing::debug!(%peer, "peer did not finish closing; connection dropped");
-                        return;
-                    }
-                    tracing::debug!(%peer, reason = ?why, "connection unused; closing");
-                    connection.as_mut().graceful_shutdown();
-                    activity.begin_closing();
-                    closing = true;
-                }
-            }
-        }
     }
 }
 

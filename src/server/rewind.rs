@@ -25,17 +25,57 @@ impl Opening {
     }
 }
 
-/// Reads until the bytes decide between HTTP/2 (the whole preface) and
-/// HTTP/1 (anything else), and for HTTP/1 the whole header block of the
-/// first request (up to `max_header_bytes`; hyper answers 431 beyond).
-/// `None` when the peer closes first.
+/// Reads the first bytes of a request into `bytes` (none: the peer
+/// closed). A connection's very first read stops at the length of the
+/// HTTP/2 preface, so that frames behind it are not taken for HTTP/1.
+pub async fn read_some<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    bytes: &mut Vec<u8>,
+    may_be_http2: bool,
+) -> io::Result<usize> {
+    let want = if may_be_http2 { H2_PREFACE.len() } else { 4096 };
+    AsyncReadExt::take(&mut *stream, want as u64)
+        .read_buf(bytes)
+        .await
+}
+
+/// Reads on from `bytes` (what was already read) until they decide
+/// between HTTP/2 (the whole preface) and HTTP/1 (anything else), and for
+/// HTTP/1 the whole header block of the request (up to `max_header_bytes`;
+/// hyper answers 431 beyond). Only a connection's first request
+/// (`may_be_http2`) can be the preface. `None` when the peer closes first.
 pub async fn read_opening<S: AsyncRead + Unpin>(
     stream: &mut S,
+    mut bytes: Vec<u8>,
+    may_be_http2: bool,
     max_header_bytes: usize,
 ) -> io::Result<Option<Opening>> {
-    let mut bytes = Vec::with_capacity(1024);
     loop {
-        let want = if H2_PREFACE.starts_with(&bytes) {
+        let preface_so_far = may_be_http2 && H2_PREFACE.starts_with(&bytes);
+        if !bytes.is_empty() {
+            if may_be_http2 && bytes == H2_PREFACE {
+                return Ok(Some(Opening {
+                    bytes,
+                    ambiguous_framing: false,
+                }));
+            }
+            if !preface_so_far {
+                if let Some(end) = find(&bytes, b"\r\n\r\n") {
+                    let ambiguous_framing = has_both_framings(&bytes[..end]);
+                    return Ok(Some(Opening {
+                        bytes,
+                        ambiguous_framing,
+                    }));
+                }
+                if bytes.len() > max_header_bytes {
+                    return Ok(Some(Opening {
+                        bytes,
+                        ambiguous_framing: false,
+                    }));
+                }
+            }
+        }
+        let want = if preface_so_far {
             H2_PREFACE.len() - bytes.len()
         } else {
             4096
@@ -46,28 +86,6 @@ pub async fn read_opening<S: AsyncRead + Unpin>(
             .await?;
         if n == 0 {
             return Ok(None);
-        }
-        if bytes == H2_PREFACE {
-            return Ok(Some(Opening {
-                bytes,
-                ambiguous_framing: false,
-            }));
-        }
-        if H2_PREFACE.starts_with(&bytes) {
-            continue;
-        }
-        if let Some(end) = find(&bytes, b"\r\n\r\n") {
-            let ambiguous_framing = has_both_framings(&bytes[..end]);
-            return Ok(Some(Opening {
-                bytes,
-                ambiguous_framing,
-            }));
-        }
-        if bytes.len() > max_header_bytes {
-            return Ok(Some(Opening {
-                bytes,
-                ambiguous_framing: false,
-            }));
         }
     }
 }
@@ -106,6 +124,15 @@ impl<S> Rewind<S> {
             consumed: 0,
             inner,
         }
+    }
+}
+
+impl<S> Rewind<S> {
+    /// The bytes not replayed yet, and the stream.
+    pub fn into_parts(self) -> (Vec<u8>, S) {
+        let mut rest = self.prefix;
+        rest.drain(..self.consumed);
+        (rest, self.inner)
     }
 }
 
@@ -188,7 +215,10 @@ mod tests {
             .write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
             .await
             .unwrap();
-        let opening = read_opening(&mut server, 8192).await.unwrap().unwrap();
+        let opening = read_opening(&mut server, Vec::new(), true, 8192)
+            .await
+            .unwrap()
+            .unwrap();
         assert!(!opening.ambiguous_framing);
         drop(client);
         let mut all = Vec::new();
@@ -205,7 +235,7 @@ mod tests {
         client.write_all(&H2_PREFACE[..10]).await.unwrap();
         let partial = tokio::time::timeout(
             std::time::Duration::from_millis(100),
-            read_opening(&mut server, 8192),
+            read_opening(&mut server, Vec::new(), true, 8192),
         )
         .await;
         assert!(partial.is_err(), "a partial preface is not enough");
@@ -215,7 +245,10 @@ mod tests {
     async fn closed_connection_has_no_opening() {
         let (client, mut server) = tokio::io::duplex(64);
         drop(client);
-        assert!(read_opening(&mut server, 8192).await.unwrap().is_none());
+        assert!(read_opening(&mut server, Vec::new(), true, 8192)
+            .await
+            .unwrap()
+            .is_none());
     }
 
     #[tokio::test]
@@ -224,7 +257,7 @@ mod tests {
         let head = b"POST / HTTP/1.1\r\nHost: a\r\ncontent-length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
         client.write_all(head).await.unwrap();
         assert!(
-            read_opening(&mut server, 8192)
+            read_opening(&mut server, Vec::new(), true, 8192)
                 .await
                 .unwrap()
                 .unwrap()
