@@ -330,6 +330,30 @@ async fn a_request_body_that_pauses_is_not_cut_by_parking() {
 }
 
 #[tokio::test]
+async fn the_rest_of_an_unread_body_is_never_taken_for_a_request() {
+    let upstream = Upstream::start().await;
+    let proxy = proxy(&upstream, "", "").await;
+    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+    // Answered 401 before its body is read; the body then stalls past the
+    // time a connection parks, and its rest looks like a request.
+    stream
+        .write_all(
+            b"POST /upload HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 60\r\n\r\n0123456789",
+        )
+        .await
+        .unwrap();
+    let response = read_response(&mut stream).await;
+    assert_eq!(raw_status(&response), Some(401), "{response}");
+    tokio::time::sleep(PAST_PARKING).await;
+    let smuggled = format!("{:<50}", "GET /static/smuggled HTTP/1.1\r\nHost: a\r\n\r\n");
+    let _ = stream.write_all(smuggled.as_bytes()).await;
+    let rest = read_to_close(&mut stream, DEADLINE)
+        .await
+        .unwrap_or_default();
+    assert!(!rest.contains("HTTP/1.1"), "a second answer: {rest}");
+}
+
+#[tokio::test]
 async fn ambiguous_framing_after_parking_is_refused() {
     let upstream = Upstream::start().await;
     let proxy = proxy(&upstream, "", "").await;

@@ -49,9 +49,18 @@ pub(super) struct Builders {
 impl Builders {
     /// No HTTP/1 header timer: [`Activity`] keeps the exact limits (and
     /// hyper's timer would cost a timer registration per request).
+    ///
+    /// HTTP/1 half-closes are allowed: hyper then does not read ahead while
+    /// a request is in flight to notice a closed client, a read that
+    /// allocated a fresh 8 KiB buffer for every request (the old one is
+    /// still shared with the request's headers). A client that leaves
+    /// mid-request is noticed when its answer is written.
     pub(super) fn new(limits: &Limits) -> Self {
         let mut http1 = http1::Builder::new();
-        http1.max_buf_size(limits.max_header_bytes).keep_alive(true);
+        http1
+            .max_buf_size(limits.max_header_bytes)
+            .keep_alive(true)
+            .half_close(true);
         let mut http2 = http2::Builder::new(TokioExecutor::new());
         http2
             .timer(TokioTimer::new())
