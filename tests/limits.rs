@@ -353,6 +353,65 @@ async fn the_rest_of_an_unread_body_is_never_taken_for_a_request() {
     assert!(!rest.contains("HTTP/1.1"), "a second answer: {rest}");
 }
 
+/// An app that answers every request at once, without reading its body,
+/// and then never reads from the connection again.
+async fn answers_before_the_body() -> Upstream {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                if stream.read(&mut byte).await.unwrap_or(0) == 0 {
+                    break;
+                }
+                head.push(byte[0]);
+            }
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                .await;
+            held.push(stream);
+        }
+    });
+    Upstream { addr }
+}
+
+/// Everything a connection sends within `period`.
+async fn read_for(stream: &mut TcpStream, period: Duration) -> String {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let _ = tokio::time::timeout(period, async {
+        while let Ok(n @ 1..) = stream.read(&mut buf).await {
+            got.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await;
+    String::from_utf8_lossy(&got).to_string()
+}
+
+#[tokio::test]
+async fn a_body_still_arriving_after_the_answer_is_never_taken_for_a_request() {
+    let upstream = answers_before_the_body().await;
+    let proxy = proxy(&upstream, "", "").await;
+    let session = login(&proxy, "demo").await;
+    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+    let head = format!(
+        "POST /upload HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: {session}\r\nContent-Length: 60\r\n\r\n0123456789"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let response = read_response(&mut stream).await;
+    assert_eq!(raw_status(&response), Some(200), "{response}");
+    // The body stalls past the time an idle connection parks; its rest
+    // looks like a request of its own.
+    tokio::time::sleep(PAST_PARKING).await;
+    let smuggled = format!("{:<50}", "GET /static/smuggled HTTP/1.1\r\nHost: a\r\n\r\n");
+    let _ = stream.write_all(smuggled.as_bytes()).await;
+    let rest = read_for(&mut stream, Duration::from_secs(2)).await;
+    assert!(!rest.contains("HTTP/1.1"), "a second answer: {rest}");
+}
+
 #[tokio::test]
 async fn ambiguous_framing_after_parking_is_refused() {
     let upstream = Upstream::start().await;

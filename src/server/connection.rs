@@ -2,7 +2,8 @@
 //!
 //! The opening is read under a deadline and decides the protocol. HTTP/2
 //! is served by hyper for the connection's life. HTTP/1 is served in
-//! rounds: once a connection has had no request for [`PARK_AFTER`], hyper
+//! rounds: once a connection has had no request for [`PARK_AFTER`](super::idle::PARK_AFTER) (after
+//! requests without a body, upgrade or close: see [`parks_after`]), hyper
 //! is made to end its round at the message boundary (its next read sees
 //! the end of the stream, its shutdown does nothing), and its buffers,
 //! cached headers and request future are freed. The parked connection then
@@ -49,18 +50,9 @@ pub(super) struct Builders {
 impl Builders {
     /// No HTTP/1 header timer: [`Activity`] keeps the exact limits (and
     /// hyper's timer would cost a timer registration per request).
-    ///
-    /// HTTP/1 half-closes are allowed: hyper then does not read ahead while
-    /// a request is in flight to notice a closed client, a read that
-    /// allocated a fresh 8 KiB buffer for every request (the old one is
-    /// still shared with the request's headers). A client that leaves
-    /// mid-request is noticed when its answer is written.
     pub(super) fn new(limits: &Limits) -> Self {
         let mut http1 = http1::Builder::new();
-        http1
-            .max_buf_size(limits.max_header_bytes)
-            .keep_alive(true)
-            .half_close(true);
+        http1.max_buf_size(limits.max_header_bytes).keep_alive(true);
         let mut http2 = http2::Builder::new(TokioExecutor::new());
         http2
             .timer(TokioTimer::new())
@@ -306,7 +298,11 @@ where
     service_fn(move |req: Request<Incoming>| {
         let in_flight = activity.begin_request();
         let http1 = req.version() < http::Version::HTTP_2;
+        if http1 && !parks_after(&req) {
+            activity.keep_round();
+        }
         let answering = handler(req, conn.clone());
+        let activity = activity.clone();
         async move {
             let mut response = answering.await;
             if http1 && response.status() == StatusCode::REQUEST_TIMEOUT {
@@ -316,11 +312,41 @@ where
                     .headers_mut()
                     .insert(CONNECTION, HeaderValue::from_static("close"));
             }
+            if http1
+                && (response.status() == StatusCode::SWITCHING_PROTOCOLS
+                    || has_token(response.headers(), "close"))
+            {
+                activity.keep_round();
+            }
             Ok::<_, Infallible>(
                 response.map(|body| InFlightBody::new(body, in_flight).boxed_unsync()),
             )
         }
     })
+}
+
+/// Whether a round may park after `req`: only a bodiless HTTP/1.1
+/// keep-alive request leaves hyper at a message boundary on both sides once
+/// answered. A body may still be read (or drained) after the answer, and
+/// its rest must never be taken for a request; hyper ends a close or an
+/// upgrade itself.
+fn parks_after(req: &Request<Incoming>) -> bool {
+    use http_body::Body as _;
+    req.version() == http::Version::HTTP_11
+        && req.body().is_end_stream()
+        && !req.headers().contains_key(http::header::UPGRADE)
+        && !has_token(req.headers(), "close")
+        && !has_token(req.headers(), "upgrade")
+}
+
+/// Whether a `Connection` header names `token`.
+fn has_token(headers: &http::HeaderMap, token: &str) -> bool {
+    headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
 }
 
 /// A hyper connection that can be asked to finish its requests and close.
@@ -372,6 +398,10 @@ where
     let mut closing = false;
     loop {
         tokio::select! {
+            // The connection first: a head already replayed to hyper becomes
+            // a request in flight before a shutdown can close the connection
+            // as idle.
+            biased;
             result = connection.as_mut() => {
                 let parking = activity.is_parking();
                 return match result {

@@ -63,6 +63,8 @@ struct State {
     write_blocked_since: Option<Instant>,
     /// Since when the connection has been parking (reads see the end).
     parking_since: Option<Instant>,
+    /// This round may park (see `connection::parks_after`).
+    parkable: bool,
 }
 
 /// One connection's activity, shared by its IO wrapper, its service and
@@ -104,6 +106,7 @@ impl Activity {
                 closing_since: None,
                 write_blocked_since: None,
                 parking_since: None,
+                parkable: true,
             }),
             changed: Notify::new(),
             parking: AtomicBool::new(false),
@@ -134,7 +137,13 @@ impl Activity {
         state.idle_since = now;
         state.head_started = Some(now);
         state.parking_since = None;
+        state.parkable = true;
         self.parking.store(false, Ordering::Relaxed);
+    }
+
+    /// This round must end in hyper's hands, never by parking.
+    pub(crate) fn keep_round(&self) {
+        self.lock().parkable = false;
     }
 
     /// When the connection last had no request in flight.
@@ -206,7 +215,7 @@ impl Activity {
                 Expiry::Closing,
             ),
             (None, Some(head)) => (head + self.header_read_timeout, Expiry::SlowHead),
-            (None, None) if self.http1 && PARK_AFTER < self.keepalive_timeout => {
+            (None, None) if self.http1 && state.parkable && PARK_AFTER < self.keepalive_timeout => {
                 (state.idle_since + PARK_AFTER, Expiry::Park)
             }
             (None, None) => (state.idle_since + self.keepalive_timeout, Expiry::Idle),
@@ -343,7 +352,11 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        // TLS takes writes into its buffer: a peer that does not read
+        // shows here.
+        let polled = Pin::new(&mut self.inner).poll_flush(cx);
+        self.activity.write_progress(polled.is_ready());
+        polled
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

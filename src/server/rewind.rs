@@ -60,8 +60,13 @@ pub async fn read_opening<S: AsyncRead + Unpin>(
                 }));
             }
             if !preface_so_far {
-                if let Some(end) = find(&bytes, b"\r\n\r\n") {
-                    let ambiguous_framing = has_both_framings(&bytes[..end]);
+                // Empty lines before a request are allowed (RFC 9112 §2.2).
+                let start = bytes
+                    .iter()
+                    .position(|&b| b != b'\r' && b != b'\n')
+                    .unwrap_or(bytes.len());
+                if let Some(end) = find(&bytes[start..], b"\r\n\r\n") {
+                    let ambiguous_framing = has_both_framings(&bytes[start..start + end]);
                     return Ok(Some(Opening {
                         bytes,
                         ambiguous_framing,
@@ -249,6 +254,17 @@ mod tests {
             .await
             .unwrap()
             .is_none());
+    }
+
+    #[tokio::test]
+    async fn empty_lines_before_a_request_do_not_hide_its_framing() {
+        let (mut client, mut server) = tokio::io::duplex(256);
+        let head = b"\r\n\r\nPOST / HTTP/1.1\r\nHost: a\r\ncontent-length: 4\r\nTransfer-Encoding: chunked\r\n\r\n";
+        client.write_all(head).await.unwrap();
+        let opening = read_opening(&mut server, Vec::new(), false, 8192)
+            .await
+            .unwrap();
+        assert!(opening.unwrap().ambiguous_framing);
     }
 
     #[tokio::test]
