@@ -75,7 +75,8 @@ pub(crate) fn is_websocket_upgrade(method: &Method, version: Version, headers: &
             .any(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"))
 }
 
-fn has_token(headers: &HeaderMap, name: &HeaderName, token: &str) -> bool {
+/// Whether a comma-separated header `name` lists `token` (any case).
+pub(crate) fn has_token(headers: &HeaderMap, name: &HeaderName, token: &str) -> bool {
     headers
         .get_all(name)
         .iter()

@@ -341,12 +341,7 @@ fn parks_after(req: &Request<Incoming>) -> bool {
 
 /// Whether a `Connection` header names `token`.
 fn has_token(headers: &http::HeaderMap, token: &str) -> bool {
-    headers
-        .get_all(CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case(token))
+    crate::proxy::headers::has_token(headers, &CONNECTION, token)
 }
 
 /// A hyper connection that can be asked to finish its requests and close.
