@@ -3,6 +3,8 @@
 mod common;
 
 use common::*;
+use std::time::Duration;
+
 use http::{Method, StatusCode};
 
 #[tokio::test]
@@ -48,4 +50,61 @@ async fn health_readiness_and_metrics_answer() {
         get(&admin("/nope"), &[]).await.status,
         StatusCode::NOT_FOUND
     );
+}
+
+/// The value of `portcullis_connections_open` on the admin listener.
+async fn open_connections(proxy: &Proxy) -> Option<u64> {
+    let text = get(&format!("http://{}/metrics", proxy.admin_addr), &[])
+        .await
+        .text();
+    text.lines()
+        .find_map(|line| line.strip_prefix("portcullis_connections_open "))
+        .and_then(|value| value.trim().parse().ok())
+}
+
+#[tokio::test]
+async fn open_connections_are_counted_for_their_whole_life_parked_or_not() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let upstream = Upstream::start().await;
+    let proxy = Proxy::start(&upstream, "").await;
+    let session = login(&proxy, "demo").await;
+    let request = format!("GET /x HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: {session}\r\n\r\n");
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mut stream = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut buf = [0u8; 4096];
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+        held.push(stream);
+    }
+    // The helpers' own connections close; the three stay, and park after
+    // 100 ms without a request.
+    let three = eventually(Duration::from_secs(5), || async {
+        open_connections(&proxy).await == Some(3)
+    })
+    .await;
+    assert!(three, "{:?}", open_connections(&proxy).await);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        open_connections(&proxy).await,
+        Some(3),
+        "parked ones still count"
+    );
+
+    // A parked connection still serves, and is counted once.
+    let mut stream = held.pop().unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut buf = [0u8; 4096];
+    let n = stream.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    assert_eq!(open_connections(&proxy).await, Some(3));
+
+    drop(stream);
+    drop(held);
+    let none = eventually(Duration::from_secs(5), || async {
+        open_connections(&proxy).await == Some(0)
+    })
+    .await;
+    assert!(none, "{:?}", open_connections(&proxy).await);
 }

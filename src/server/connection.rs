@@ -75,6 +75,8 @@ pub(super) struct ConnectionTask<H> {
     pub peer: SocketAddr,
     /// The connection's place under `max_connections`.
     pub permit: OwnedSemaphorePermit,
+    /// Counted in the listener's open-connections gauge while it lives.
+    pub open: Option<super::OpenConnection>,
 }
 
 /// How a round of serving ended.
@@ -90,72 +92,80 @@ where
     H: Fn(Request<Incoming>, Connection) -> F + Clone + Send + Sync + Unpin + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
-    pub(super) async fn serve<S>(self, stream: S, tls: bool)
+    /// The connection's task. Not an `async fn`: its arguments would be
+    /// stored twice in every connection's future (once as arguments, once
+    /// as the locals they are moved into); the block uses them in place.
+    pub(super) fn serve<S>(self, mut stream: S, tls: bool) -> impl Future<Output = ()> + Send
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let Self {
-            builders,
-            limits,
-            handler,
-            mut stop,
-            peer,
-            permit,
-        } = self;
-        let conn = Connection {
-            peer,
-            tls,
-            slot: Some(Arc::new(permit)),
-        };
-        // hyper-util's protocol detection waits for bytes without a
-        // deadline, and hyper's header timer only starts after it: read the
-        // opening ourselves, the whole of it within `header_read_timeout`.
-        let accepted_by = Instant::now() + limits.header_read_timeout;
-        let mut stream = stream;
-        let mut wait = Wait {
-            first_byte_by: accepted_by,
-            head_by: Some(accepted_by),
-            carried: Vec::new(),
-        };
-        let mut activity: Option<Arc<Activity>> = None;
-        loop {
-            let first = activity.is_none();
-            let opening = next_opening(&mut stream, wait, first, &limits, &mut stop, peer);
-            let Some(opening) = opening.await else {
-                return;
+        let mut task = self;
+        async move {
+            // The block captures only the fields it names: this keeps the
+            // gauge's guard for the connection's life.
+            let _open = &task.open;
+            let conn = Connection {
+                peer: task.peer,
+                tls,
+                slot: Some(Arc::new(task.permit)),
             };
-            if opening.ambiguous_framing {
-                tracing::debug!(%peer, "Content-Length with Transfer-Encoding refused");
-                let _ = stream.write_all(AMBIGUOUS_FRAMING_RESPONSE).await;
-                let _ = stream.shutdown().await;
-                return;
-            }
-            let http2 = first && opening.is_http2();
-            let round = Round {
-                opening: opening.bytes,
-                handler: handler.clone(),
-                conn: conn.clone(),
-                stop: &mut stop,
-                peer,
+            // hyper-util's protocol detection waits for bytes without a
+            // deadline, and hyper's header timer only starts after it: read
+            // the opening ourselves, the whole of it within
+            // `header_read_timeout`.
+            let accepted_by = Instant::now() + task.limits.header_read_timeout;
+            let mut wait = Wait {
+                first_byte_by: accepted_by,
+                head_by: Some(accepted_by),
+                carried: Vec::new(),
             };
-            if http2 {
-                let activity = Activity::new(false, &limits);
-                return Box::pin(round.http2(stream, &builders.http2, activity)).await;
-            }
-            let activity = activity
-                .get_or_insert_with(|| Activity::new(true, &limits))
-                .clone();
-            // Boxed: a parked connection's task keeps none of hyper's state.
-            match Box::pin(round.http1(stream, &builders.http1, activity.clone())).await {
-                Outcome::Parked(parked, carried) => {
-                    stream = parked;
-                    wait = Wait {
-                        first_byte_by: activity.idle_since() + limits.keepalive_timeout,
-                        head_by: None,
-                        carried,
-                    };
+            let mut activity: Option<Arc<Activity>> = None;
+            loop {
+                let first = activity.is_none();
+                let opening = next_opening(
+                    &mut stream,
+                    &mut wait,
+                    first,
+                    &task.limits,
+                    &mut task.stop,
+                    &task.peer,
+                );
+                let Some(opening) = opening.await else {
+                    return;
+                };
+                if opening.ambiguous_framing {
+                    tracing::debug!(peer = %task.peer, "Content-Length with Transfer-Encoding refused");
+                    let _ = stream.write_all(AMBIGUOUS_FRAMING_RESPONSE).await;
+                    let _ = stream.shutdown().await;
+                    return;
                 }
-                Outcome::Ended => return,
+                let http2 = first && opening.is_http2();
+                let round = Round {
+                    opening: opening.bytes,
+                    handler: task.handler.clone(),
+                    conn: conn.clone(),
+                    stop: &mut task.stop,
+                    peer: task.peer,
+                };
+                if http2 {
+                    let activity = Activity::new(false, &task.limits);
+                    return Box::pin(round.http2(stream, &task.builders.http2, activity)).await;
+                }
+                let activity = activity
+                    .get_or_insert_with(|| Activity::new(true, &task.limits))
+                    .clone();
+                // Boxed: a parked connection's task keeps none of hyper's state.
+                match Box::pin(round.http1(stream, &task.builders.http1, activity.clone())).await {
+                    Outcome::Parked(parked, carried) => {
+                        stream = parked;
+                        wait = Wait {
+                            first_byte_by: activity.idle_since() + task.limits.keepalive_timeout,
+                            head_by: None,
+                            carried,
+                        };
+                    }
+                    Outcome::Ended => return,
+                }
             }
         }
     }
@@ -177,21 +187,16 @@ struct Wait {
 /// the connection waits for a request.
 async fn next_opening<S: AsyncRead + Unpin>(
     stream: &mut S,
-    wait: Wait,
+    wait: &mut Wait,
     may_be_http2: bool,
     limits: &Limits,
     stop: &mut watch::Receiver<bool>,
-    peer: SocketAddr,
+    peer: &SocketAddr,
 ) -> Option<Opening> {
-    let Wait {
-        first_byte_by,
-        head_by,
-        mut carried,
-    } = wait;
-    if carried.is_empty() {
+    if wait.carried.is_empty() {
         let first = tokio::time::timeout_at(
-            first_byte_by,
-            rewind::read_some(stream, &mut carried, may_be_http2),
+            wait.first_byte_by,
+            rewind::read_some(stream, &mut wait.carried, may_be_http2),
         );
         tokio::select! {
             read = first => match read {
@@ -205,7 +210,10 @@ async fn next_opening<S: AsyncRead + Unpin>(
             () = stopped(stop) => return None,
         }
     }
-    let head_by = head_by.unwrap_or_else(|| Instant::now() + limits.header_read_timeout);
+    let head_by = wait
+        .head_by
+        .unwrap_or_else(|| Instant::now() + limits.header_read_timeout);
+    let carried = std::mem::take(&mut wait.carried);
     let reading = rewind::read_opening(stream, carried, may_be_http2, limits.max_header_bytes);
     match tokio::time::timeout_at(head_by, reading).await {
         Ok(Ok(opening)) => opening,

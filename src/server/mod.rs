@@ -112,7 +112,6 @@ pub(crate) async fn serve_listener<H, F>(
         let tls = listener
             .tls
             .map(|t| tokio_rustls::TlsAcceptor::from(t.load_full()));
-        let open = listener.open_gauge.clone().map(OpenConnection::new);
         let task = ConnectionTask {
             builders: builders.clone(),
             limits,
@@ -120,27 +119,25 @@ pub(crate) async fn serve_listener<H, F>(
             stop: stop.subscribe(),
             peer,
             permit,
+            open: listener.open_gauge.clone().map(OpenConnection::new),
         };
-        tokio::spawn(async move {
-            let _open = open;
-            match tls {
-                None => task.serve(stream, false).await,
-                // Boxed: a plain connection's task has no room for TLS state.
-                Some(acceptor) => {
-                    Box::pin(async move {
-                        let handshake = acceptor.accept(stream);
-                        match tokio::time::timeout(limits.header_read_timeout, handshake).await {
-                            Ok(Ok(stream)) => task.serve(stream, true).await,
-                            Ok(Err(e)) => {
-                                tracing::debug!(%peer, error = %e, "TLS handshake failed")
-                            }
-                            Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-                        }
-                    })
-                    .await
-                }
+        // Spawned as they are, not wrapped in another future: a wrapper
+        // would store the task a second time in every connection.
+        match tls {
+            None => {
+                tokio::spawn(task.serve(stream, false));
             }
-        });
+            Some(acceptor) => {
+                tokio::spawn(async move {
+                    let handshake = acceptor.accept(stream);
+                    match tokio::time::timeout(limits.header_read_timeout, handshake).await {
+                        Ok(Ok(stream)) => task.serve(stream, true).await,
+                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                });
+            }
+        }
     };
 
     loop {
@@ -196,7 +193,7 @@ pub(crate) async fn serve_listener<H, F>(
 }
 
 /// Counts a client connection in `portcullis_connections_open` while alive.
-struct OpenConnection(Gauge);
+pub(super) struct OpenConnection(Gauge);
 
 impl OpenConnection {
     fn new(gauge: Gauge) -> Self {

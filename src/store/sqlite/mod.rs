@@ -52,11 +52,14 @@ pub(crate) const DB_TIMEOUT: Duration = Duration::from_secs(3);
 /// serialised anyway.
 const POOL_SIZE: usize = 4;
 /// Set on every new connection (WAL is a property of the file, the others
-/// of the connection).
+/// of the connection). A page cache of 256 KiB instead of 2 MiB per
+/// connection: the request path reads sessions from the in-process cache,
+/// and the operating system caches the file anyway.
 const PRAGMAS: &str = "PRAGMA journal_mode = WAL;
 PRAGMA synchronous = NORMAL;
 PRAGMA foreign_keys = ON;
-PRAGMA busy_timeout = 3000;";
+PRAGMA busy_timeout = 3000;
+PRAGMA cache_size = -256;";
 
 /// A pool on the SQLite file plus whether the schema is in place.
 pub(crate) struct Sqlite {
