@@ -373,7 +373,7 @@ hold() { # target signins idle: scenario 5 on a freshly started target
         sleep 0.2
     done
     # Idle means idle: a second without a request (portcullis frees an
-    # HTTP/1 connection's buffers after 100 ms of it).
+    # HTTP/1 connection's buffers after 20 ms of it).
     sleep 1
     local rss hwm=""
     if is_portcullis "$target"; then

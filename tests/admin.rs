@@ -79,7 +79,7 @@ async fn open_connections_are_counted_for_their_whole_life_parked_or_not() {
         held.push(stream);
     }
     // The helpers' own connections close; the three stay, and park after
-    // 100 ms without a request.
+    // 20 ms without a request.
     let three = eventually(Duration::from_secs(5), || async {
         open_connections(&proxy).await == Some(3)
     })

@@ -263,7 +263,7 @@ async fn trickled_second_request_head_is_cut_after_header_read_timeout() {
 
 // ------------------------------------------------------ parked connections
 //
-// An HTTP/1 connection idle for 100 ms is parked: hyper's state is freed
+// An HTTP/1 connection idle for 20 ms is parked: hyper's state is freed
 // and the next request starts a fresh round on the same socket. Nothing a
 // client sent may be lost or misread across that boundary.
 
