@@ -2,9 +2,13 @@
 //! request path makes no database round trip:
 //!
 //! - Reads are served from entries that live at most `session.cache_ttl`;
-//!   concurrent misses for one token share a single load, and unknown
-//!   tokens are cached as unknown (a token cannot be presented before it
-//!   exists), so a flood of made-up cookies does not reach the database.
+//!   concurrent misses for one token share a single load, and every
+//!   request waiting for it is woken at once when it ends (moka's own
+//!   `try_get_with` hands the result on to its waiters one at a time, a
+//!   scheduler round apart each: a thousand requests behind an expired
+//!   entry waited up to two seconds). Unknown tokens are cached as unknown
+//!   (a token cannot be presented before it exists), so a flood of made-up
+//!   cookies does not reach the database.
 //! - Activity (`touch`) is only remembered here and merged into every read;
 //!   the backend writes the batch behind ([`SessionCache::take_touches`]).
 //! - A revocation drops the entry; a revocation heard from elsewhere drops
@@ -12,13 +16,24 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
+use futures_util::future::{FutureExt as _, Shared};
 use moka::future::Cache;
 
 use super::{SessionRecord, StoreError, TokenHash};
+
+type Loaded = Result<Option<SessionRecord>, StoreError>;
+type Load = Shared<Pin<Box<dyn Future<Output = Loaded> + Send>>>;
+
+/// A load in flight: the shared read, and the generation it started in.
+struct InFlight {
+    load: Load,
+    generation: u64,
+}
 
 pub(crate) struct SessionCache {
     cache: Cache<TokenHash, Option<SessionRecord>>,
@@ -26,6 +41,7 @@ pub(crate) struct SessionCache {
     /// Bumped by every revocation: a load that started before one must not
     /// put its row in the cache.
     generation: AtomicU64,
+    loading: Mutex<HashMap<TokenHash, InFlight>>,
 }
 
 impl SessionCache {
@@ -37,31 +53,29 @@ impl SessionCache {
                 .build(),
             touches: Mutex::new(HashMap::new()),
             generation: AtomicU64::new(0),
+            loading: Mutex::new(HashMap::new()),
         }
+    }
+
+    fn loading(&self) -> std::sync::MutexGuard<'_, HashMap<TokenHash, InFlight>> {
+        self.loading.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn touches(&self) -> std::sync::MutexGuard<'_, HashMap<TokenHash, SystemTime>> {
         self.touches.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The session, from the cache or else from `load`, with its pending
+    /// The session, from the cache or else from the read `load` makes
+    /// (shared with every concurrent miss for the token), with its pending
     /// activity merged in.
-    pub(crate) async fn get(
-        &self,
-        token_hash: &TokenHash,
-        load: impl Future<Output = Result<Option<SessionRecord>, StoreError>>,
-    ) -> Result<Option<SessionRecord>, StoreError> {
-        let generation = self.generation.load(Ordering::Acquire);
-        let loaded = self
-            .cache
-            .try_get_with(*token_hash, load)
-            .await
-            .map_err(|e| (*e).clone())?;
-        // A revocation during the load may concern this very row: serve it
-        // this once, but do not keep it.
-        if self.generation.load(Ordering::Acquire) != generation {
-            self.cache.invalidate(token_hash).await;
-        }
+    pub(crate) async fn get<F>(&self, token_hash: &TokenHash, load: impl FnOnce() -> F) -> Loaded
+    where
+        F: Future<Output = Loaded> + Send + 'static,
+    {
+        let loaded = match self.cache.get(token_hash).await {
+            Some(cached) => cached,
+            None => self.load(token_hash, load).await?,
+        };
         let Some(mut record) = loaded else {
             return Ok(None);
         };
@@ -69,6 +83,44 @@ impl SessionCache {
             record.last_seen = record.last_seen.max(*seen);
         }
         Ok(Some(record))
+    }
+
+    /// Joins the load in flight for `token_hash`, or starts `load`. The
+    /// first waiter to see it end keeps the row, unless a revocation came
+    /// in meanwhile: then it is served this once but not kept.
+    async fn load<F>(&self, token_hash: &TokenHash, load: impl FnOnce() -> F) -> Loaded
+    where
+        F: Future<Output = Loaded> + Send + 'static,
+    {
+        let shared = {
+            let mut loading = self.loading();
+            let generation = self.generation.load(Ordering::Acquire);
+            let in_flight = loading.entry(*token_hash).or_insert_with(|| InFlight {
+                load: (Box::pin(load()) as Pin<Box<dyn Future<Output = Loaded> + Send>>).shared(),
+                generation,
+            });
+            in_flight.load.clone()
+        };
+        let loaded = shared.clone().await;
+        let started_in = {
+            let mut loading = self.loading();
+            match loading.get(token_hash) {
+                Some(in_flight) if in_flight.load.ptr_eq(&shared) => {
+                    loading.remove(token_hash).map(|done| done.generation)
+                }
+                _ => None,
+            }
+        };
+        if let (Some(started_in), Ok(row)) = (started_in, &loaded) {
+            if self.generation.load(Ordering::Acquire) == started_in {
+                self.cache.insert(*token_hash, row.clone()).await;
+                // A revocation between the check and the insert.
+                if self.generation.load(Ordering::Acquire) != started_in {
+                    self.cache.invalidate(token_hash).await;
+                }
+            }
+        }
+        loaded
     }
 
     /// Caches a session just stored.
@@ -101,6 +153,9 @@ impl SessionCache {
     pub(crate) async fn forget(&self, hashes: &[TokenHash]) {
         self.generation.fetch_add(1, Ordering::AcqRel);
         for hash in hashes {
+            // Requests after the revocation must not join a read made
+            // before it.
+            self.loading().remove(hash);
             self.cache.invalidate(hash).await;
             self.touches().remove(hash);
         }
@@ -110,6 +165,7 @@ impl SessionCache {
     /// notices may have been missed); pending activity is kept.
     pub(crate) fn forget_everything(&self) {
         self.generation.fetch_add(1, Ordering::AcqRel);
+        self.loading().clear();
         self.cache.invalidate_all();
     }
 
@@ -152,7 +208,11 @@ mod tests {
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
         cache.insert(record(hash, t0)).await;
         cache.touch(&hash, t0 + Duration::from_secs(5));
-        let got = cache.get(&hash, async { Ok(None) }).await.unwrap().unwrap();
+        let got = cache
+            .get(&hash, || async { Ok(None) })
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(got.last_seen, t0 + Duration::from_secs(5));
         assert_eq!(cache.take_touches().len(), 1);
         assert!(cache.take_touches().is_empty());
@@ -170,7 +230,69 @@ mod tests {
             cache.take_touches().is_empty(),
             "a revoked session's activity is dropped"
         );
-        let got = cache.get(&hash, async { Ok(None) }).await.unwrap();
+        let got = cache.get(&hash, || async { Ok(None) }).await.unwrap();
         assert!(got.is_none(), "read from the backend again");
+    }
+
+    #[tokio::test]
+    async fn every_request_waiting_for_a_load_is_woken_at_once() {
+        use std::sync::atomic::AtomicUsize;
+        use std::sync::Arc;
+        let cache = Arc::new(SessionCache::new(Duration::from_secs(60)));
+        let hash = TokenHash([3; 32]);
+        let (release, released) = tokio::sync::oneshot::channel::<()>();
+        let released = released.shared();
+        let loads = Arc::new(AtomicUsize::new(0));
+        let done = Arc::new(AtomicUsize::new(0));
+        let waiters = 100;
+        for _ in 0..waiters {
+            let (cache, released, loads, done) =
+                (cache.clone(), released.clone(), loads.clone(), done.clone());
+            tokio::spawn(async move {
+                let load = || async move {
+                    loads.fetch_add(1, Ordering::SeqCst);
+                    let _ = released.await;
+                    Ok(Some(record(hash, SystemTime::UNIX_EPOCH)))
+                };
+                assert!(cache.get(&hash, load).await.unwrap().is_some());
+                done.fetch_add(1, Ordering::SeqCst);
+            });
+        }
+        tokio::task::yield_now().await;
+        assert_eq!(loads.load(Ordering::SeqCst), 1, "one read for all");
+        release.send(()).unwrap();
+        // One pass of the scheduler: handing the row on one waiter at a
+        // time would finish a few here, not all.
+        for _ in 0..3 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(done.load(Ordering::SeqCst), waiters);
+    }
+
+    #[tokio::test]
+    async fn a_read_made_before_a_revocation_is_neither_joined_nor_kept() {
+        use std::sync::Arc;
+        let cache = Arc::new(SessionCache::new(Duration::from_secs(60)));
+        let hash = TokenHash([4; 32]);
+        let (release, released) = tokio::sync::oneshot::channel::<()>();
+        let early = tokio::spawn({
+            let cache = cache.clone();
+            async move {
+                let load = || async move {
+                    let _ = released.await;
+                    Ok(Some(record(hash, SystemTime::UNIX_EPOCH)))
+                };
+                cache.get(&hash, load).await.unwrap()
+            }
+        });
+        tokio::task::yield_now().await;
+        cache.forget(&[hash]).await;
+        // After the revocation a request reads afresh: the row is gone.
+        let after = cache.get(&hash, || async { Ok(None) }).await.unwrap();
+        assert!(after.is_none());
+        release.send(()).unwrap();
+        assert!(early.await.unwrap().is_some(), "served once to its request");
+        let again = cache.get(&hash, || async { Ok(None) }).await.unwrap();
+        assert!(again.is_none(), "the early read was not kept");
     }
 }

@@ -214,13 +214,19 @@ impl SessionStore for SqliteSessionStore {
 
     async fn get(&self, token_hash: &TokenHash) -> Result<Option<SessionRecord>, StoreError> {
         let hash = *token_hash;
-        let load = self.db.read(move |c| {
-            let mut statement = c.prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM sessions WHERE token_hash = ?1"
-            ))?;
-            let mut rows = statement.query([&hash.0[..]])?;
-            rows.next()?.map(record_of).transpose()
-        });
+        let load = || {
+            let db = self.db.clone();
+            async move {
+                db.read(move |c| {
+                    let mut statement = c.prepare_cached(&format!(
+                        "SELECT {COLUMNS} FROM sessions WHERE token_hash = ?1"
+                    ))?;
+                    let mut rows = statement.query([&hash.0[..]])?;
+                    rows.next()?.map(record_of).transpose()
+                })
+                .await
+            }
+        };
         self.cache.get(token_hash, load).await
     }
 

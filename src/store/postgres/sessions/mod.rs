@@ -1,10 +1,9 @@
-//! Sessions in PostgreSQL behind an in-process cache.
+//! Sessions in PostgreSQL behind the in-process [`SessionCache`] (the same
+//! one as SQLite's).
 //!
-//! - Reads: served from a cache whose entries live at most `cache_ttl`, so a
-//!   session costs one query per `cache_ttl` per instance, not one per
-//!   request; concurrent misses for one token share a single query, and
-//!   unknown tokens are cached as unknown (a token cannot be presented before
-//!   it exists), so a flood of made-up cookies does not reach the database.
+//! - Reads: served from the cache, whose entries live at most `cache_ttl`,
+//!   so a session costs one query per `cache_ttl` per instance, not one per
+//!   request.
 //! - Activity: `touch` only records the time in memory; a flusher writes the
 //!   batch every [`FLUSH_INTERVAL`] in one statement. The idle timeout is
 //!   therefore accurate to that interval.
@@ -16,17 +15,16 @@
 
 mod revocation;
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::future::Future;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use moka::future::Cache;
 use tokio_postgres::Row;
 
 use super::listener::listen;
 use super::{db_error, pool_error, sweep, unavailable, Pg, DB_TIMEOUT};
+use crate::store::session_cache::SessionCache;
 use crate::store::{AuthMethod, Identity, SessionRecord, SessionStore, StoreError, TokenHash};
 
 /// How often batched `last_seen` times are written.
@@ -37,11 +35,7 @@ const COLUMNS: &str =
 
 pub(crate) struct PgSessionStore {
     pg: Arc<Pg>,
-    cache: Cache<TokenHash, Option<SessionRecord>>,
-    pending_touches: Mutex<HashMap<TokenHash, SystemTime>>,
-    /// Bumped by every revocation notice (and listener reconnect): a read
-    /// that started before a notice must not put its row in the cache.
-    generation: AtomicU64,
+    cache: SessionCache,
 }
 
 impl PgSessionStore {
@@ -50,22 +44,11 @@ impl PgSessionStore {
     pub(crate) fn start(pg: Arc<Pg>, cache_ttl: Duration, idle_timeout: Duration) -> Arc<Self> {
         let store = Arc::new(Self {
             pg,
-            cache: Cache::builder()
-                .time_to_live(cache_ttl)
-                .max_capacity(1_000_000)
-                .build(),
-            pending_touches: Mutex::new(HashMap::new()),
-            generation: AtomicU64::new(0),
+            cache: SessionCache::new(cache_ttl),
         });
         tokio::spawn(listen(Arc::downgrade(&store)));
         tokio::spawn(flush_and_sweep(Arc::downgrade(&store), idle_timeout));
         store
-    }
-
-    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<TokenHash, SystemTime>> {
-        self.pending_touches
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
@@ -75,7 +58,7 @@ impl PgSessionStore {
     /// Writes pending activity in one statement; on failure the times are
     /// put back to be written next round.
     pub(crate) async fn flush(&self) -> Result<(), StoreError> {
-        let batch: Vec<(TokenHash, SystemTime)> = self.pending().drain().collect();
+        let batch = self.cache.take_touches();
         if batch.is_empty() {
             return Ok(());
         }
@@ -95,30 +78,34 @@ impl PgSessionStore {
         }
         .await;
         if let Err(e) = result {
-            let mut pending = self.pending();
-            for (hash, at) in batch {
-                let slot = pending.entry(hash).or_insert(at);
-                *slot = (*slot).max(at);
-            }
+            self.cache.restore_touches(batch);
             return Err(e);
         }
         Ok(())
     }
 
-    /// Reads one session row (for a cache miss).
-    async fn load(&self, token_hash: &TokenHash) -> Result<Option<SessionRecord>, StoreError> {
-        let client = self.client().await?;
-        let row = tokio::time::timeout(
-            DB_TIMEOUT,
-            client.query_opt(
-                &format!("SELECT {COLUMNS} FROM sessions WHERE token_hash = $1"),
-                &[&&token_hash.0[..]],
-            ),
-        )
-        .await
-        .map_err(|_| unavailable("session lookup timed out"))?
-        .map_err(db_error)?;
-        Ok(row.as_ref().map(record_of))
+    /// Reads one session row (for a cache miss); owns what it needs, as
+    /// the read is shared by every request waiting for it.
+    fn load(
+        &self,
+        token_hash: &TokenHash,
+    ) -> impl Future<Output = Result<Option<SessionRecord>, StoreError>> + Send + 'static {
+        let pg = self.pg.clone();
+        let hash = *token_hash;
+        async move {
+            let client = pg.pool.get().await.map_err(pool_error)?;
+            let row = tokio::time::timeout(
+                DB_TIMEOUT,
+                client.query_opt(
+                    &format!("SELECT {COLUMNS} FROM sessions WHERE token_hash = $1"),
+                    &[&&hash.0[..]],
+                ),
+            )
+            .await
+            .map_err(|_| unavailable("session lookup timed out"))?
+            .map_err(db_error)?;
+            Ok(row.as_ref().map(record_of))
+        }
     }
 
     async fn delete_where(
@@ -212,37 +199,18 @@ impl SessionStore for PgSessionStore {
             let evicted: Vec<TokenHash> = evicted.iter().map(hash_of).collect();
             self.revoked(&client, &evicted).await;
         }
-        self.cache.insert(s.token_hash, Some(s)).await;
+        self.cache.insert(s).await;
         Ok(())
     }
 
     async fn get(&self, token_hash: &TokenHash) -> Result<Option<SessionRecord>, StoreError> {
-        let generation = self.generation.load(Ordering::Acquire);
-        let loaded = self
-            .cache
-            .try_get_with(*token_hash, self.load(token_hash))
-            .await
-            .map_err(|e| (*e).clone())?;
-        // A notice that arrived during the load may concern this very row:
-        // serve it this once, but do not keep it.
-        if self.generation.load(Ordering::Acquire) != generation {
-            self.cache.invalidate(token_hash).await;
-        }
-        let Some(mut record) = loaded else {
-            return Ok(None);
-        };
-        if let Some(seen) = self.pending().get(token_hash) {
-            record.last_seen = record.last_seen.max(*seen);
-        }
-        Ok(Some(record))
+        self.cache.get(token_hash, || self.load(token_hash)).await
     }
 
     /// Only remembers the time; [`PgSessionStore::get`] merges it in, so the
     /// cached entry keeps its own `cache_ttl` expiry.
     async fn touch(&self, token_hash: &TokenHash, at: SystemTime) -> Result<(), StoreError> {
-        let mut pending = self.pending();
-        let slot = pending.entry(*token_hash).or_insert(at);
-        *slot = (*slot).max(at);
+        self.cache.touch(token_hash, at);
         Ok(())
     }
 
@@ -278,8 +246,7 @@ impl SessionStore for PgSessionStore {
             .execute("DELETE FROM sessions", &[])
             .await
             .map_err(db_error)?;
-        self.cache.invalidate_all();
-        self.pending().clear();
+        self.cache.clear();
         if let Err(e) = self.notify(&client, "*").await {
             tracing::warn!(error = %e, "revocation notice not sent; other instances drop sessions within session.cache_ttl");
         }

@@ -3,8 +3,6 @@
 //! hash in hex, or `*` for "drop everything"); every instance's listener
 //! (see `listener`) drops it from its own cache.
 
-use std::sync::atomic::Ordering;
-
 use async_trait::async_trait;
 use tokio_postgres::Client;
 
@@ -20,8 +18,7 @@ const CHANNEL: &str = "portcullis_sessions";
 impl PgSessionStore {
     /// Drops every cached session (after possibly missed notices).
     pub(super) fn forget_everything(&self) {
-        self.generation.fetch_add(1, Ordering::AcqRel);
-        self.cache.invalidate_all();
+        self.cache.forget_everything();
     }
 
     pub(super) async fn notify(
@@ -40,10 +37,7 @@ impl PgSessionStore {
     /// instance. The deletion stands whatever happens to the notice; a lost
     /// notice is bounded by the other instances' `cache_ttl`.
     pub(super) async fn revoked(&self, client: &deadpool_postgres::Object, hashes: &[TokenHash]) {
-        for hash in hashes {
-            self.cache.invalidate(hash).await;
-            self.pending().remove(hash);
-        }
+        self.cache.forget(hashes).await;
         for hash in hashes {
             if let Err(e) = self.notify(client, &notice_of(hash)).await {
                 tracing::warn!(error = %e, "revocation notice not sent; other instances drop the session within session.cache_ttl");
@@ -83,11 +77,10 @@ impl Subscriber for PgSessionStore {
     }
 
     async fn notice(&self, _client: &Client, payload: &str) -> Result<(), StoreError> {
-        self.generation.fetch_add(1, Ordering::AcqRel);
         if payload == "*" {
-            self.cache.invalidate_all();
+            self.cache.forget_everything();
         } else if let Some(hash) = hash_of_notice(payload) {
-            self.cache.invalidate(&hash).await;
+            self.cache.forget(&[hash]).await;
         }
         Ok(())
     }
