@@ -29,10 +29,40 @@ use super::{SessionRecord, StoreError, TokenHash};
 type Loaded = Result<Option<SessionRecord>, StoreError>;
 type Load = Shared<Pin<Box<dyn Future<Output = Loaded> + Send>>>;
 
-/// A load in flight: the shared read, and the generation it started in.
+/// A load in flight: the shared read, the generation it started in, and
+/// how many requests wait for it.
 struct InFlight {
     load: Load,
     generation: u64,
+    waiters: usize,
+}
+
+/// One request's wait for a load. Dropped before the load ended (the
+/// client left), it counts itself out, and the last one out drops the
+/// load: reads nobody waits for must not stay in `loading` (made-up
+/// cookies from clients that disconnect at once would pile up there).
+struct Waiting<'a> {
+    cache: &'a SessionCache,
+    token_hash: TokenHash,
+    /// `None` once the load ended for this request.
+    load: Option<Load>,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        let Some(load) = self.load.take() else {
+            return;
+        };
+        let mut loading = self.cache.loading();
+        if let Some(in_flight) = loading.get_mut(&self.token_hash) {
+            if in_flight.load.ptr_eq(&load) {
+                in_flight.waiters -= 1;
+                if in_flight.waiters == 0 {
+                    loading.remove(&self.token_hash);
+                }
+            }
+        }
+    }
 }
 
 pub(crate) struct SessionCache {
@@ -92,20 +122,30 @@ impl SessionCache {
     where
         F: Future<Output = Loaded> + Send + 'static,
     {
-        let shared = {
+        let (joined, mut waiting) = {
             let mut loading = self.loading();
             let generation = self.generation.load(Ordering::Acquire);
             let in_flight = loading.entry(*token_hash).or_insert_with(|| InFlight {
                 load: (Box::pin(load()) as Pin<Box<dyn Future<Output = Loaded> + Send>>).shared(),
                 generation,
+                waiters: 0,
             });
-            in_flight.load.clone()
+            in_flight.waiters += 1;
+            let waiting = Waiting {
+                cache: self,
+                token_hash: *token_hash,
+                load: Some(in_flight.load.clone()),
+            };
+            (in_flight.load.clone(), waiting)
         };
-        let loaded = shared.clone().await;
+        let loaded = joined.await;
+        let Some(ours) = waiting.load.take() else {
+            return loaded;
+        };
         let started_in = {
             let mut loading = self.loading();
             match loading.get(token_hash) {
-                Some(in_flight) if in_flight.load.ptr_eq(&shared) => {
+                Some(in_flight) if in_flight.load.ptr_eq(&ours) => {
                     loading.remove(token_hash).map(|done| done.generation)
                 }
                 _ => None,
@@ -294,5 +334,23 @@ mod tests {
         assert!(early.await.unwrap().is_some(), "served once to its request");
         let again = cache.get(&hash, || async { Ok(None) }).await.unwrap();
         assert!(again.is_none(), "the early read was not kept");
+    }
+
+    #[tokio::test]
+    async fn a_read_nobody_waits_for_any_more_is_dropped() {
+        let cache = SessionCache::new(Duration::from_secs(60));
+        let hash = TokenHash([5; 32]);
+        let never = || std::future::pending::<Loaded>();
+        let first = cache.get(&hash, never);
+        let second = cache.get(&hash, never);
+        // Both start waiting, then their clients leave.
+        let both = async { tokio::join!(first, second) };
+        assert!(tokio::time::timeout(Duration::from_millis(10), both)
+            .await
+            .is_err());
+        assert!(cache.loading().is_empty(), "nothing left behind");
+        // The next request starts a read of its own.
+        let got = cache.get(&hash, || async { Ok(None) }).await.unwrap();
+        assert!(got.is_none());
     }
 }
