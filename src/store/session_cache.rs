@@ -16,9 +16,10 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use futures_util::future::{FutureExt as _, Shared};
@@ -28,50 +29,16 @@ use super::{SessionRecord, StoreError, TokenHash};
 
 type Loaded = Result<Option<SessionRecord>, StoreError>;
 type Load = Shared<Pin<Box<dyn Future<Output = Loaded> + Send>>>;
-
-/// A load in flight: the shared read, the generation it started in, and
-/// how many requests wait for it.
-struct InFlight {
-    load: Load,
-    generation: u64,
-    waiters: usize,
-}
-
-/// One request's wait for a load. Dropped before the load ended (the
-/// client left), it counts itself out, and the last one out drops the
-/// load: reads nobody waits for must not stay in `loading` (made-up
-/// cookies from clients that disconnect at once would pile up there).
-struct Waiting<'a> {
-    cache: &'a SessionCache,
-    token_hash: TokenHash,
-    /// `None` once the load ended for this request.
-    load: Option<Load>,
-}
-
-impl Drop for Waiting<'_> {
-    fn drop(&mut self) {
-        let Some(load) = self.load.take() else {
-            return;
-        };
-        let mut loading = self.cache.loading();
-        if let Some(in_flight) = loading.get_mut(&self.token_hash) {
-            if in_flight.load.ptr_eq(&load) {
-                in_flight.waiters -= 1;
-                if in_flight.waiters == 0 {
-                    loading.remove(&self.token_hash);
-                }
-            }
-        }
-    }
-}
+type Loading = Arc<Mutex<HashMap<TokenHash, Load>>>;
 
 pub(crate) struct SessionCache {
     cache: Cache<TokenHash, Option<SessionRecord>>,
     touches: Mutex<HashMap<TokenHash, SystemTime>>,
     /// Bumped by every revocation: a load that started before one must not
     /// put its row in the cache.
-    generation: AtomicU64,
-    loading: Mutex<HashMap<TokenHash, InFlight>>,
+    generation: Arc<AtomicU64>,
+    /// The reads in flight, each joined by every request for its token.
+    loading: Loading,
 }
 
 impl SessionCache {
@@ -82,13 +49,13 @@ impl SessionCache {
                 .max_capacity(1_000_000)
                 .build(),
             touches: Mutex::new(HashMap::new()),
-            generation: AtomicU64::new(0),
-            loading: Mutex::new(HashMap::new()),
+            generation: Arc::new(AtomicU64::new(0)),
+            loading: Arc::new(Mutex::new(HashMap::new())),
         }
     }
 
-    fn loading(&self) -> std::sync::MutexGuard<'_, HashMap<TokenHash, InFlight>> {
-        self.loading.lock().unwrap_or_else(|e| e.into_inner())
+    fn loading(&self) -> std::sync::MutexGuard<'_, HashMap<TokenHash, Load>> {
+        lock(&self.loading)
     }
 
     fn touches(&self) -> std::sync::MutexGuard<'_, HashMap<TokenHash, SystemTime>> {
@@ -115,52 +82,44 @@ impl SessionCache {
         Ok(Some(record))
     }
 
-    /// Joins the load in flight for `token_hash`, or starts `load`. The
-    /// first waiter to see it end keeps the row, unless a revocation came
-    /// in meanwhile: then it is served this once but not kept.
+    /// Joins the read in flight for `token_hash`, or starts the one `load`
+    /// makes, with a task of its own that runs it to its end whoever waits
+    /// (requests may leave; nothing they cancel can skip the bookkeeping).
     async fn load<F>(&self, token_hash: &TokenHash, load: impl FnOnce() -> F) -> Loaded
     where
         F: Future<Output = Loaded> + Send + 'static,
     {
-        let (joined, mut waiting) = {
-            let mut loading = self.loading();
-            let generation = self.generation.load(Ordering::Acquire);
-            let in_flight = loading.entry(*token_hash).or_insert_with(|| InFlight {
-                load: (Box::pin(load()) as Pin<Box<dyn Future<Output = Loaded> + Send>>).shared(),
-                generation,
-                waiters: 0,
-            });
-            in_flight.waiters += 1;
-            let waiting = Waiting {
-                cache: self,
-                token_hash: *token_hash,
-                load: Some(in_flight.load.clone()),
-            };
-            (in_flight.load.clone(), waiting)
-        };
-        let loaded = joined.await;
-        let Some(ours) = waiting.load.take() else {
-            return loaded;
-        };
-        let started_in = {
+        let joined = {
             let mut loading = self.loading();
             match loading.get(token_hash) {
-                Some(in_flight) if in_flight.load.ptr_eq(&ours) => {
-                    loading.remove(token_hash).map(|done| done.generation)
+                Some(in_flight) => in_flight.clone(),
+                None => {
+                    let started_in = self.generation.load(Ordering::SeqCst);
+                    // A read that panics answers 503, not a hung request.
+                    let read = AssertUnwindSafe(load()).catch_unwind().map(|result| {
+                        result.unwrap_or_else(|_| {
+                            Err(StoreError::Unavailable {
+                                backend: "session store",
+                                message: "a session read failed unexpectedly".into(),
+                            })
+                        })
+                    });
+                    let read =
+                        (Box::pin(read) as Pin<Box<dyn Future<Output = Loaded> + Send>>).shared();
+                    loading.insert(*token_hash, read.clone());
+                    tokio::spawn(keep(
+                        self.cache.clone(),
+                        self.generation.clone(),
+                        self.loading.clone(),
+                        *token_hash,
+                        read.clone(),
+                        started_in,
+                    ));
+                    read
                 }
-                _ => None,
             }
         };
-        if let (Some(started_in), Ok(row)) = (started_in, &loaded) {
-            if self.generation.load(Ordering::Acquire) == started_in {
-                self.cache.insert(*token_hash, row.clone()).await;
-                // A revocation between the check and the insert.
-                if self.generation.load(Ordering::Acquire) != started_in {
-                    self.cache.invalidate(token_hash).await;
-                }
-            }
-        }
-        loaded
+        joined.await
     }
 
     /// Caches a session just stored.
@@ -191,21 +150,34 @@ impl SessionCache {
 
     /// Forgets revoked (or changed) sessions.
     pub(crate) async fn forget(&self, hashes: &[TokenHash]) {
-        self.generation.fetch_add(1, Ordering::AcqRel);
-        for hash in hashes {
+        if hashes.is_empty() {
+            return;
+        }
+        {
             // Requests after the revocation must not join a read made
-            // before it.
-            self.loading().remove(hash);
-            self.cache.invalidate(hash).await;
+            // before it, and that read must not be kept.
+            let mut loading = self.loading();
+            self.generation.fetch_add(1, Ordering::SeqCst);
+            for hash in hashes {
+                loading.remove(hash);
+            }
+        }
+        for hash in hashes {
             self.touches().remove(hash);
+        }
+        for hash in hashes {
+            self.cache.invalidate(hash).await;
         }
     }
 
     /// Drops every cached session (a revocation was made elsewhere, or
     /// notices may have been missed); pending activity is kept.
     pub(crate) fn forget_everything(&self) {
-        self.generation.fetch_add(1, Ordering::AcqRel);
-        self.loading().clear();
+        {
+            let mut loading = self.loading();
+            self.generation.fetch_add(1, Ordering::SeqCst);
+            loading.clear();
+        }
         self.cache.invalidate_all();
     }
 
@@ -214,6 +186,36 @@ impl SessionCache {
         self.forget_everything();
         self.touches().clear();
     }
+}
+
+/// Waits for a shared read to end, keeps its row unless a revocation came
+/// in since the read started (then it was served once, not kept), and then
+/// lets later requests read afresh.
+async fn keep(
+    cache: Cache<TokenHash, Option<SessionRecord>>,
+    generation: Arc<AtomicU64>,
+    loading: Loading,
+    token_hash: TokenHash,
+    read: Load,
+    started_in: u64,
+) {
+    if let Ok(row) = read.clone().await {
+        if generation.load(Ordering::SeqCst) == started_in {
+            cache.insert(token_hash, row).await;
+            // A revocation between the check and the insert.
+            if generation.load(Ordering::SeqCst) != started_in {
+                cache.invalidate(&token_hash).await;
+            }
+        }
+    }
+    let mut loading = lock(&loading);
+    if loading.get(&token_hash).is_some_and(|l| l.ptr_eq(&read)) {
+        loading.remove(&token_hash);
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]
@@ -337,20 +339,47 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_read_nobody_waits_for_any_more_is_dropped() {
+    async fn a_read_runs_to_its_end_and_is_kept_when_its_requests_left() {
         let cache = SessionCache::new(Duration::from_secs(60));
         let hash = TokenHash([5; 32]);
-        let never = || std::future::pending::<Loaded>();
-        let first = cache.get(&hash, never);
-        let second = cache.get(&hash, never);
-        // Both start waiting, then their clients leave.
-        let both = async { tokio::join!(first, second) };
-        assert!(tokio::time::timeout(Duration::from_millis(10), both)
+        let (release, released) = tokio::sync::oneshot::channel::<()>();
+        let load = || async move {
+            let _ = released.await;
+            Ok(Some(record(hash, SystemTime::UNIX_EPOCH)))
+        };
+        // The only request gives up before the read ends.
+        let wait = tokio::time::timeout(Duration::from_millis(10), cache.get(&hash, load));
+        assert!(wait.await.is_err());
+        release.send(()).unwrap();
+        let settled = async {
+            while !cache.loading().is_empty() {
+                tokio::task::yield_now().await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(5), settled)
             .await
-            .is_err());
-        assert!(cache.loading().is_empty(), "nothing left behind");
-        // The next request starts a read of its own.
+            .expect("the read's task ends");
         let got = cache.get(&hash, || async { Ok(None) }).await.unwrap();
-        assert!(got.is_none());
+        assert!(got.is_some(), "the row was kept");
+    }
+
+    #[tokio::test]
+    async fn a_read_that_panics_answers_an_error_and_the_next_one_reads_again() {
+        let cache = SessionCache::new(Duration::from_secs(60));
+        let hash = TokenHash([6; 32]);
+        let failed = cache
+            .get(&hash, || async { panic!("a malformed row") })
+            .await;
+        assert!(matches!(failed, Err(StoreError::Unavailable { .. })));
+        let settled = async {
+            while !cache.loading().is_empty() {
+                tokio::task::yield_now().await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(5), settled)
+            .await
+            .expect("the read's task ends");
+        let again = cache.get(&hash, || async { Ok(None) }).await.unwrap();
+        assert!(again.is_none());
     }
 }
