@@ -338,6 +338,18 @@ mod tests {
         assert!(again.is_none(), "the early read was not kept");
     }
 
+    /// Waits (5 s at most) until no read is in flight.
+    async fn reads_ended(cache: &SessionCache) {
+        let settled = async {
+            while !cache.loading().is_empty() {
+                tokio::task::yield_now().await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(5), settled)
+            .await
+            .expect("the read's task ends");
+    }
+
     #[tokio::test]
     async fn a_read_runs_to_its_end_and_is_kept_when_its_requests_left() {
         let cache = SessionCache::new(Duration::from_secs(60));
@@ -351,14 +363,7 @@ mod tests {
         let wait = tokio::time::timeout(Duration::from_millis(10), cache.get(&hash, load));
         assert!(wait.await.is_err());
         release.send(()).unwrap();
-        let settled = async {
-            while !cache.loading().is_empty() {
-                tokio::task::yield_now().await;
-            }
-        };
-        tokio::time::timeout(Duration::from_secs(5), settled)
-            .await
-            .expect("the read's task ends");
+        reads_ended(&cache).await;
         let got = cache.get(&hash, || async { Ok(None) }).await.unwrap();
         assert!(got.is_some(), "the row was kept");
     }
@@ -371,14 +376,7 @@ mod tests {
             .get(&hash, || async { panic!("a malformed row") })
             .await;
         assert!(matches!(failed, Err(StoreError::Unavailable { .. })));
-        let settled = async {
-            while !cache.loading().is_empty() {
-                tokio::task::yield_now().await;
-            }
-        };
-        tokio::time::timeout(Duration::from_secs(5), settled)
-            .await
-            .expect("the read's task ends");
+        reads_ended(&cache).await;
         let again = cache.get(&hash, || async { Ok(None) }).await.unwrap();
         assert!(again.is_none());
     }
